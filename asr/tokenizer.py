@@ -1,0 +1,174 @@
+"""Whisper's tokenizer on top of a Hugging Face `tokenizer.json`.
+
+The byte-level BPE comes from the `tokenizers` library; everything Whisper adds on
+top (special tokens, the start-of-transcript sequence, timestamp tokens that sit
+past the end of the BPE vocabulary, the non-speech suppression list) lives here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import pre_tokenizers
+
+TASKS = ("transcribe", "translate")
+TIME_PRECISION = 0.02  # seconds per timestamp token (one encoder frame = two mel frames)
+
+# Whisper names its special tokens; older tokenizer files call no_speech "nocaptions".
+_SPECIAL_NAMES = {
+    "eot": ("<|endoftext|>",),
+    "sot": ("<|startoftranscript|>",),
+    "transcribe": ("<|transcribe|>",),
+    "translate": ("<|translate|>",),
+    "sot_lm": ("<|startoflm|>",),
+    "sot_prev": ("<|startofprev|>",),
+    "no_speech": ("<|nospeech|>", "<|nocaptions|>"),
+    "no_timestamps": ("<|notimestamps|>",),
+}
+_LANGUAGE_TOKEN = re.compile(r"^<\|([a-z]{2,3})\|>$")
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Ids of Whisper's special tokens; timestamps are `timestamp_begin + k` for k ≥ 0."""
+
+    eot: int
+    sot: int
+    transcribe: int
+    translate: int
+    sot_lm: int
+    sot_prev: int
+    no_speech: int
+    no_timestamps: int
+    timestamp_begin: int
+    languages: Mapping[str, int] = field(default_factory=dict)  # code -> token id
+
+
+def _find_special_tokens(hf: HFTokenizer) -> SpecialTokens:
+    ids: dict[str, int] = {}
+    for role, names in _SPECIAL_NAMES.items():
+        found = [hf.token_to_id(name) for name in names if hf.token_to_id(name) is not None]
+        if not found:
+            raise ValueError(f"tokenizer.json has no special token {' or '.join(names)}")
+        ids[role] = found[0]
+    languages = {}
+    for token_id, added in sorted(hf.get_added_tokens_decoder().items()):
+        match = _LANGUAGE_TOKEN.match(added.content)
+        if match:
+            languages[match.group(1)] = token_id
+    # Timestamp tokens are not in tokenizer.json: they follow <|notimestamps|>.
+    return SpecialTokens(
+        timestamp_begin=ids["no_timestamps"] + 1,
+        languages=MappingProxyType(languages),
+        **ids,
+    )
+
+
+class Tokenizer:
+    """Text <-> token ids for one Whisper model, plus Whisper's special-token logic."""
+
+    def __init__(self, hf: HFTokenizer, multilingual: bool):
+        # tokenizer.json ships ByteLevel(add_prefix_space=True); Whisper's tiktoken
+        # encoding never adds a space, and " -" vs "-" must stay different tokens.
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        self._hf = hf
+        self.multilingual = multilingual
+        self.special = _find_special_tokens(hf)
+
+    @classmethod
+    def from_file(cls, path: Path | str, multilingual: bool) -> Tokenizer:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer file not found: {path}")
+        return cls(HFTokenizer.from_file(str(path)), multilingual)
+
+    # --- plain text -------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """BPE ids of `text` exactly as written (no prefix space, no special tokens)."""
+        return self._hf.encode(text, add_special_tokens=False).ids
+
+    def decode(self, token_ids: Iterable[int]) -> str:
+        """Text of `token_ids`; timestamp tokens are dropped."""
+        text_ids = [int(t) for t in token_ids if t < self.special.timestamp_begin]
+        return self._hf.decode(text_ids, skip_special_tokens=False)
+
+    def decode_with_timestamps(self, token_ids: Iterable[int]) -> str:
+        """Text with timestamp tokens rendered as "<|1.08|>", as whisper does."""
+        parts: list[str] = []
+        pending: list[int] = []
+        for token in token_ids:
+            if token >= self.special.timestamp_begin:
+                parts.append(self._hf.decode(pending, skip_special_tokens=False))
+                pending = []
+                seconds = (token - self.special.timestamp_begin) * TIME_PRECISION
+                parts.append(f"<|{seconds:.2f}|>")
+            else:
+                pending.append(int(token))
+        parts.append(self._hf.decode(pending, skip_special_tokens=False))
+        return "".join(parts)
+
+    # --- Whisper's control tokens ---------------------------------------------
+
+    @property
+    def language_codes(self) -> tuple[str, ...]:
+        """Language codes this model can be told to use, in token order."""
+        if not self.multilingual:
+            return ("en",)
+        return tuple(self.special.languages)
+
+    def language_token(self, code: str) -> int:
+        if code not in self.special.languages:
+            raise ValueError(f"unknown language code {code!r}")
+        return self.special.languages[code]
+
+    def sot_sequence(self, language: str | None, task: str, timestamps: bool) -> tuple[int, ...]:
+        """Tokens that start a transcript: <|sot|> [<|lang|> <|task|>] [<|notimestamps|>].
+
+        English-only models take no language or task token. A multilingual model
+        needs the language decided first (see decoding.detect_language).
+        """
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        sequence = [self.special.sot]
+        if self.multilingual:
+            if language is None:
+                raise ValueError("a multilingual model needs a language for its sot sequence")
+            sequence += [self.language_token(language), getattr(self.special, task)]
+        if not timestamps:
+            sequence.append(self.special.no_timestamps)
+        return tuple(sequence)
+
+    def non_speech_tokens(self) -> tuple[int, ...]:
+        """Tokens for symbols that are not speech, which Whisper never lets it say.
+
+        Same list as whisper.tokenizer.Tokenizer.non_speech_tokens: speaker tags
+        and sound-effect markup such as "(", "[", "♪", but keeps "-" and "'" only
+        in their space-prefixed form since they are common inside words.
+        """
+        symbols = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』')
+        symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
+        miscellaneous = set("♩♪♫♬♭♮♯")
+        result = {self.encode(" -")[0], self.encode(" '")[0]}
+        for symbol in symbols + sorted(miscellaneous):
+            for tokens in (self.encode(symbol), self.encode(" " + symbol)):
+                if len(tokens) == 1 or symbol in miscellaneous:
+                    result.add(tokens[0])
+        return tuple(sorted(result))
+
+    def control_tokens(self) -> tuple[int, ...]:
+        """Tokens that must never be sampled as text (whisper's suppress "-1" extras)."""
+        special = self.special
+        return (
+            special.transcribe,
+            special.translate,
+            special.sot,
+            special.sot_prev,
+            special.sot_lm,
+            special.no_speech,
+        )

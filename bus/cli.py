@@ -1,0 +1,68 @@
+"""The `voxbus` console script: one entry point that hands each subcommand to its module.
+
+Subcommands are looked up by module path, so the CLI imports a stage's code only
+when that command runs (stages never import each other).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+USAGE = """usage: voxbus COMMAND [ARGS...]
+
+commands:
+  up [--foreground]          start supervisord with every stage
+  down                       stop every stage and supervisord
+  status [--json]            each stage's heartbeat; exit 1 if a stage is missing
+  model build SOURCE --out DIR [--precision int8|fp32]
+                             build an ONNX model directory (tiny, base, or a CTranslate2 dir)
+  transcribe FILE... [--model DIR] [--language xx|auto] [--task transcribe|translate]
+             [--format text|json|srt|vtt|verbose_json]
+                             transcribe files in-process, no bus needed
+  tap PREFIX                 print bus messages live
+  record PREFIX -o FILE      record bus traffic to a file
+  replay FILE [--speed N]    publish a recording back (N=0: as fast as possible)
+  devices                    list ALSA capture devices
+
+every command takes --config FILE (else $VOXBUS_CONFIG, else /etc/voxbus/voxbus.toml) where it reads config.
+"""
+
+COMMANDS = {
+    "up": "bus.supervise:up_main",
+    "down": "bus.supervise:down_main",
+    "status": "bus.status:main",
+    "model build": "asr.model_build:main",
+    "transcribe": "asr.cli:main",
+    "tap": "bus.recording:tap_main",
+    "record": "bus.recording:record_main",
+    "replay": "bus.recording:replay_main",
+    "devices": "capture.devices:main",
+}
+
+
+def resolve(argv: list[str]) -> tuple[str, list[str]] | None:
+    """Find the command (one or two words) and the arguments after it."""
+    for words in (2, 1):
+        name = " ".join(argv[:words])
+        if len(argv) >= words and name in COMMANDS:
+            return COMMANDS[name], argv[words:]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if argv else 2
+    found = resolve(argv)
+    if found is None:
+        sys.stderr.write(f"voxbus: error: unknown command {' '.join(argv[:2])!r} (see voxbus --help)\n")
+        return 2
+    target, rest = found
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

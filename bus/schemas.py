@@ -1,0 +1,329 @@
+"""Every message on the voxbus wire, built and parsed only here (ARCHITECTURE.md §3-4).
+
+Messages are frozen dataclasses in two families: control (`open`, `flush`,
+`close`) and data (audio, vad events, segments, transcripts, jobs, health).
+A PUB message is `[topic, msgpack(payload)]`; a PUSH message is the payload alone.
+Every payload carries `v` and `type`. Time is an integer sample offset on the
+stream's own 16 kHz timeline; `ts` (wall clock, epoch seconds) is only for
+measuring latency.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgpack
+
+VERSION = 1
+SAMPLE_RATE = 16000
+_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+class SchemaError(ValueError):
+    """A payload or topic that is not a valid message of this schema version."""
+
+
+def check_id(value: str, what: str = "stream") -> str:
+    """Stream, job and stage ids become topic parts, so they may not contain '/'."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise SchemaError(f"bad {what} id {value!r}: expected 1-64 letters, digits, _ . : -")
+    return value
+
+
+def topic(prefix: str, ident: str) -> bytes:
+    """`audio/mic1/`: the trailing slash keeps prefix subscriptions from matching mic10."""
+    return f"{prefix}/{check_id(ident)}/".encode()
+
+
+@dataclass(frozen=True)
+class Message:
+    TYPE: ClassVar[str] = ""
+    FAMILY: ClassVar[str] = "data"
+
+    def payload(self) -> dict[str, Any]:
+        body = {"v": VERSION, "type": self.TYPE}
+        body.update(dataclasses.asdict(self))
+        return body
+
+    def topic(self) -> bytes:
+        raise SchemaError(f"{self.TYPE} is not a PUB message")
+
+
+# ---- control: ctl/<stream>/ -------------------------------------------------
+
+@dataclass(frozen=True)
+class Open(Message):
+    TYPE: ClassVar[str] = "open"
+    FAMILY: ClassVar[str] = "control"
+    stream: str
+    language: str = "auto"
+    task: str = "transcribe"
+    partials: bool = True
+    prompt: str | None = None
+    source: str = ""
+    end_silence_ms: int | None = None
+
+    def topic(self) -> bytes:
+        return topic("ctl", self.stream)
+
+
+@dataclass(frozen=True)
+class Flush(Message):
+    TYPE: ClassVar[str] = "flush"
+    FAMILY: ClassVar[str] = "control"
+    stream: str
+
+    def topic(self) -> bytes:
+        return topic("ctl", self.stream)
+
+
+@dataclass(frozen=True)
+class Close(Message):
+    TYPE: ClassVar[str] = "close"
+    FAMILY: ClassVar[str] = "control"
+    stream: str
+
+    def topic(self) -> bytes:
+        return topic("ctl", self.stream)
+
+
+# ---- data -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Audio(Message):
+    """One frame of 16 kHz mono little-endian int16 PCM; `seq` is +1 per frame."""
+    TYPE: ClassVar[str] = "audio"
+    stream: str
+    seq: int
+    offset: int
+    pcm: bytes
+    ts: float | None = None
+
+    def topic(self) -> bytes:
+        return topic("audio", self.stream)
+
+
+@dataclass(frozen=True)
+class SpeechStart(Message):
+    TYPE: ClassVar[str] = "speech_start"
+    stream: str
+    utt: int
+    offset: int
+    ts: float | None = None
+
+    def topic(self) -> bytes:
+        return topic("vad", self.stream)
+
+
+@dataclass(frozen=True)
+class SpeechEnd(Message):
+    TYPE: ClassVar[str] = "speech_end"
+    stream: str
+    utt: int
+    offset: int
+    ts: float | None = None
+
+    def topic(self) -> bytes:
+        return topic("vad", self.stream)
+
+
+@dataclass(frozen=True)
+class Segment(Message):
+    """vad → asr over PUSH: an utterance so far (`partial`) or whole (`final`), or a file job's piece."""
+    TYPE: ClassVar[str] = "segment"
+    utt: int
+    kind: str
+    offset: int
+    pcm: bytes
+    stream: str | None = None
+    job: str | None = None
+    language: str = "auto"
+    task: str = "transcribe"
+    prompt: str | None = None
+    index: int | None = None
+    count: int | None = None
+    ts_end_of_speech: float | None = None
+    options: dict = field(default_factory=dict)   # decoding options for file jobs
+
+
+@dataclass(frozen=True)
+class Job(Message):
+    """gateway → vad over PUSH: a whole decoded upload to cut at silences."""
+    TYPE: ClassVar[str] = "job"
+    job: str
+    pcm: bytes
+    language: str = "auto"
+    task: str = "transcribe"
+    prompt: str | None = None
+    options: dict = field(default_factory=dict)
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Transcript(Message):
+    """asr → text/<stream>/ or job/<job>/; `kind` (partial|final) is the payload type."""
+    TYPE: ClassVar[str] = "transcript"
+    kind: str
+    utt: int
+    text: str
+    start: float
+    end: float
+    stream: str | None = None
+    job: str | None = None
+    segments: list = field(default_factory=list)
+    words: list | None = None
+    language: str | None = None
+    language_prob: float | None = None
+    worker: str = ""
+    encode_ms: float = 0.0
+    decode_ms: float = 0.0
+    queue_ms: float = 0.0
+    index: int | None = None
+    count: int | None = None
+    is_speech_final: bool = False
+    ts: float | None = None
+    ts_end_of_speech: float | None = None
+
+    def payload(self) -> dict[str, Any]:
+        body = super().payload()
+        body["type"] = body.pop("kind")
+        return body
+
+    def topic(self) -> bytes:
+        return topic("job", self.job) if self.job is not None else topic("text", self.stream or "")
+
+
+@dataclass(frozen=True)
+class JobSegments(Message):
+    TYPE: ClassVar[str] = "job_segments"
+    job: str
+    count: int
+    duration: float = 0.0
+
+    def topic(self) -> bytes:
+        return topic("job", self.job)
+
+
+@dataclass(frozen=True)
+class Error(Message):
+    """A failure reported on the bus; `permanent` says whether retrying can help."""
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    stream: str | None = None
+    job: str | None = None
+    utt: int | None = None
+    index: int | None = None
+    permanent: bool = True
+    stage: str = ""
+
+    def topic(self) -> bytes:
+        return topic("job", self.job) if self.job is not None else topic("text", self.stream or "")
+
+
+@dataclass(frozen=True)
+class Heartbeat(Message):
+    TYPE: ClassVar[str] = "heartbeat"
+    stage: str
+    pid: int
+    host: str
+    uptime_s: float
+    ok: bool
+    status: str = "ok"
+    instance: str = ""
+    counters: dict = field(default_factory=dict)
+    ts: float | None = None
+
+    def topic(self) -> bytes:
+        return topic("health", self.stage)
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls for cls in (Open, Flush, Close, Audio, SpeechStart, SpeechEnd, Segment, Job,
+                              JobSegments, Error, Heartbeat)}
+MESSAGE_TYPES["partial"] = MESSAGE_TYPES["final"] = Transcript
+
+
+# ---- codec ------------------------------------------------------------------
+
+_CHOICES = {("Open", "task"): ("transcribe", "translate"), ("Segment", "task"): ("transcribe", "translate"),
+            ("Job", "task"): ("transcribe", "translate"), ("Segment", "kind"): ("partial", "final"),
+            ("Transcript", "kind"): ("partial", "final")}
+_ID_FIELDS = ("stream", "job", "stage")
+
+
+def encode(msg: Message) -> bytes:
+    """The msgpack payload of a message (PUSH sends this alone)."""
+    return msgpack.packb(msg.payload(), use_bin_type=True)
+
+
+def pack(msg: Message) -> list[bytes]:
+    """The two frames of a PUB message: [topic, payload]."""
+    return [msg.topic(), encode(msg)]
+
+
+def decode(data: bytes) -> Message:
+    """Parse a payload; raise SchemaError naming what is wrong."""
+    try:
+        body = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise SchemaError(f"not msgpack: {exc}") from None
+    if not isinstance(body, dict):
+        raise SchemaError(f"payload is a {type(body).__name__}, expected a map")
+    if body.get("v") != VERSION:
+        raise SchemaError(f"unsupported schema version v={body.get('v')!r} (this is v{VERSION})")
+    kind = body.get("type")
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise SchemaError(f"unknown message type {kind!r}")
+    if cls is Transcript:
+        body = dict(body, kind=kind)
+    return _build(cls, body)
+
+
+def unpack(frames: list[bytes]) -> Message:
+    """Parse a PUB message and check its topic matches its payload."""
+    if len(frames) != 2:
+        raise SchemaError(f"expected 2 frames [topic, payload], got {len(frames)}")
+    msg = decode(frames[1])
+    if msg.topic() != frames[0]:
+        raise SchemaError(f"topic {frames[0]!r} does not match a {msg.TYPE} for {msg.topic()!r}")
+    return msg
+
+
+def _build(cls: type[Message], body: dict) -> Message:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in body:
+            kwargs[f.name] = _check(cls.__name__, f.name, body[f.name], hints[f.name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SchemaError(f"{body.get('type')}: missing field {f.name!r}")
+    return cls(**kwargs)
+
+
+def _check(cls_name: str, name: str, value: Any, tp) -> Any:
+    allowed = typing.get_args(tp) or (tp,)
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not any(_is_instance(value, t) for t in allowed):
+        names = " or ".join("None" if t is type(None) else getattr(t, "__name__", str(t)) for t in allowed)
+        raise SchemaError(f"{cls_name.lower()}.{name} = {value!r:.40}: expected {names}")
+    choices = _CHOICES.get((cls_name, name))
+    if choices and value not in choices:
+        raise SchemaError(f"{cls_name.lower()}.{name} = {value!r}: expected one of {', '.join(choices)}")
+    if name in _ID_FIELDS and value is not None:
+        check_id(value, name)
+    if name in ("seq", "offset", "utt", "count", "pid") and value is not None and value < 0:
+        raise SchemaError(f"{cls_name.lower()}.{name} = {value}: must not be negative")
+    return value
+
+
+def _is_instance(value, tp) -> bool:
+    origin = typing.get_origin(tp) or tp
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin)

@@ -1,0 +1,86 @@
+"""Socket helpers: every voxbus socket is made here, from config, with explicit limits.
+
+Named by zguide pattern: publishers connect PUB to the bus proxy's XSUB side,
+subscribers connect SUB to its XPUB side; work goes PUSH → PULL and is never
+dropped (PUSH blocks at its high-water mark instead).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import zmq
+
+from bus import schemas
+from config.schema import BusConfig
+
+
+def _ensure_ipc_dir(endpoint: str) -> None:
+    if endpoint.startswith("ipc://"):
+        Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_socket(ctx: zmq.Context, kind: int, endpoint: str, cfg: BusConfig, *, bind: bool,
+                hwm: int | None = None) -> zmq.Socket:
+    """A socket with linger, reconnect back-off and both high-water marks set explicitly."""
+    sock = ctx.socket(kind)
+    limit = hwm if hwm is not None else cfg.pub_hwm
+    sock.setsockopt(zmq.SNDHWM, limit)
+    sock.setsockopt(zmq.RCVHWM, limit)
+    sock.setsockopt(zmq.LINGER, cfg.linger_ms)
+    sock.setsockopt(zmq.RECONNECT_IVL, cfg.reconnect_ivl_ms)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, cfg.reconnect_ivl_max_ms)
+    try:
+        if bind:
+            _ensure_ipc_dir(endpoint)
+            sock.bind(endpoint)
+        else:
+            sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise OSError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from None
+    return sock
+
+
+def publisher(ctx: zmq.Context, cfg: BusConfig) -> zmq.Socket:
+    """PUB connected to the bus proxy's XSUB endpoint."""
+    return make_socket(ctx, zmq.PUB, cfg.publish, cfg, bind=False, hwm=cfg.pub_hwm)
+
+
+def subscriber(ctx: zmq.Context, cfg: BusConfig, prefixes: Iterable[str | bytes] = (b"",)) -> zmq.Socket:
+    """SUB connected to the bus proxy's XPUB endpoint, subscribed to topic prefixes."""
+    sock = make_socket(ctx, zmq.SUB, cfg.subscribe, cfg, bind=False, hwm=cfg.sub_hwm)
+    for prefix in prefixes:
+        sock.setsockopt(zmq.SUBSCRIBE, prefix.encode() if isinstance(prefix, str) else prefix)
+    return sock
+
+
+def pusher(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool) -> zmq.Socket:
+    """PUSH: blocks rather than drops at its high-water mark."""
+    return make_socket(ctx, zmq.PUSH, endpoint, cfg, bind=bind, hwm=cfg.push_hwm)
+
+
+def puller(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool) -> zmq.Socket:
+    return make_socket(ctx, zmq.PULL, endpoint, cfg, bind=bind, hwm=cfg.push_hwm)
+
+
+def publish(sock: zmq.Socket, msg: schemas.Message) -> None:
+    sock.send_multipart(schemas.pack(msg), copy=False)
+
+
+def push(sock: zmq.Socket, msg: schemas.Message, timeout_ms: int | None = None) -> bool:
+    """Send work; with a timeout, return False instead of blocking forever on a full pipe."""
+    if timeout_ms is not None and not sock.poll(timeout_ms, zmq.POLLOUT):
+        return False
+    sock.send(schemas.encode(msg), copy=False)
+    return True
+
+
+def remove_ipc_file(endpoint: str) -> None:
+    """A bound ipc:// endpoint leaves its file behind; the binder removes it on exit."""
+    if endpoint.startswith("ipc://"):
+        try:
+            os.unlink(endpoint[len("ipc://"):])
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,138 @@
+"""Typed configuration: one frozen dataclass per section.
+
+Field metadata carries what validation allows: `choices`, `min`, `max`, and
+`kind` ("endpoint", "cores") for values with their own grammar. A stage receives
+its own section object, never a dict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Cores = tuple[int, ...] | str  # "auto" or explicit core ids
+
+
+def _f(default, **meta):
+    if isinstance(default, list):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dir: str = _f("")
+    log_dir: str = _f("")
+    log_level: str = _f("info", choices=("debug", "info", "warning", "error"))
+    models_dir: str = _f("")
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    publish: str = _f("", kind="endpoint")
+    subscribe: str = _f("", kind="endpoint")
+    pub_hwm: int = _f(20000, min=1)
+    sub_hwm: int = _f(20000, min=1)
+    push_hwm: int = _f(1000, min=1)
+    linger_ms: int = _f(1000, min=0)
+    reconnect_ivl_ms: int = _f(100, min=1)
+    reconnect_ivl_max_ms: int = _f(5000, min=0)
+    heartbeat_interval_s: float = _f(1.0, min=0.05, max=60.0)
+    heartbeat_timeout_s: float = _f(3.0, min=0.1, max=600.0)
+
+
+@dataclass(frozen=True)
+class CoresConfig:
+    bus: Cores = _f("auto", kind="cores")
+    capture: Cores = _f("auto", kind="cores")
+    vad: Cores = _f("auto", kind="cores")
+    asr: Cores = _f("auto", kind="cores")
+    gateway: Cores = _f("auto", kind="cores")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    stream: str = _f("", kind="stream")
+    kind: str = _f("alsa", choices=("alsa", "ffmpeg", "file"))
+    device: str = _f("default")
+    url: str = _f("")
+    path: str = _f("")
+    realtime: bool = _f(True)
+    sample_rate: int = _f(16000, min=4000, max=384000)
+    channels: int = _f(1, min=1, max=64)
+    channel: int = _f(-1, min=-1, max=63)
+    period_frames: int = _f(320, min=16, max=65536)
+    language: str = _f("auto")
+    task: str = _f("transcribe", choices=("transcribe", "translate"))
+    partials: bool = _f(True)
+    stall_timeout_s: float = _f(10.0, min=0.5, max=3600.0)
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    frame_ms: int = _f(20, choices=(10, 20, 30, 40, 50, 100))
+    sources: tuple[SourceConfig, ...] = _f([])
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    jobs: str = _f("", kind="endpoint")
+    segments: str = _f("", kind="endpoint")
+    aggressiveness: int = _f(2, min=0, max=3)
+    frame_ms: int = _f(30, choices=(10, 20, 30))
+    start_window_ms: int = _f(300, min=30, max=2000)
+    start_ratio: float = _f(0.6, min=0.05, max=1.0)
+    pre_roll_ms: int = _f(300, min=0, max=2000)
+    end_silence_ms: int = _f(800, min=100, max=10000)
+    min_speech_ms: int = _f(250, min=0, max=5000)
+    max_utterance_s: float = _f(30.0, min=2.0, max=30.0)
+    partial_interval_ms: int = _f(500, min=100, max=10000)
+    stream_ttl_s: float = _f(60.0, min=1.0, max=86400.0)
+    job_max_segment_s: float = _f(30.0, min=2.0, max=30.0)
+    energy_gate_dbfs: float = _f(-100.0, min=-100.0, max=0.0)
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    model: str = _f("tiny.en-int8")
+    threads: int = _f(0, min=0, max=256)
+    worker: str = _f("")
+    language: str = _f("")
+    beam_size: int = _f(1, min=1, max=32)
+    best_of: int = _f(5, min=1, max=32)
+    patience: float = _f(1.0, min=0.1, max=10.0)
+    length_penalty: float = _f(0.0, min=0.0, max=10.0)
+    temperatures: tuple[float, ...] = _f([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    compression_ratio_threshold: float = _f(2.4, min=0.0, max=100.0)
+    logprob_threshold: float = _f(-1.0, min=-100.0, max=0.0)
+    no_speech_threshold: float = _f(0.6, min=0.0, max=1.0)
+    condition_on_previous_text: bool = _f(True)
+    prompt_max_chars: int = _f(200, min=0, max=2000)
+    allowed_languages: tuple[str, ...] = _f([])
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = _f("127.0.0.1")
+    port: int = _f(8000, min=1, max=65535)
+    max_upload_mb: int = _f(100, min=1, max=10000)
+    max_audio_s: float = _f(3600.0, min=1.0, max=86400.0)
+    job_timeout_s: float = _f(600.0, min=1.0, max=86400.0)
+    max_sessions: int = _f(16, min=1, max=10000)
+    ws_max_frame_bytes: int = _f(1048576, min=1024)
+    ws_idle_timeout_s: float = _f(30.0, min=1.0, max=86400.0)
+    ws_ping_interval_s: float = _f(20.0, min=1.0, max=3600.0)
+    min_end_silence_ms: int = _f(300, min=100, max=10000)
+    max_end_silence_ms: int = _f(2000, min=100, max=10000)
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunConfig
+    bus: BusConfig
+    cores: CoresConfig
+    capture: CaptureConfig
+    vad: VadConfig
+    asr: AsrConfig
+    gateway: GatewayConfig
+    source_file: str = ""  # which file, if any, was read over the defaults
+    run_dir: str = ""      # resolved run directory
+    models_dir: str = ""   # resolved models directory

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh Debian / Raspberry Pi OS machine: system packages,
+# the venv, voxbus itself, and the default model. Fast when everything is done.
+#   deploy/setup.sh            runtime (what `make run` needs)
+#   deploy/setup.sh --test     runtime + what the tests need (browser, espeak-ng, reference ASR)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+WITH_TESTS=0
+[ "${1:-}" = "--test" ] && WITH_TESTS=1
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+say() { printf 'setup: %s\n' "$*"; }
+
+# --- system packages ---------------------------------------------------------
+runtime_debs=(libasound2-dev libsndfile1 ffmpeg supervisor)
+test_debs=(espeak-ng sox chromium chromium-driver alsa-utils)
+want=("${runtime_debs[@]}")
+[ "$WITH_TESTS" = 1 ] && want+=("${test_debs[@]}")
+missing=()
+for pkg in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- venv and Python packages ------------------------------------------------
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: error: voxbus needs Python >= 3.11 ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
+  exit 2
+fi
+[ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+extras="build,models"
+[ "$WITH_TESTS" = 1 ] && extras="$extras,test"
+stamp="$VENV/.voxbus-installed-$extras"
+digest=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+  say "installing voxbus[$extras] into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip wheel
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[$extras]"
+  echo "$digest" > "$stamp"
+fi
+
+# --- default model -----------------------------------------------------------
+"$VENV/bin/python" -m asr.model_build --ensure tiny --precision int8 --default-location
+say "ready"
