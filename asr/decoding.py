@@ -203,7 +203,7 @@ class ApplyTimestampRules(LogitFilter):
 
 class TokenDecoder:
     def reset(self) -> None:
-        """Start a new window."""
+        """Start a new window."""  # greedy keeps no state; beam search will
 
     def update(
         self, tokens: np.ndarray, logits: np.ndarray, sum_logprobs: np.ndarray
@@ -268,9 +268,7 @@ class MaximumLikelihoodRanker(SequenceRanker):
         def scores(logprobs: list[float], lengths: list[int]) -> list[float]:
             if self.length_penalty is None:
                 return [lp / length for lp, length in zip(logprobs, lengths)]
-            return [
-                lp / (((5 + length) / 6) ** self.length_penalty) for lp, length in zip(logprobs, lengths)
-            ]
+            return [lp / (((5 + n) / 6) ** self.length_penalty) for lp, n in zip(logprobs, lengths)]
 
         # An empty candidate still ended with eot, so count at least one token.
         lengths = [[max(len(t), 1) for t in candidates] for candidates in tokens]

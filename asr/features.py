@@ -26,6 +26,7 @@ if N_SAMPLES % HOP_LENGTH != 0:  # the windowing arithmetic below relies on it
 # log10 of the clamp floor: what a frame of pure digital silence becomes.
 _LOG_FLOOR = -10.0
 _DYNAMIC_RANGE = 8.0
+_FRAMES_PER_BLOCK = 512
 
 
 def _hz_to_mel(freqs: np.ndarray) -> np.ndarray:
@@ -88,8 +89,8 @@ def _hann_window(n_fft: int = N_FFT) -> np.ndarray:
     return window
 
 
-def _power_spectrogram(audio: np.ndarray) -> np.ndarray:
-    """|STFT|^2 of centred, reflect-padded frames, last frame dropped: [n_fft//2+1, frames]."""
+def _strided_frames(audio: np.ndarray) -> np.ndarray:
+    """Centred, reflect-padded STFT frames without whisper's dropped last one: [frames, n_fft]."""
     half = N_FFT // 2
     if audio.shape[0] <= half:
         # reflect padding needs more samples than half a window; zeros are what the
@@ -97,15 +98,12 @@ def _power_spectrogram(audio: np.ndarray) -> np.ndarray:
         audio = np.pad(audio, (0, half + 1 - audio.shape[0]))
     padded = np.pad(audio, (half, half), mode="reflect")
     n_frames = 1 + (padded.shape[0] - N_FFT) // HOP_LENGTH
-    frames = np.lib.stride_tricks.as_strided(
+    return np.lib.stride_tricks.as_strided(
         padded,
         shape=(n_frames - 1, N_FFT),  # whisper drops the last STFT frame
         strides=(padded.strides[0] * HOP_LENGTH, padded.strides[0]),
         writeable=False,
     )
-    spectrum = np.fft.rfft(frames * _hann_window(), axis=-1)
-    power = spectrum.real**2 + spectrum.imag**2
-    return power.T.astype(np.float32, copy=False)
 
 
 def log_mel_spectrogram(audio: np.ndarray, n_mels: int = 80, padding: int = 0) -> np.ndarray:
@@ -120,10 +118,18 @@ def log_mel_spectrogram(audio: np.ndarray, n_mels: int = 80, padding: int = 0) -
         raise ValueError(f"audio must be 1-D mono samples, got shape {audio.shape}")
     if padding > 0:
         audio = np.pad(audio, (0, padding))
-    power = _power_spectrogram(audio)
-    mel = mel_filters(n_mels) @ power
-    log_spec = np.log10(np.maximum(mel, 1e-10, out=mel), out=mel)
-    log_spec = np.maximum(log_spec, log_spec.max() - _DYNAMIC_RANGE, out=log_spec)
+    frames = _strided_frames(audio)
+    filters_t = mel_filters(n_mels).T
+    mel_by_frame = np.empty((frames.shape[0], n_mels), dtype=np.float32)
+    # Small blocks keep the complex spectrum of a long file out of memory, and keep
+    # OpenBLAS on one thread: its threading costs more than it gains at this size.
+    for first in range(0, frames.shape[0], _FRAMES_PER_BLOCK):
+        spectrum = np.fft.rfft(frames[first : first + _FRAMES_PER_BLOCK] * _hann_window(), axis=-1)
+        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32, copy=False)
+        np.matmul(power, filters_t, out=mel_by_frame[first : first + _FRAMES_PER_BLOCK])
+    log_spec = np.ascontiguousarray(mel_by_frame.T)
+    np.log10(np.maximum(log_spec, 1e-10, out=log_spec), out=log_spec)
+    np.maximum(log_spec, log_spec.max() - _DYNAMIC_RANGE, out=log_spec)
     log_spec += 4.0
     log_spec /= 4.0
     return log_spec
@@ -154,4 +160,4 @@ def window_mel(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:
         raise ValueError(f"window_mel takes ≤ {N_SAMPLES} mono samples, got shape {audio.shape}")
     padded = np.zeros(N_SAMPLES + N_FFT, dtype=np.float32)
     padded[: audio.shape[0]] = audio
-    return log_mel_spectrogram(padded, n_mels)[:, :N_FRAMES]
+    return np.ascontiguousarray(log_mel_spectrogram(padded, n_mels)[:, :N_FRAMES])

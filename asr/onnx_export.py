@@ -171,20 +171,30 @@ def _split_heads(g: GraphBuilder, x: str, n_head: int, perm: list[int]) -> str:
 def attention(
     g: GraphBuilder, q: str, k: str, v: str, n_head: int, mask: str | None = None
 ) -> tuple[str, str]:
-    """Multi-head attention core; q already scaled by head_dim**-0.5.
+    """Plain-op attention that also returns the probabilities (word timestamps).
 
-    q [B, Nq, D], k/v [B, Nk, D], mask broadcastable to [B, H, Nq, Nk] (additive).
+    q [B, Nq, D] already scaled by head_dim**-0.5; k/v head-split [B, H, Nk, hd];
+    mask additive, broadcastable to [B, H, Nq, Nk].
     Returns (out [B, Nq, D], probs [B, H, Nq, Nk]).
     """
     qh = _split_heads(g, q, n_head, [0, 2, 1, 3])
-    kh = _split_heads(g, k, n_head, [0, 2, 3, 1])
-    vh = _split_heads(g, v, n_head, [0, 2, 1, 3])
-    scores = g.op("MatMul", [qh, kh])
+    scores = g.op("MatMul", [qh, g.op("Transpose", [k], perm=[0, 1, 3, 2])])
     if mask is not None:
         scores = g.op("Add", [scores, mask])
     probs = g.op("Softmax", [scores], axis=-1)
-    out = g.op("Transpose", [g.op("MatMul", [probs, vh])], perm=[0, 2, 1, 3])
+    out = g.op("Transpose", [g.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
     return g.op("Reshape", [out, g.const_i64([0, 0, -1])]), probs
+
+
+def fused_attention(g: GraphBuilder, q: str, k: str, v: str, n_head: int, mask: str | None = None) -> str:
+    """Same maths as :func:`attention` in one com.microsoft.MultiHeadAttention node.
+
+    q [B, Nq, D]; k/v [B, Nk, D] or already head-split [B, H, Nk, hd]; mask
+    [1, 1, Nq, Nk] additive. ORT's CPU kernel runs the head split, both GEMMs
+    and the softmax without the Reshape/Transpose copies of the plain graph.
+    """
+    inputs = [q, k, v, "", "", mask] if mask else [q, k, v]
+    return g.op("MultiHeadAttention", inputs, domain="com.microsoft", num_heads=n_head, scale=1.0)
 
 
 def _mlp(g: GraphBuilder, w: _Weights, x: str, name: str) -> str:
@@ -213,7 +223,7 @@ def _encoder_block(g: GraphBuilder, w: _Weights, x: str, name: str, dims: Whispe
         ],
     )
     q, k, v = _split_last(g, qkv, 3, d)
-    out, _ = attention(g, q, k, v, heads)
+    out = fused_attention(g, q, k, v, heads)
     x = g.op("Add", [x, _linear(g, w, out, f"{attn}/linear_1")])
     return _mlp(g, w, x, f"{name}/ffn")
 
@@ -225,7 +235,11 @@ def _conv(g: GraphBuilder, w: _Weights, x: str, name: str, stride: int) -> str:
 
 
 def _cross_kv(g: GraphBuilder, w: _Weights, enc: str, dims: WhisperDims) -> tuple[str, str]:
-    """enc [B, S, D] -> cross_k, cross_v [L, B, S, D] with one MatMul each over all layers."""
+    """enc [B, S, D] -> cross_k, cross_v [L, B, H, S, hd], one MatMul each for all layers.
+
+    Head-split here, once per window, so the decoder's per-token attention reads
+    them in place (no per-step transposes).
+    """
     d, n_layer = dims.n_text_state, dims.n_text_layer
     ks, vs, vbs = [], [], []
     for i in range(n_layer):
@@ -238,13 +252,13 @@ def _cross_kv(g: GraphBuilder, w: _Weights, enc: str, dims: WhisperDims) -> tupl
         y = g.op("MatMul", [enc, g.init(f"cross_{kind}/w", np.concatenate(mats, axis=1))])
         if bias is not None:  # Whisper's key projection has no bias
             y = g.op("Add", [y, g.init(f"cross_{kind}/b", np.concatenate(bias))])
-        y = g.op("Reshape", [y, g.const_i64([0, 0, n_layer, d])])
-        outs.append(g.op("Transpose", [y], perm=[2, 0, 1, 3], out=f"cross_{kind}"))
+        y = g.op("Reshape", [y, g.const_i64([0, 0, n_layer, dims.n_text_head, d // dims.n_text_head])])
+        outs.append(g.op("Transpose", [y], perm=[2, 0, 3, 1, 4], out=f"cross_{kind}"))
     return outs[0], outs[1]
 
 
 def build_encoder(weights: dict[str, np.ndarray], dims: WhisperDims) -> onnx.ModelProto:
-    """mel [B, n_mels, T] -> cross_k, cross_v [n_text_layer, B, T/2, n_text_state]."""
+    """mel [B, n_mels, T] -> cross_k, cross_v [n_text_layer, B, n_text_head, T/2, head_dim]."""
     g, w = GraphBuilder(), _Weights(weights)
     x = _conv(g, w, "mel", "encoder/conv1", 1)
     x = g.op("Transpose", [_conv(g, w, x, "encoder/conv2", 2)], perm=[0, 2, 1])  # [B, S, D]
@@ -257,7 +271,7 @@ def build_encoder(weights: dict[str, np.ndarray], dims: WhisperDims) -> onnx.Mod
     x = _layer_norm(g, w, x, "encoder/layer_norm", out=ENCODER_HIDDEN)
     _cross_kv(g, w, x, dims)
     inputs = [helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["batch", dims.n_mels, "n_frames"])]
-    cross = ["n_text_layer", "batch", "n_audio_ctx", dims.n_text_state]
+    cross = [dims.n_text_layer, "batch", dims.n_text_head, "n_audio_ctx", dims.n_text_state // dims.n_text_head]
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, cross) for n in ("cross_k", "cross_v")]
     return g.to_model("whisper_encoder", inputs, outputs, OPSET)
 
@@ -269,10 +283,10 @@ def _scalar_i64(g: GraphBuilder, value: int) -> str:
 def _decoder_inputs(g: GraphBuilder, w: _Weights) -> tuple[str, str]:
     """Embed tokens at positions past..past+N-1 and build the causal mask.
 
-    Returns x [B, N, D] and an additive mask [N, past+N] (0 or MASK_VALUE).
+    Returns x [B, N, D] and an additive mask [1, 1, N, past+N] (0 or MASK_VALUE).
     """
     zero, one = _scalar_i64(g, 0), _scalar_i64(g, 1)
-    past = g.op("Gather", [g.op("Shape", ["self_k"]), _scalar_i64(g, 2)])
+    past = g.op("Gather", [g.op("Shape", ["self_k_0"]), _scalar_i64(g, 1)])
     total = g.op("Add", [past, g.op("Gather", [g.op("Shape", ["tokens"]), one])])
     q_pos = g.op("Range", [past, total, one])  # [N] absolute query positions
     k_pos = g.op("Range", [zero, total, one])  # [past+N]
@@ -285,7 +299,7 @@ def _decoder_inputs(g: GraphBuilder, w: _Weights) -> tuple[str, str]:
     future = g.op("Greater", [g.op("Unsqueeze", [k_pos, g.const_i64([0])]),
                               g.op("Unsqueeze", [q_pos, g.const_i64([1])])])
     mask = g.op("Where", [future, g.const_f32(MASK_VALUE), g.const_f32(0.0)])
-    return x, mask
+    return x, g.op("Unsqueeze", [mask, g.const_i64([0, 1])])
 
 
 def _scaled_qkv(g: GraphBuilder, w: _Weights, h: str, name: str, d: int, heads: int) -> list[str]:
@@ -297,21 +311,26 @@ def _scaled_qkv(g: GraphBuilder, w: _Weights, h: str, name: str, d: int, heads: 
     return _split_last(g, y, 3, d)
 
 
-def _decoder_block(g: GraphBuilder, w: _Weights, x: str, i: int, mask: str,
-                   dims: WhisperDims) -> tuple[str, str, str, str]:
-    """One pre-LN decoder layer. Returns x [B, N, D], k/v cache [B, past+N, D], cross probs."""
+def _decoder_block(g: GraphBuilder, w: _Weights, x: str, i: int, mask: str, dims: WhisperDims,
+                   with_probs: bool) -> tuple[str, str, str, str | None]:
+    """One pre-LN decoder layer on the per-layer inputs self_k_i, self_v_i, cross_k_i, cross_v_i.
+
+    Returns x [B, N, D], self k/v [B, past+N, D] and (with_probs) cross probs [B, H, N, S].
+    """
     d, heads, name = dims.n_text_state, dims.n_text_head, f"decoder/layer_{i}"
-    layer = _scalar_i64(g, i)
     h = _layer_norm(g, w, x, f"{name}/self_attention/layer_norm")
     q, k, v = _scaled_qkv(g, w, h, f"{name}/self_attention", d, heads)
-    k = g.op("Concat", [g.op("Gather", ["self_k", layer]), k], axis=1)
-    v = g.op("Concat", [g.op("Gather", ["self_v", layer]), v], axis=1)
-    out, _ = attention(g, q, k, v, heads, mask)
+    k = g.op("Concat", [f"self_k_{i}", k], axis=1)
+    v = g.op("Concat", [f"self_v_{i}", v], axis=1)
+    out = fused_attention(g, q, k, v, heads, mask)
     x = g.op("Add", [x, _linear(g, w, out, f"{name}/self_attention/linear_1")])
     h = _layer_norm(g, w, x, f"{name}/attention/layer_norm")
     q = _linear(g, w, h, f"{name}/attention/linear_0", scale=(d // heads) ** -0.5)
-    ck, cv = g.op("Gather", ["cross_k", layer]), g.op("Gather", ["cross_v", layer])
-    out, probs = attention(g, q, ck, cv, heads)
+    probs = None
+    if with_probs:
+        out, probs = attention(g, q, f"cross_k_{i}", f"cross_v_{i}", heads)
+    else:
+        out = fused_attention(g, q, f"cross_k_{i}", f"cross_v_{i}", heads)
     x = g.op("Add", [x, _linear(g, w, out, f"{name}/attention/linear_2")])
     return _mlp(g, w, x, f"{name}/ffn"), k, v, probs
 
@@ -325,10 +344,32 @@ def _alignment_output(g: GraphBuilder, probs: list[str], heads: list[tuple[int, 
     return g.op("Concat", picked, axis=0, out="cross_attn")
 
 
+def _decoder_io(dims: WhisperDims, alignment_heads: list | None) -> tuple[list, list]:
+    """Graph inputs (per-layer caches) and outputs (stacked caches or cross_attn)."""
+    f32, d, layers = TensorProto.FLOAT, dims.n_text_state, range(dims.n_text_layer)
+    head_dim = d // dims.n_text_head
+    inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "n_tokens"])]
+    for kind in ("k", "v"):
+        inputs += [helper.make_tensor_value_info(f"self_{kind}_{i}", f32, ["batch", "past_len", d]) for i in layers]
+    for kind in ("k", "v"):
+        inputs += [helper.make_tensor_value_info(
+            f"cross_{kind}_{i}", f32, ["batch", dims.n_text_head, "n_audio_ctx", head_dim]) for i in layers]
+    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "n_tokens", dims.n_vocab])]
+    if alignment_heads is None:
+        total = [dims.n_text_layer, "batch", "total_len", d]
+        outputs += [helper.make_tensor_value_info(n, f32, total) for n in ("new_self_k", "new_self_v")]
+    else:
+        outputs.append(helper.make_tensor_value_info(
+            "cross_attn", f32, [len(alignment_heads), "batch", "n_tokens", "n_audio_ctx"]))
+    return inputs, outputs
+
+
 def build_decoder(weights: dict[str, np.ndarray], dims: WhisperDims,
                   alignment_heads: list[tuple[int, int]] | None = None) -> onnx.ModelProto:
-    """tokens [B, N] + caches -> logits [B, N, V], new_self_k/v [L, B, past+N, D].
+    """tokens [B, N] + per-layer caches -> logits [B, N, V], new_self_k/v [L, B, past+N, D].
 
+    Inputs per layer i: self_k_i/self_v_i [B, past, D], cross_k_i/cross_v_i
+    [B, H, S, hd] (slices of the stacked arrays, passed as zero-copy views).
     With ``alignment_heads`` the graph is the word-timestamp variant: no cache
     outputs, instead cross_attn [n_alignment_heads, B, N, S].
     """
@@ -336,26 +377,17 @@ def build_decoder(weights: dict[str, np.ndarray], dims: WhisperDims,
     x, mask = _decoder_inputs(g, w)
     ks, vs, probs = [], [], []
     for i in range(dims.n_text_layer):
-        x, k, v, p = _decoder_block(g, w, x, i, mask, dims)
+        x, k, v, p = _decoder_block(g, w, x, i, mask, dims, alignment_heads is not None)
         ks.append(k)
         vs.append(v)
         probs.append(p)
     x = _layer_norm(g, w, x, "decoder/layer_norm")
     g.op("MatMul", [x, "decoder/embedding_t"], out="logits")
-    f32, d = TensorProto.FLOAT, dims.n_text_state
-    cache = lambda name: helper.make_tensor_value_info(name, f32, [dims.n_text_layer, "batch", "past_len", d])  # noqa: E731
-    cross = lambda name: helper.make_tensor_value_info(name, f32, [dims.n_text_layer, "batch", "n_audio_ctx", d])  # noqa: E731
-    inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "n_tokens"]),
-              cache("self_k"), cache("self_v"), cross("cross_k"), cross("cross_v")]
-    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "n_tokens", dims.n_vocab])]
     if alignment_heads is None:
         for kind, caches in (("k", ks), ("v", vs)):
             stacked = [g.op("Unsqueeze", [c, g.const_i64([0])]) for c in caches]
             g.op("Concat", stacked, axis=0, out=f"new_self_{kind}")
-        total = [dims.n_text_layer, "batch", "total_len", d]
-        outputs += [helper.make_tensor_value_info(n, f32, total) for n in ("new_self_k", "new_self_v")]
     else:
         _alignment_output(g, probs, alignment_heads)
-        outputs.append(helper.make_tensor_value_info(
-            "cross_attn", f32, [len(alignment_heads), "batch", "n_tokens", "n_audio_ctx"]))
+    inputs, outputs = _decoder_io(dims, alignment_heads)
     return g.to_model("whisper_decoder", inputs, outputs, OPSET)

@@ -94,7 +94,9 @@ def quantize_file(src: Path, dst: Path, scheme: QuantScheme = DEFAULT_SCHEME) ->
             op_types_to_quantize=op_types,
             per_channel=scheme.per_channel,
             weight_type=scheme.weight_type,
-            extra_options={"MatMulConstBOnly": True},
+            # Shape inference cannot type outputs of com.microsoft ops
+            # (MultiHeadAttention); everything in these graphs is fp32.
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         model = onnx.load(staged)
     _share_quantized_embedding(model)

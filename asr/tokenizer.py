@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -72,20 +72,27 @@ def _find_special_tokens(hf: HFTokenizer) -> SpecialTokens:
 class Tokenizer:
     """Text <-> token ids for one Whisper model, plus Whisper's special-token logic."""
 
-    def __init__(self, hf: HFTokenizer, multilingual: bool):
+    def __init__(self, hf: HFTokenizer, multilingual: bool, languages: Mapping[str, int] | None = None):
+        """languages: code -> token id to offer (a model manifest's list); default
+        every <|xx|> token in the tokenizer."""
         # tokenizer.json ships ByteLevel(add_prefix_space=True); Whisper's tiktoken
         # encoding never adds a space, and " -" vs "-" must stay different tokens.
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         self._hf = hf
         self.multilingual = multilingual
         self.special = _find_special_tokens(hf)
+        if languages is not None:
+            self.special = replace(self.special, languages=MappingProxyType(dict(languages)))
+        self._non_speech: tuple[int, ...] | None = None  # computed on first use
 
     @classmethod
-    def from_file(cls, path: Path | str, multilingual: bool) -> Tokenizer:
+    def from_file(
+        cls, path: Path | str, multilingual: bool, languages: Mapping[str, int] | None = None
+    ) -> Tokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer file not found: {path}")
-        return cls(HFTokenizer.from_file(str(path)), multilingual)
+        return cls(HFTokenizer.from_file(str(path)), multilingual, languages)
 
     # --- plain text -------------------------------------------------------------
 
@@ -151,6 +158,11 @@ class Tokenizer:
         and sound-effect markup such as "(", "[", "♪", but keeps "-" and "'" only
         in their space-prefixed form since they are common inside words.
         """
+        if self._non_speech is None:
+            self._non_speech = self._compute_non_speech_tokens()
+        return self._non_speech
+
+    def _compute_non_speech_tokens(self) -> tuple[int, ...]:
         symbols = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』')
         symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
         miscellaneous = set("♩♪♫♬♭♮♯")
@@ -160,6 +172,41 @@ class Tokenizer:
                 if len(tokens) == 1 or symbol in miscellaneous:
                     result.add(tokens[0])
         return tuple(sorted(result))
+
+    def split_at_timestamps(
+        self, tokens: Sequence[int], keep_trailing: bool
+    ) -> tuple[list[tuple[int, int | None, tuple[int, ...]]], int | None]:
+        """Cut one window's sampled tokens into timed pieces, Whisper's way.
+
+        Returns (pieces, resume_at). A piece is (start, end, tokens) in timestamp
+        steps of TIME_PRECISION from the window start; end None means "the end of
+        the window". resume_at is None when the window ended cleanly, else the step
+        of the last closed timestamp: text after it was cut short and is decoded
+        again from there. With keep_trailing (no next window) that text is kept
+        as a last piece instead.
+        """
+        begin = self.special.timestamp_begin
+        tokens = tuple(int(t) for t in tokens)
+        is_timestamp = [t >= begin for t in tokens]
+        closes_pair = [i + 1 for i in range(len(tokens) - 1) if is_timestamp[i] and is_timestamp[i + 1]]
+        if not closes_pair:
+            stamps = [t - begin for t in tokens if t >= begin]
+            return ([(0, stamps[-1] if stamps and stamps[-1] > 0 else None, tokens)] if tokens else []), None
+        single_timestamp_ending = is_timestamp[-2:] == [False, True]
+        if single_timestamp_ending:
+            closes_pair.append(len(tokens))
+        pieces, last_slice = [], 0
+        for current_slice in closes_pair:
+            piece = tokens[last_slice:current_slice]
+            pieces.append((piece[0] - begin, piece[-1] - begin, piece))
+            last_slice = current_slice
+        if single_timestamp_ending:
+            return pieces, None
+        if keep_trailing and last_slice < len(tokens):
+            pieces.append((pieces[-1][1], None, tokens[last_slice:]))
+        resume_at = tokens[last_slice - 1] - begin
+        # Resuming at 0 would decode the same window forever.
+        return pieces, resume_at if resume_at > 0 else None
 
     def control_tokens(self) -> tuple[int, ...]:
         """Tokens that must never be sampled as text (whisper's suppress "-1" extras)."""

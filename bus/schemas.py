@@ -65,6 +65,7 @@ class Open(Message):
     prompt: str | None = None
     source: str = ""
     end_silence_ms: int | None = None
+    sample_rate: int = SAMPLE_RATE  # what the source claims to send; vad rejects anything but 16000
 
     def topic(self) -> bytes:
         return topic("ctl", self.stream)
@@ -315,7 +316,7 @@ def _check(cls_name: str, name: str, value: Any, tp) -> Any:
     choices = _CHOICES.get((cls_name, name))
     if choices and value not in choices:
         raise SchemaError(f"{cls_name.lower()}.{name} = {value!r}: expected one of {', '.join(choices)}")
-    if name in _ID_FIELDS and value is not None:
+    if name in _ID_FIELDS and value is not None and (value or name != "stage"):  # Error.stage defaults to ""
         check_id(value, name)
     if name in ("seq", "offset", "utt", "count", "pid") and value is not None and value < 0:
         raise SchemaError(f"{cls_name.lower()}.{name} = {value}: must not be negative")

@@ -22,9 +22,15 @@ def _ensure_ipc_dir(endpoint: str) -> None:
 
 
 def make_socket(ctx: zmq.Context, kind: int, endpoint: str, cfg: BusConfig, *, bind: bool,
-                hwm: int | None = None) -> zmq.Socket:
-    """A socket with linger, reconnect back-off and both high-water marks set explicitly."""
+                hwm: int | None = None, immediate: bool = False) -> zmq.Socket:
+    """A socket with linger, reconnect back-off and both high-water marks set explicitly.
+
+    `immediate` queues messages only to completed connections, so a PUSH to a peer
+    that is not there is refused at once instead of waiting in a pipe.
+    """
     sock = ctx.socket(kind)
+    if immediate:
+        sock.setsockopt(zmq.IMMEDIATE, 1)
     limit = hwm if hwm is not None else cfg.pub_hwm
     sock.setsockopt(zmq.SNDHWM, limit)
     sock.setsockopt(zmq.RCVHWM, limit)
@@ -56,9 +62,10 @@ def subscriber(ctx: zmq.Context, cfg: BusConfig, prefixes: Iterable[str | bytes]
     return sock
 
 
-def pusher(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool) -> zmq.Socket:
+def pusher(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool,
+           immediate: bool = False) -> zmq.Socket:
     """PUSH: blocks rather than drops at its high-water mark."""
-    return make_socket(ctx, zmq.PUSH, endpoint, cfg, bind=bind, hwm=cfg.push_hwm)
+    return make_socket(ctx, zmq.PUSH, endpoint, cfg, bind=bind, hwm=cfg.push_hwm, immediate=immediate)
 
 
 def puller(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool) -> zmq.Socket:

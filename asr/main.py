@@ -1,0 +1,149 @@
+"""The asr process: PULL segments from vad, transcribe, PUB transcripts (ARCHITECTURE.md §1, §5).
+
+One thread owns the sockets: it drains the PULL socket into the SegmentQueue,
+heartbeats, and hands one segment at a time to a single inference thread, so a
+long inference never delays a heartbeat. Several asr processes, on this host or
+others (tcp:// endpoints), share the PUSH stream from vad.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import zmq
+
+from asr.segment_queue import Queued, SegmentQueue
+from asr.worker import SegmentTranscriber
+from bus import schemas, sockets
+from bus.stage import StageRuntime, run_stage
+from config.paths import model_dir
+
+log = logging.getLogger(__name__)
+POLL_MS = 100
+MODEL_RETRY_S = 10.0
+
+
+class AsrLoop:
+    def __init__(self, runtime: StageRuntime):
+        self.runtime = runtime
+        self.cfg = runtime.config
+        self.worker = self.cfg.asr.worker or f"{socket.gethostname()}-{os.getpid()}"
+        self.threads = self.cfg.asr.threads or len(runtime.cores) or 1
+        self.queue = SegmentQueue()
+        self.transcriber: SegmentTranscriber | None = None
+        self.model_error = ""
+        self.next_model_try = 0.0
+        self.counters = {"segments_done": 0, "partials_done": 0, "errors": 0, "bad_messages": 0,
+                         "inference_ms_total": 0.0}
+        self.pending: tuple[Queued, Future] | None = None
+
+    def state(self) -> tuple[bool, str, dict]:
+        done = self.counters["segments_done"] + self.counters["partials_done"]
+        mean = self.counters["inference_ms_total"] / done if done else 0.0
+        info = self.transcriber.model.info() if self.transcriber else {}
+        counters = {**self.counters, "inference_ms_total": round(self.counters["inference_ms_total"], 1),
+                    "mean_inference_ms": round(mean, 1), "queue_depth": len(self.queue),
+                    "partials_superseded": self.queue.partials_superseded,
+                    "model_loaded": self.transcriber is not None, "model": self.cfg.asr.model,
+                    "threads": self.threads, **info}
+        if self.transcriber is None:
+            return False, self.model_error or "loading model", counters
+        return True, "ok", counters
+
+    def load_model(self) -> None:
+        from asr.engine import WhisperModel  # onnxruntime import is slow; only the asr process pays it
+        path = model_dir(self.cfg.models_dir, self.cfg.asr.model)
+        try:
+            model = WhisperModel(path, threads=self.threads)
+        except (OSError, ValueError) as exc:
+            self.model_error = str(exc)
+            log.error("model not loaded: %s", exc)
+            self.next_model_try = time.monotonic() + MODEL_RETRY_S
+            return
+        default = self.cfg.asr.language or ("en" if not model.multilingual else "auto")
+        self.transcriber = SegmentTranscriber(model, self.cfg.asr, self.worker, default)
+        log.info("model loaded", extra={"model": str(path), "threads": self.threads})
+
+    def run(self) -> None:
+        ctx, bus_cfg = self.runtime.ctx, self.cfg.bus
+        pull = sockets.puller(ctx, self.cfg.vad.segments, bus_cfg, bind=False)
+        pub = self.runtime.publisher()
+        beat = self.runtime.heartbeater(pub, self.state, instance=self.worker)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        try:
+            while not self.runtime.stopping.is_set():
+                if self.transcriber is None and time.monotonic() >= self.next_model_try:
+                    self.load_model()
+                if pull.poll(POLL_MS):
+                    self.drain(pull)
+                self.finish(pub)
+                self.start_next(pool, pub)
+                beat.tick()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            pull.close(linger=0)
+            pub.close()
+
+    def drain(self, pull: zmq.Socket) -> None:
+        while True:
+            try:
+                data = pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = schemas.decode(data)
+            except schemas.SchemaError as exc:
+                self.counters["bad_messages"] += 1
+                log.warning("bad message on vad.segments: %s", exc)
+                continue
+            if not isinstance(msg, schemas.Segment):
+                self.counters["bad_messages"] += 1
+                log.warning("unexpected %s on vad.segments", msg.TYPE)
+                continue
+            self.queue.put(msg)
+
+    def start_next(self, pool: ThreadPoolExecutor, pub: zmq.Socket) -> None:
+        if self.pending is not None:
+            return
+        item = self.queue.get()
+        if item is None:
+            return
+        if self.transcriber is None:  # say so now rather than leave the sender waiting
+            seg = item.segment
+            sockets.publish(pub, schemas.Error(
+                code="model_not_loaded", message=f"asr {self.worker}: {self.model_error or 'model loading'}",
+                stream=seg.stream, job=seg.job, utt=seg.utt, index=seg.index, permanent=False, stage="asr"))
+            self.counters["errors"] += 1
+            return
+        self.pending = (item, pool.submit(self.transcriber.transcribe, item.segment, item.received))
+
+    def finish(self, pub: zmq.Socket) -> None:
+        if self.pending is None or not self.pending[1].done():
+            return
+        item, future = self.pending
+        self.pending = None
+        try:
+            msg = future.result()
+        except Exception as exc:  # an engine bug must not take the worker down: log it, tell the sender
+            log.exception("inference failed", extra={"stream": item.segment.stream, "job": item.segment.job})
+            seg = item.segment
+            msg = schemas.Error(code="inference_failed", message=f"asr {self.worker}: {exc}", stream=seg.stream,
+                                job=seg.job, utt=seg.utt, index=seg.index, permanent=False, stage="asr")
+        if isinstance(msg, schemas.Error):
+            self.counters["errors"] += 1
+        else:
+            key = "segments_done" if msg.kind == "final" else "partials_done"
+            self.counters[key] += 1
+            self.counters["inference_ms_total"] += msg.encode_ms + msg.decode_ms
+        sockets.publish(pub, msg)
+
+
+def loop(runtime: StageRuntime) -> None:
+    AsrLoop(runtime).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("asr", loop, argv)

@@ -1,0 +1,114 @@
+"""Turn one Segment into the messages the asr stage publishes (no sockets here).
+
+`SegmentTranscriber` holds the model and a little per-stream state: the previous
+final text of each live stream, used as the prompt for the next utterance
+(bounded by `asr.prompt_max_chars`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import numpy as np
+
+from bus.schemas import SAMPLE_RATE, Error, Segment, Transcript
+from config.schema import AsrConfig
+
+log = logging.getLogger(__name__)
+MAX_STREAMS_REMEMBERED = 1024
+
+
+class Model(Protocol):
+    def transcribe_segment(self, audio: np.ndarray, **options): ...
+
+
+def pcm_to_float(pcm: bytes) -> np.ndarray:
+    """16 kHz mono int16 little-endian bytes → float32 in [-1, 1)."""
+    if len(pcm) % 2:
+        raise ValueError(f"PCM has an odd number of bytes ({len(pcm)}); expected int16 samples")
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+class SegmentTranscriber:
+    def __init__(self, model: Model, cfg: AsrConfig, worker: str, default_language: str):
+        self.model = model
+        self.cfg = cfg
+        self.worker = worker
+        self.default_language = default_language
+        self.context: OrderedDict[str, str] = OrderedDict()  # stream → last final text
+
+    def transcribe(self, segment: Segment, received: float) -> Transcript | Error:
+        started = time.monotonic()
+        try:
+            audio = pcm_to_float(segment.pcm)
+            result = self.model.transcribe_segment(
+                audio, language=self._language(segment), task=segment.task,
+                prompt=self._prompt(segment), **segment.options)
+        except ValueError as exc:  # bad audio or bad options: the sender's fault, permanent
+            log.warning("segment rejected: %s", exc, extra=self._where(segment))
+            return self._error(segment, "bad_segment", str(exc))
+        msg = self._transcript(segment, result, queue_ms=(started - received) * 1000)
+        if segment.stream is not None and msg.kind == "final" and msg.text:
+            self._remember(segment.stream, msg.text)
+        return msg
+
+    def forget(self, stream: str) -> None:
+        self.context.pop(stream, None)
+
+    def _language(self, segment: Segment) -> str | None:
+        lang = segment.language or "auto"
+        if lang == "auto" and self.default_language and self.default_language != "auto":
+            return self.default_language
+        return None if lang == "auto" else lang
+
+    def _prompt(self, segment: Segment) -> str | None:
+        parts = [segment.prompt or ""]
+        if segment.stream is not None and self.cfg.condition_on_previous_text:
+            parts.append(self.context.get(segment.stream, ""))
+        text = " ".join(p for p in parts if p).strip()
+        limit = self.cfg.prompt_max_chars
+        return (text[-limit:] if limit else "") or None
+
+    def _remember(self, stream: str, text: str) -> None:
+        self.context[stream] = text[-self.cfg.prompt_max_chars:]
+        self.context.move_to_end(stream)
+        while len(self.context) > MAX_STREAMS_REMEMBERED:
+            self.context.popitem(last=False)
+
+    def _transcript(self, segment: Segment, result, queue_ms: float) -> Transcript:
+        base = segment.offset / SAMPLE_RATE
+        segments = [dict(s, start=round(base + s["start"], 3), end=round(base + s["end"], 3))
+                    for s in _plain_segments(result.segments)]
+        words = getattr(result, "words", None)
+        if words:
+            words = [dict(w, start=round(base + w["start"], 3), end=round(base + w["end"], 3)) for w in words]
+        duration = len(segment.pcm) / 2 / SAMPLE_RATE
+        return Transcript(
+            kind=segment.kind, utt=segment.utt, text=result.text.strip(),
+            start=round(base, 3), end=round(base + duration, 3),
+            stream=segment.stream, job=segment.job, segments=segments, words=words or None,
+            language=result.language, language_prob=result.language_prob, worker=self.worker,
+            encode_ms=round(result.encode_ms, 2), decode_ms=round(result.decode_ms, 2),
+            queue_ms=round(queue_ms, 2), index=segment.index, count=segment.count,
+            is_speech_final=segment.kind == "final" and segment.stream is not None,
+            ts=time.time(), ts_end_of_speech=segment.ts_end_of_speech)
+
+    def _error(self, segment: Segment, code: str, message: str, permanent: bool = True) -> Error:
+        return Error(code=code, message=message, stream=segment.stream, job=segment.job, utt=segment.utt,
+                     index=segment.index, permanent=permanent, stage="asr")
+
+    @staticmethod
+    def _where(segment: Segment) -> dict:
+        return {"stream": segment.stream, "job": segment.job, "utt": segment.utt}
+
+
+def _plain_segments(segments) -> list[dict]:
+    """Keep the contract's segment fields; drop token ids and the like."""
+    keep = ("start", "end", "text", "avg_logprob", "no_speech_prob", "words")
+    out = []
+    for seg in segments:
+        seg = seg if isinstance(seg, dict) else vars(seg)
+        out.append({k: seg[k] for k in keep if k in seg})
+    return out

@@ -1,0 +1,133 @@
+"""The capture process: one SourceWorker thread per configured source, one PUB socket.
+
+Workers hand messages over a queue; this loop publishes them, and beats the
+heart with every source's state (`device_missing` among them). On SIGTERM the
+workers close their devices and each stream gets a `close`.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import time
+
+from bus import schemas, sockets
+from bus.stage import StageRuntime, run_stage
+from capture.alsa import AlsaReader
+from capture.ffmpeg import FfmpegReader, redact_url
+from capture.filesrc import FileReader
+from capture.worker import SourceWorker
+from config.schema import SourceConfig
+
+log = logging.getLogger(__name__)
+QUEUE_FRAMES = 5000     # ~100 s of one stream at 20 ms: far more than a PUB send ever lags
+SETTLE_S = 0.3          # let the bus proxy's subscriptions reach our PUB before `open` (slow joiner)
+JOIN_S = 3.0
+
+
+def make_reader(cfg: SourceConfig):
+    if cfg.kind == "alsa":
+        return AlsaReader(cfg)
+    if cfg.kind == "ffmpeg":
+        return FfmpegReader(cfg)
+    return FileReader(cfg)
+
+
+def describe(cfg: SourceConfig) -> str:
+    """What the source is, safe to log and to put in `open`."""
+    if cfg.kind == "alsa":
+        return f"alsa:{cfg.device}"
+    if cfg.kind == "ffmpeg":
+        return f"ffmpeg:{redact_url(cfg.url)}"
+    return f"file:{cfg.path}"
+
+
+def check_sources(sources: tuple[SourceConfig, ...]) -> list[str]:
+    """Problems the loader cannot see: duplicate streams, missing url/path."""
+    problems, seen = [], set()
+    for i, src in enumerate(sources):
+        where = f"capture.sources[{i}]"
+        if not src.stream:
+            problems.append(f"{where}.stream: every source needs a stream id")
+        elif src.stream in seen:
+            problems.append(f"{where}.stream = {src.stream!r}: used by another source")
+        seen.add(src.stream)
+        if src.kind == "ffmpeg" and not src.url:
+            problems.append(f"{where}.url: an ffmpeg source needs a url")
+        if src.kind == "file" and not src.path:
+            problems.append(f"{where}.path: a file source needs a path")
+        if src.channel >= src.channels:
+            problems.append(f"{where}.channel = {src.channel}: the source has {src.channels} channel(s)")
+    return problems
+
+
+class CaptureLoop:
+    def __init__(self, runtime: StageRuntime, reader_factory=make_reader):
+        self.rt = runtime
+        self.outbox: queue.Queue[schemas.Message] = queue.Queue(maxsize=QUEUE_FRAMES)
+        self.dropped = 0
+        self.published = 0
+        self.workers = [SourceWorker(src, runtime.config.capture.frame_ms, reader_factory, self.emit,
+                                     runtime.stopping, describe=describe(src))
+                        for src in runtime.config.capture.sources]
+
+    def emit(self, msg: schemas.Message) -> None:
+        try:
+            self.outbox.put(msg, timeout=1.0)
+        except queue.Full:
+            self.dropped += 1  # only if publishing itself is stuck; seq gaps tell vad
+            if self.dropped % 100 == 1:
+                log.error("capture queue full: frames dropped", extra={"dropped": self.dropped})
+
+    def state(self) -> tuple[bool, str, dict]:
+        sources = {w.cfg.stream: w.snapshot() for w in self.workers}
+        missing = [s for s, snap in sources.items() if snap["state"] in ("device_missing", "restarting")]
+        status = "device_missing" if missing else "ok"
+        return not missing, status, {"sources": sources, "published": self.published, "dropped": self.dropped,
+                                     "queued": self.outbox.qsize()}
+
+    def run(self) -> None:
+        pub = sockets.publisher(self.rt.ctx, self.rt.config.bus)
+        try:
+            heart = self.rt.heartbeater(pub, self.state)
+            self.rt.stopping.wait(SETTLE_S)
+            for worker in self.workers:
+                worker.start()
+            if not self.workers:
+                log.warning("no capture sources configured (capture.sources is empty)")
+            while not self.rt.stopping.is_set():
+                self._publish_some(pub, timeout=0.05)
+                heart.tick()
+            deadline = time.monotonic() + JOIN_S
+            for worker in self.workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
+            self._publish_some(pub, timeout=0.0)
+        finally:
+            pub.close(linger=self.rt.config.bus.linger_ms)
+
+    def _publish_some(self, pub, timeout: float) -> None:
+        try:
+            msg = self.outbox.get(timeout=timeout) if timeout else self.outbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            sockets.publish(pub, msg)
+            self.published += 1
+            try:
+                msg = self.outbox.get_nowait()
+            except queue.Empty:
+                return
+
+
+def loop(runtime: StageRuntime) -> None:
+    problems = check_sources(runtime.config.capture.sources)
+    if problems:  # same shape as config errors: one plain line each, exit 2
+        for line in problems:
+            sys.stderr.write(f"voxbus-capture: config: {line}\n")
+        raise SystemExit(2)
+    CaptureLoop(runtime).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("capture", loop, argv)
+

@@ -1,0 +1,74 @@
+"""The gateway's Starlette app, built explicitly: a route list and a lifespan that owns the sockets."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from pathlib import Path
+
+import zmq
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from config import Config
+from gateway import events, openai_compat, rest
+from gateway.bridge import Bridge
+from gateway.errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
+from gateway.ws_session import SessionSlots, stream_endpoint
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def ui_redirect(request: Request) -> RedirectResponse:
+    return RedirectResponse("/ui/", status_code=307)
+
+
+ROUTES = [
+    Route("/", rest.info, methods=["GET"]),
+    Route("/health", rest.health_check, methods=["GET"]),
+    Route("/model/info", rest.model_info, methods=["GET"]),
+    Route("/transcribe", rest.transcribe, methods=["POST"]),
+    Route("/transcribe/base64", rest.transcribe_base64, methods=["POST"]),
+    Route("/inference", rest.inference, methods=["POST"]),
+    Route("/v1/audio/transcriptions", openai_compat.transcriptions, methods=["POST"]),
+    Route("/v1/audio/translations", openai_compat.translations, methods=["POST"]),
+    Route("/v1/models", openai_compat.models, methods=["GET"]),
+    Route("/events", events.events, methods=["GET"]),
+    WebSocketRoute("/stream", stream_endpoint),
+    Route("/ui", ui_redirect, methods=["GET"]),
+    Mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui"),
+]
+
+
+def build_app(cfg: Config, ctx: zmq.Context | None = None) -> Starlette:
+    """The app for `cfg`; its lifespan connects to the bus (a context of its own unless given one).
+
+    `app.state.shutdown` is set by the server when it starts to stop, so long-lived
+    streams (WebSocket, SSE) finish on their own instead of being cut off.
+    """
+    shutdown = threading.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        own_ctx = ctx is None
+        context = zmq.Context() if own_ctx else ctx
+        slots = SessionSlots(cfg.gateway.max_sessions)
+        bridge = Bridge(cfg, context, lambda: {"sessions_active": slots.active, "sessions_refused": slots.refused})
+        await bridge.start()
+        try:
+            yield {"bridge": bridge, "config": cfg, "sessions": slots, "shutdown": shutdown}
+        finally:
+            await bridge.stop()
+            if own_ctx:
+                context.term()
+
+    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={
+        ApiError: api_error_handler, HTTPException: http_error_handler, Exception: unexpected_error_handler})
+    app.state.shutdown = shutdown
+    return app

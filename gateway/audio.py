@@ -1,0 +1,179 @@
+"""Audio for the bus: uploads decoded to 16 kHz mono int16, live PCM converted frame by frame.
+
+soundfile reads WAV, FLAC, MP3 and OGG in blocks (memory stays bounded by the
+output); anything else (WebM/Opus, M4A, ...) goes through an ffmpeg subprocess.
+Resampling is soxr's, with its anti-aliasing filter.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+import soundfile
+import soxr
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+BLOCK_FRAMES = 65536
+FFMPEG_TIMEOUT_S = 300.0
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used: `code` names the problem for the API error."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def float_to_int16(samples: np.ndarray) -> np.ndarray:
+    finite = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)  # a client's NaN must not become noise
+    return (np.clip(finite, -1.0, 1.0) * 32767.0).astype("<i2")
+
+
+def decode_upload(data: bytes, max_seconds: float) -> np.ndarray:
+    """Any supported file's bytes → 16 kHz mono int16; AudioError says what is wrong."""
+    if not data:
+        raise AudioError("empty_audio", "the audio file is empty (0 bytes)")
+    try:
+        pcm = _decode_soundfile(data, max_seconds)
+    except (soundfile.SoundFileError, RuntimeError) as exc:
+        log.debug("soundfile cannot read upload, trying ffmpeg", extra={"reason": str(exc)})
+        pcm = _decode_ffmpeg(data, max_seconds)
+    if pcm.size == 0:
+        raise AudioError("empty_audio", "the audio file decodes to no samples")
+    return pcm
+
+
+def _too_long(seconds: float, max_seconds: float) -> AudioError:
+    return AudioError("audio_too_long", f"audio is {seconds:.1f} s long; the limit is {max_seconds:g} s "
+                                        f"(gateway.max_audio_s)")
+
+
+def _decode_soundfile(data: bytes, max_seconds: float) -> np.ndarray:
+    with soundfile.SoundFile(io.BytesIO(data)) as f:
+        if f.frames > 0 and f.frames / f.samplerate > max_seconds:
+            raise _too_long(f.frames / f.samplerate, max_seconds)
+        resampler = soxr.ResampleStream(f.samplerate, SAMPLE_RATE, 1, dtype="float32") \
+            if f.samplerate != SAMPLE_RATE else None
+        parts = []
+        for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+            mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+            parts.append(float_to_int16(resampler.resample_chunk(mono) if resampler else mono))
+        if resampler:
+            parts.append(float_to_int16(resampler.resample_chunk(np.zeros(0, "float32"), last=True)))
+    return np.concatenate(parts) if parts else np.zeros(0, "<i2")
+
+
+def _decode_ffmpeg(data: bytes, max_seconds: float) -> np.ndarray:
+    """WebM/Opus, M4A and the rest; a temp file because MP4 needs a seekable input."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudioError("unsupported_format", "not a WAV, FLAC, MP3 or OGG file, and ffmpeg (needed for "
+                                               "WebM/Opus/M4A) is not installed")
+    with tempfile.NamedTemporaryFile(prefix="voxbus-upload-") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", tmp.name, "-vn",
+               "-t", f"{max_seconds + 1:.3f}", "-af", "aresample=resampler=soxr", "-ac", "1",
+               "-ar", str(SAMPLE_RATE), "-f", "s16le", "pipe:1"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            raise AudioError("decode_timeout", f"decoding took longer than {FFMPEG_TIMEOUT_S:g} s") from None
+    if done.returncode != 0 or not done.stdout:
+        reason = (done.stderr.decode(errors="replace").strip().splitlines() or ["no audio stream"])[-1]
+        reason = reason.replace(f"{tmp.name}: ", "")  # the temp file's name means nothing to the client
+        raise AudioError("unsupported_format", "could not decode the audio: not a WAV, FLAC, MP3, OGG, "
+                                               f"WebM/Opus or M4A file, or it is corrupt (ffmpeg: {reason[:200]})")
+    pcm = np.frombuffer(done.stdout[: len(done.stdout) // 2 * 2], "<i2")
+    if pcm.size > max_seconds * SAMPLE_RATE:
+        raise _too_long(pcm.size / SAMPLE_RATE, max_seconds)
+    return pcm
+
+
+def normalize_peak(pcm: np.ndarray, target_dbfs: float = -1.0) -> np.ndarray:
+    """Scale so the loudest sample sits at target_dbfs; silence stays silence."""
+    peak = int(np.abs(pcm.astype(np.int32)).max()) if pcm.size else 0
+    if peak == 0:
+        return pcm
+    gain = (32767.0 * 10 ** (target_dbfs / 20)) / peak
+    return np.clip(np.round(pcm.astype(np.float32) * gain), -32768, 32767).astype("<i2")
+
+
+def trim_silence(pcm: np.ndarray, threshold_dbfs: float = -45.0, frame_ms: int = 30,
+                 pad_ms: int = 200) -> np.ndarray:
+    """Cut leading and trailing frames quieter than threshold_dbfs, keeping pad_ms around the sound."""
+    frame = SAMPLE_RATE * frame_ms // 1000
+    count = pcm.size // frame
+    if count == 0:
+        return pcm
+    frames = pcm[: count * frame].astype(np.float32).reshape(count, frame) / 32768.0
+    rms_db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(rms_db > threshold_dbfs)
+    if loud.size == 0:
+        return pcm[:0]
+    pad = SAMPLE_RATE * pad_ms // 1000
+    start = max(0, loud[0] * frame - pad)
+    end = min(pcm.size, (loud[-1] + 1) * frame + pad)
+    return pcm[start:end]
+
+
+class PcmConverter:
+    """Live client PCM (f32 or s16 at any rate) → 16 kHz int16 frames of a fixed size.
+
+    Keeps a resampler state and the remainder between calls, so chunk boundaries
+    the client chose never show up in the audio.
+    """
+
+    ENCODINGS = {"f32": ("<f4", 4), "s16": ("<i2", 2)}
+
+    def __init__(self, sample_rate: int, encoding: str, frame_samples: int):
+        self.sample_rate = sample_rate
+        self.dtype, self.width = self.ENCODINGS[encoding]
+        self.encoding = encoding
+        self.frame_samples = frame_samples
+        self.resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32") \
+            if sample_rate != SAMPLE_RATE else None
+        self.pending = np.zeros(0, "<i2")
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Bytes from the client → whole frames (bytes of int16) ready to publish."""
+        if len(data) % self.width:
+            raise AudioError("bad_frame", f"binary frame of {len(data)} bytes is not a whole number of "
+                                          f"{self.encoding} samples ({self.width} bytes each)")
+        self._append(self._convert(np.frombuffer(data, self.dtype)))
+        return self._take(whole_only=True)
+
+    def drain(self) -> list[bytes]:
+        """Everything still held (the resampler's tail and a short last frame)."""
+        if self.resampler is not None:
+            self._append(float_to_int16(self.resampler.resample_chunk(np.zeros(0, "float32"), last=True)))
+            self.resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+        return self._take(whole_only=False)
+
+    def _convert(self, samples: np.ndarray) -> np.ndarray:
+        if self.resampler is None:
+            return samples.astype("<i2") if self.encoding == "s16" else float_to_int16(samples)
+        floats = samples.astype(np.float32) / 32768.0 if self.encoding == "s16" else samples.astype(np.float32)
+        return float_to_int16(self.resampler.resample_chunk(floats))
+
+    def _append(self, pcm: np.ndarray) -> None:
+        if pcm.size:
+            self.pending = np.concatenate([self.pending, pcm])
+
+    def _take(self, whole_only: bool) -> list[bytes]:
+        n = self.frame_samples
+        whole = self.pending.size // n
+        frames = [self.pending[i * n:(i + 1) * n].tobytes() for i in range(whole)]
+        self.pending = self.pending[whole * n:]
+        if not whole_only and self.pending.size:
+            frames.append(self.pending.tobytes())
+            self.pending = np.zeros(0, "<i2")
+        return frames

@@ -1,0 +1,105 @@
+"""The gateway's sockets: one SUB for all it listens to, PUBs for sessions and heartbeats, the job PUSH.
+
+Created by the app's lifespan, used only from the event loop's thread. The SUB is
+subscribed to job/, text/, vad/ and health/ from the start, so a job's answers can
+never race its subscription (the zguide slow-joiner problem); audio is not
+subscribed, so the gateway never carries the heavy traffic back.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Callable
+
+import zmq
+import zmq.asyncio
+
+from bus import schemas, sockets
+from bus.health import Heartbeater
+from config import Config
+from gateway.router import Router
+
+log = logging.getLogger(__name__)
+
+PREFIXES = (b"job/", b"text/", b"vad/", b"health/")
+HEARTBEAT_POLL_S = 0.1
+
+
+class Bridge:
+    def __init__(self, cfg: Config, ctx: zmq.Context, state: Callable[[], dict]):
+        self.cfg = cfg
+        self.ctx = ctx
+        self.actx = zmq.asyncio.Context.shadow(ctx)
+        self.router = Router()
+        self.counters: Counter = Counter()  # jobs and sessions, for the heartbeat
+        self.state = state  # live figures (e.g. open sessions) for the heartbeat
+        self.sub: zmq.asyncio.Socket | None = None
+        self.pub: zmq.Socket | None = None
+        self.jobs_push: zmq.asyncio.Socket | None = None
+        self.heartbeat_pub: zmq.Socket | None = None
+        self.tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        bus = self.cfg.bus
+        self.sub = sockets.subscriber(self.actx, bus, PREFIXES)
+        # PUB never blocks (it drops at its high-water mark), so plain sockets are safe in the loop.
+        self.pub = sockets.publisher(self.ctx, bus)
+        self.heartbeat_pub = sockets.publisher(self.ctx, bus)
+        self.jobs_push = sockets.pusher(self.actx, self.cfg.vad.jobs, bus, bind=False, immediate=True)
+        self.tasks = [asyncio.create_task(self._receive_loop(), name="bus-receive"),
+                      asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
+        for task in self.tasks:
+            task.add_done_callback(_log_task_death)
+        log.info("bridge connected", extra={"subscribe": bus.subscribe, "publish": bus.publish,
+                                            "jobs": self.cfg.vad.jobs})
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for sock in (self.sub, self.pub, self.heartbeat_pub, self.jobs_push):
+            if sock is not None:
+                sock.close(linger=0 if sock is self.jobs_push else self.cfg.bus.linger_ms)
+
+    def publish(self, msg: schemas.Message) -> None:
+        sockets.publish(self.pub, msg)
+
+    async def push_job(self, job: schemas.Job, timeout_ms: int) -> bool:
+        """Hand a job to vad; False when no vad takes it within the timeout (never queued blindly)."""
+        if not await self.jobs_push.poll(timeout_ms, zmq.POLLOUT):
+            return False
+        await self.jobs_push.send(schemas.encode(job), copy=False)
+        return True
+
+    async def _receive_loop(self) -> None:
+        while True:
+            frames = await self.sub.recv_multipart()
+            try:
+                msg = schemas.unpack(frames)
+            except schemas.SchemaError as exc:
+                self.router.counters["bad_messages"] += 1
+                log.warning("ignored a malformed bus message", extra={"reason": str(exc),
+                                                                      "topic": frames[0][:64].decode(errors="replace")})
+                continue
+            self.router.route(msg, time.monotonic())
+
+    async def _heartbeat_loop(self) -> None:
+        beater = Heartbeater(self.heartbeat_pub, "gateway", self._heartbeat_state,
+                             self.cfg.bus.heartbeat_interval_s)
+        while True:
+            beater.tick()
+            await asyncio.sleep(HEARTBEAT_POLL_S)
+
+    def _heartbeat_state(self) -> tuple[bool, str, dict]:
+        counters = dict(self.router.counters)
+        counters.update(self.counters)
+        counters.update(self.state())
+        return True, "ok", counters
+
+
+def _log_task_death(task: asyncio.Task) -> None:
+    """A loop that dies leaves the gateway deaf or silent: say so loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("bridge task %s died", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,137 @@
+"""File jobs: push one Job to vad, collect job/<id>/ answers, assemble the finals in index order.
+
+`JobAssembler` is pure: messages in, a result (or a failure) out. `run_job` adds
+the socket and the deadlines, so a job that gets no answer fails with 503/504
+instead of hanging.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from bus import schemas
+from gateway.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+PUSH_TIMEOUT_MS = 2000
+# vad must answer with the segment count quickly; webrtcvad runs far faster than real time.
+ACK_BASE_S = 15.0
+ACK_PER_AUDIO_S = 0.05
+
+
+@dataclass
+class JobResult:
+    text: str
+    segments: list[dict]
+    words: list[dict]
+    language: str | None
+    language_prob: float | None
+    compute_ms: float          # encode + decode time summed over the job's segments
+    workers: list[str] = field(default_factory=list)
+
+
+class JobAssembler:
+    """Collects JobSegments, per-segment finals and errors for one job."""
+
+    def __init__(self, job: str):
+        self.job = job
+        self.count: int | None = None
+        self.finals: dict[int, schemas.Transcript] = {}
+        self.error: schemas.Error | None = None
+        self.ignored = 0
+
+    def see(self, msg: schemas.Message) -> None:
+        if isinstance(msg, schemas.JobSegments):
+            self.count = msg.count
+        elif isinstance(msg, schemas.Error):
+            self.error = self.error or msg
+        elif isinstance(msg, schemas.Transcript) and msg.kind == "final":
+            self._see_final(msg)
+        else:
+            self.ignored += 1
+
+    def _see_final(self, msg: schemas.Transcript) -> None:
+        if self.count is None and msg.count is not None:
+            self.count = msg.count  # a final may overtake job_segments on a busy bus
+        index = msg.index if msg.index is not None else 0
+        if self.count is not None and not 0 <= index < self.count:
+            self.ignored += 1
+            log.warning("final with an index outside the job", extra={"job": self.job, "index": index,
+                                                                      "count": self.count})
+            return
+        self.finals[index] = msg
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.count is not None
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or (self.count is not None and len(self.finals) >= self.count)
+
+    def result(self) -> JobResult:
+        ordered = [self.finals[i] for i in sorted(self.finals)]
+        segments, words = [], []
+        for final in ordered:
+            segments.extend(final.segments or ([{"start": final.start, "end": final.end, "text": final.text}]
+                                               if final.text else []))
+            words.extend(final.words or [])
+        text = " ".join(f.text.strip() for f in ordered if f.text.strip())
+        language = next((f.language for f in ordered if f.language), None)
+        prob = next((f.language_prob for f in ordered if f.language_prob is not None), None)
+        compute = sum(f.encode_ms + f.decode_ms for f in ordered)
+        workers = sorted({f.worker for f in ordered if f.worker})
+        return JobResult(text, segments, words, language, prob, round(compute, 2), workers)
+
+
+def new_job_id() -> str:
+    return f"job-{uuid.uuid4().hex[:16]}"
+
+
+def failure(error: schemas.Error) -> ApiError:
+    """A permanent error is the audio's fault (400); a transient one may pass on retry (503)."""
+    where = f" in {error.stage}" if error.stage else ""
+    if error.permanent:
+        return ApiError(400, error.code or "bad_audio", f"the audio could not be transcribed{where}: {error.message}")
+    return ApiError(503, error.code or "transcription_failed", f"transcription failed{where} "
+                                                               f"(may pass on retry): {error.message}")
+
+
+async def run_job(bridge, job: schemas.Job, duration_s: float, timeout_s: float) -> JobResult:
+    """Push the job and wait for its finals; ApiError on refusal, failure or deadline."""
+    queue = bridge.router.watch_job(job.job)  # watch first: answers may come before push returns
+    assembler = JobAssembler(job.job)
+    started = time.monotonic()
+    try:
+        if not await bridge.push_job(job, PUSH_TIMEOUT_MS):
+            raise ApiError(503, "vad_unavailable", f"the vad stage did not take the job within "
+                                                   f"{PUSH_TIMEOUT_MS} ms (is it running?)")
+        ack_deadline = started + ACK_BASE_S + ACK_PER_AUDIO_S * duration_s
+        deadline = started + timeout_s
+        while not assembler.done:
+            now = time.monotonic()
+            limit = deadline if assembler.acknowledged else min(ack_deadline, deadline)
+            if now >= limit:
+                raise _timeout(assembler, limit == deadline, timeout_s)
+            try:
+                assembler.see(await asyncio.wait_for(queue.get(), limit - now))
+            except asyncio.TimeoutError:
+                continue
+    finally:
+        bridge.router.forget_job(job.job)
+    if assembler.error is not None:
+        raise failure(assembler.error)
+    return assembler.result()
+
+
+def _timeout(assembler: JobAssembler, overall: bool, timeout_s: float) -> ApiError:
+    if not overall:
+        return ApiError(503, "vad_no_answer", "the vad stage took the job but never said how many segments "
+                                              "it has (did it stop?)")
+    got = len(assembler.finals)
+    return ApiError(504, "job_timeout", f"the job got {got} of {assembler.count} segments transcribed within "
+                                        f"{timeout_s:g} s (gateway.job_timeout_s); are asr workers running?")

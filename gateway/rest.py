@@ -1,0 +1,118 @@
+"""voxbus's own HTTP API: service info, health, model info, /transcribe, and whisper.cpp's /inference."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway import __version__, formats, health, params, service, uploads
+from gateway.errors import ApiError
+
+TRANSCRIBE_FIELDS = ("audio_file", "language", "task", "normalize", "trim_silence", "response_format",
+                     "prompt", "temperature", "word_timestamps")
+BASE64_FIELDS = tuple(f for f in TRANSCRIBE_FIELDS if f != "audio_file")
+PROMPT_MAX_CHARS = 1000
+
+
+def _state(request: Request):
+    return request.state.bridge, request.state.config
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def info(request: Request) -> JSONResponse:
+    bridge, cfg = _state(request)
+    gone = health.missing(bridge.router.health, time.monotonic(), cfg.bus.heartbeat_timeout_s)
+    return JSONResponse({
+        "name": "voxbus", "version": __version__, "status": "ok" if not gone else "degraded", "missing": gone,
+        "endpoints": ["/health", "/model/info", "/transcribe", "/transcribe/base64", "/v1/audio/transcriptions",
+                      "/v1/audio/translations", "/v1/models", "/inference", "/stream (WebSocket)", "/events",
+                      "/ui"]})
+
+
+async def health_check(request: Request) -> JSONResponse:
+    bridge, cfg = _state(request)
+    ok, body = health.report(bridge.router.health, time.monotonic(), cfg.bus.heartbeat_timeout_s)
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def model_info(request: Request) -> JSONResponse:
+    bridge, cfg = _state(request)
+    return JSONResponse(health.model_info(bridge.router.health, time.monotonic(), cfg.bus.heartbeat_timeout_s))
+
+
+def _job_request(data: bytes, fields, default_format: str) -> tuple[service.Request, str]:
+    fmt = params.choice(fields.get("response_format"), formats.FORMATS, default_format, "response_format")
+    temperature = params.number(fields.get("temperature"), 0.0, 0.0, 1.0, "temperature")
+    words = params.flag(fields.get("word_timestamps"), False, "word_timestamps")
+    req = service.Request(
+        data=data, language=params.language(fields.get("language")), task=params.task(fields.get("task")),
+        prompt=params.text(fields.get("prompt"), PROMPT_MAX_CHARS, "prompt"),
+        options={"temperature": temperature, "response_format": fmt, "word_timestamps": words},
+        normalize=params.flag(fields.get("normalize"), False, "normalize"),
+        trim_silence=params.flag(fields.get("trim_silence"), False, "trim_silence"))
+    return req, fmt
+
+
+def _transcribe_response(outcome: service.Outcome, fmt: str, task: str, started: float) -> Response:
+    result = outcome.result
+    body = {"text": result.text, "language": outcome.language, "duration": round(outcome.duration, 3),
+            "inference_time": outcome.inference_time, "total_time": round(time.monotonic() - started, 4),
+            "rtf": outcome.rtf, "timestamp": _now_iso(), "segments": result.segments, "job": outcome.job}
+    if result.words:
+        body["words"] = result.words
+    verbose = formats.verbose_json(result.text, result.segments, result.words or None, task=task,
+                                   language=outcome.language, duration=outcome.duration)
+    return formats.render(fmt, result.text, result.segments, body, verbose)
+
+
+async def transcribe(request: Request) -> Response:
+    """POST /transcribe: multipart `audio_file` plus options."""
+    started = time.monotonic()
+    bridge, cfg = _state(request)
+    upload = await uploads.read_upload(request, "audio_file", cfg.gateway.max_upload_mb * 1024 * 1024)
+    fields = {k: v for k, v in upload.form.multi_items() if k != "audio_file"}
+    params.no_unknown(list(fields) + ["audio_file"], TRANSCRIBE_FIELDS)
+    req, fmt = _job_request(upload.data, fields, "json")
+    outcome = await service.transcribe(bridge, cfg.gateway, req)
+    return _transcribe_response(outcome, fmt, req.task, started)
+
+
+async def transcribe_base64(request: Request) -> Response:
+    """POST /transcribe/base64: JSON `audio_base64` plus the same options."""
+    started = time.monotonic()
+    bridge, cfg = _state(request)
+    data, fields = await uploads.read_json_audio(request, cfg.gateway.max_upload_mb * 1024 * 1024)
+    params.no_unknown(fields, BASE64_FIELDS)
+    bad = [k for k, v in fields.items() if v is not None and not isinstance(v, (str, bool, int, float))]
+    if bad:
+        raise ApiError(400, "bad_field", f"field {bad[0]!r} must be a string, number or boolean", bad[0])
+    fields = {k: (v if isinstance(v, (str, bool)) or v is None else str(v)) for k, v in fields.items()}
+    req, fmt = _job_request(data, fields, "json")
+    outcome = await service.transcribe(bridge, cfg.gateway, req)
+    return _transcribe_response(outcome, fmt, req.task, started)
+
+
+async def inference(request: Request) -> Response:
+    """POST /inference, as whisper.cpp's server: `file`, `response_format`, `temperature`, `language`.
+
+    whisper.cpp clients send many tuning fields we do not have; they are ignored, as there.
+    """
+    bridge, cfg = _state(request)
+    upload = await uploads.read_upload(request, "file", cfg.gateway.max_upload_mb * 1024 * 1024)
+    form = upload.form
+    translate = params.flag(form.get("translate"), False, "translate")
+    fields = {"language": form.get("language"), "temperature": form.get("temperature"),
+              "response_format": form.get("response_format"), "prompt": form.get("prompt"),
+              "task": "translate" if translate else "transcribe"}
+    req, fmt = _job_request(upload.data, fields, "json")
+    outcome = await service.transcribe(bridge, cfg.gateway, req)
+    result = outcome.result
+    verbose = formats.verbose_json(result.text, result.segments, None, task=req.task,
+                                   language=outcome.language, duration=outcome.duration,
+                                   temperature=req.options["temperature"])
+    return formats.render(fmt, result.text, result.segments, {"text": result.text}, verbose)

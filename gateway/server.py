@@ -1,0 +1,74 @@
+"""The gateway process: config, core pinning and logging from bus.stage, then uvicorn until SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import threading
+
+import uvicorn
+
+from bus.stage import StageRuntime, run_stage
+from gateway.app import build_app
+
+log = logging.getLogger(__name__)
+
+STOP_POLL_S = 0.1
+GRACEFUL_SHUTDOWN_S = 5
+WS_SIZE_HEADROOM = 4  # uvicorn refuses bigger frames outright; below that our own limit answers with a message
+
+
+def uvicorn_config(runtime: StageRuntime, app) -> uvicorn.Config:
+    gw = runtime.config.gateway
+    return uvicorn.Config(
+        app, host=gw.host, port=gw.port, loop="asyncio", lifespan="on",
+        log_config=None, access_log=False, server_header=False,
+        ws_max_size=gw.ws_max_frame_bytes * WS_SIZE_HEADROOM, ws_ping_interval=gw.ws_ping_interval_s,
+        ws_ping_timeout=gw.ws_ping_interval_s, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind before uvicorn starts, so a taken port is one clear line and exit 1, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"voxbus-gateway: cannot listen on {host}:{port}: {exc.strerror or exc} "
+                         f"(gateway.host / gateway.port)") from None
+    return sock
+
+
+async def _serve_until_stopped(server: uvicorn.Server, listener: socket.socket, stopping: threading.Event,
+                               shutdown: threading.Event) -> None:
+    # While serving, uvicorn's own SIGTERM handler sets should_exit; either way, tell the streams.
+    async def watch() -> None:
+        while not stopping.is_set() and not server.should_exit:
+            await asyncio.sleep(STOP_POLL_S)
+        server.should_exit = True
+        shutdown.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await server.serve(sockets=[listener])
+    finally:
+        watcher.cancel()
+
+
+def serve(runtime: StageRuntime) -> None:
+    gw = runtime.config.gateway
+    listener = bind_listener(gw.host, gw.port)
+    try:
+        app = build_app(runtime.config, runtime.ctx)
+        server = uvicorn.Server(uvicorn_config(runtime, app))
+        log.info("serving", extra={"host": gw.host, "port": gw.port})
+        asyncio.run(_serve_until_stopped(server, listener, runtime.stopping, app.state.shutdown))
+    finally:
+        listener.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("gateway", serve, sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,185 @@
+// voxbus web page: microphone -> /stream (16 kHz Float32), live partials and finals,
+// file upload with progress, and the session as SRT/VTT/TXT. No build step, no CDN.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const finals = [];          // {start, end, text} in seconds on the transcript's timeline
+let live = null;            // {ws, context, stream, node}
+let fileOffset = 0;         // uploaded files are placed after everything already in the transcript
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+function clock(seconds, sep) {
+  const ms = Math.max(0, Math.round(seconds * 1000));
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  return `${pad(Math.floor(ms / 3600000))}:${pad(Math.floor(ms / 60000) % 60)}:` +
+         `${pad(Math.floor(ms / 1000) % 60)}${sep}${pad(ms % 1000, 3)}`;
+}
+
+function addFinal(start, end, text) {
+  text = (text || "").trim();
+  if (!text) return;
+  finals.push({ start, end, text });
+  $("placeholder").hidden = true;
+  const p = document.createElement("p");
+  p.className = "final";
+  const time = document.createElement("span");
+  time.className = "time";
+  time.textContent = clock(start, ".").slice(3, 8);
+  p.append(time, document.createTextNode(text));
+  $("transcript").insertBefore(p, $("partial"));
+  $("transcript").scrollTop = $("transcript").scrollHeight;
+}
+
+function setPartial(text) {
+  $("partial").textContent = text || "";
+  if (text) $("placeholder").hidden = true;
+}
+
+// ---- live microphone -------------------------------------------------------
+
+function streamUrl() {
+  const q = new URLSearchParams({
+    language: $("language").value, task: $("task").value, sample_rate: "16000",
+    encoding: "f32", partials: "true", end_silence_ms: $("end-silence").value,
+  });
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/stream?${q}`;
+}
+
+function onEvent(event) {
+  const base = live ? live.offset : 0;
+  if (event.type === "ready") setStatus(`Listening (session ${event.session}).`);
+  else if (event.type === "vad") setStatus(event.event === "speech_start" ? "Hearing speech…" : "Listening.");
+  else if (event.type === "partial") setPartial(event.text);
+  else if (event.type === "final") { setPartial(""); addFinal(base + event.start, base + event.end, event.text); }
+  else if (event.type === "error") setStatus(`Error ${event.code}: ${event.message}`, true);
+}
+
+async function startMic() {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+  });
+  const context = new AudioContext();
+  await context.audioWorklet.addModule("worklet.js");
+  const node = new AudioWorkletNode(context, "pcm-16k");
+  const mute = context.createGain();
+  mute.gain.value = 0;   // pulled by the destination so the graph runs, but silent
+  context.createMediaStreamSource(stream).connect(node).connect(mute).connect(context.destination);
+  const ws = new WebSocket(streamUrl());
+  ws.binaryType = "arraybuffer";
+  live = { ws, context, stream, node, offset: finals.length ? finals[finals.length - 1].end : 0 };
+  node.port.onmessage = ({ data }) => {
+    if (data.level !== undefined) $("level").style.width = `${Math.min(100, data.level * 300)}%`;
+    if (data.pcm && ws.readyState === WebSocket.OPEN) ws.send(data.pcm.buffer);
+  };
+  ws.onmessage = (msg) => onEvent(JSON.parse(msg.data));
+  ws.onclose = (close) => {
+    setStatus(close.code === 1000 ? "Microphone off." : `Stream closed (${close.code} ${close.reason}).`,
+              close.code !== 1000);
+    stopAudio();
+  };
+  ws.onerror = () => setStatus("Cannot reach the /stream WebSocket.", true);
+  $("mic").textContent = "Stop";
+  $("mic").classList.add("recording");
+}
+
+function stopAudio() {
+  if (!live) return;
+  live.stream.getTracks().forEach((t) => t.stop());
+  live.context.close();
+  $("level").style.width = "0";
+  $("mic").textContent = "Start microphone";
+  $("mic").classList.remove("recording");
+  live = null;
+}
+
+function stopMic() {
+  if (!live) return;
+  setStatus("Finishing the last sentence…");
+  live.stream.getTracks().forEach((t) => t.stop());
+  if (live.ws.readyState === WebSocket.OPEN) live.ws.send(JSON.stringify({ type: "eof" }));
+  else stopAudio();
+}
+
+$("mic").addEventListener("click", () => {
+  if (live) { stopMic(); return; }
+  startMic().catch((err) => { setStatus(`Microphone unavailable: ${err.message}`, true); stopAudio(); });
+});
+
+// ---- file upload -------------------------------------------------------------
+
+$("upload").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const file = $("file").files[0];
+  if (!file) { $("upload-status").textContent = "Choose a file first."; return; }
+  const form = new FormData();
+  form.append("file", file);
+  form.append("model", "whisper-1");
+  form.append("response_format", "verbose_json");
+  if ($("task").value === "transcribe") form.append("language", $("language").value);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", $("task").value === "translate" ? "/v1/audio/translations" : "/v1/audio/transcriptions");
+  xhr.upload.onprogress = (p) => { if (p.lengthComputable) $("progress").value = (100 * p.loaded) / p.total; };
+  xhr.upload.onload = () => { $("upload-status").textContent = "Uploaded; transcribing…"; };
+  xhr.onload = () => {
+    let body = {};
+    try { body = JSON.parse(xhr.responseText); } catch (err) { body = { error: { message: xhr.responseText } }; }
+    if (xhr.status !== 200) { $("upload-status").textContent = `Failed: ${body.error?.message || xhr.status}`; return; }
+    fileOffset = finals.length ? finals[finals.length - 1].end : 0;
+    for (const s of body.segments || []) addFinal(fileOffset + s.start, fileOffset + s.end, s.text);
+    if (!(body.segments || []).length) addFinal(fileOffset, fileOffset + (body.duration || 0), body.text);
+    $("upload-status").textContent = `${file.name}: ${body.duration?.toFixed(1)} s transcribed.`;
+  };
+  xhr.onerror = () => { $("upload-status").textContent = "Upload failed: the server cannot be reached."; };
+  $("progress").value = 0;
+  $("upload-status").textContent = `Uploading ${file.name}…`;
+  xhr.send(form);
+});
+
+// ---- downloads ---------------------------------------------------------------
+
+function render(format) {
+  if (format === "txt") return finals.map((f) => f.text).join("\n") + "\n";
+  if (format === "vtt") {
+    return "WEBVTT\n\n" + finals.map((f) => `${clock(f.start, ".")} --> ${clock(f.end, ".")}\n${f.text}\n`).join("\n");
+  }
+  return finals.map((f, i) => `${i + 1}\n${clock(f.start, ",")} --> ${clock(f.end, ",")}\n${f.text}\n`).join("\n");
+}
+
+document.querySelectorAll("button.download").forEach((button) => {
+  button.addEventListener("click", () => {
+    const format = button.dataset.format;
+    const blob = new Blob([render(format)], { type: "text/plain;charset=utf-8" });
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = `voxbus-session.${format}`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  });
+});
+
+$("clear").addEventListener("click", () => {
+  finals.length = 0;
+  document.querySelectorAll("#transcript .final").forEach((p) => p.remove());
+  setPartial("");
+  $("placeholder").hidden = false;
+});
+
+// ---- health badge --------------------------------------------------------------
+
+async function checkHealth() {
+  try {
+    const r = await fetch("/health");
+    const body = await r.json();
+    $("health").textContent = r.ok ? "ready" : `not ready: ${(body.missing || []).join(", ")}`;
+    $("health").className = `badge ${r.ok ? "ok" : "bad"}`;
+  } catch (err) {
+    $("health").textContent = "gateway unreachable";
+    $("health").className = "badge bad";
+  }
+}
+checkHealth();
+setInterval(checkHealth, 5000);

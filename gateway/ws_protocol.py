@@ -1,0 +1,242 @@
+"""The /stream WebSocket protocol as a state machine, with no sockets: messages in, messages out.
+
+A session is CONNECTED (ready sent, config may still change, nothing on the bus),
+STREAMING (`open` published, audio flowing), DRAINING (`eof` received: flushed,
+waiting for the last final) or CLOSED. Client input becomes bus messages; bus
+messages become client events. An illegal step raises IllegalTransition naming
+the state it needs and the state it found.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from bus import schemas
+from config.schema import GatewayConfig
+from gateway.audio import AudioError, PcmConverter
+from gateway.events import client_event
+from gateway.languages import language_code
+
+FLUSH_SETTLE_S = 1.0   # after eof, how long vad may take to show an utterance that was still open
+DRAIN_MAX_S = 30.0     # after eof, the longest wait for the last final
+PROMPT_MAX_CHARS = 1000
+MIN_RATE, MAX_RATE = 8000, 192000
+
+
+class SessionState(enum.Enum):
+    CONNECTED = "connected"
+    STREAMING = "streaming"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+class ProtocolError(Exception):
+    """A client mistake; `close_code` set means the session ends (else it is only reported)."""
+
+    def __init__(self, code: str, message: str, close_code: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close_code = close_code
+
+    def event(self) -> dict:
+        return {"type": "error", "code": self.code, "message": self.message, "timestamp": round(time.time(), 3)}
+
+
+class IllegalTransition(ProtocolError):
+    def __init__(self, action: str, expected: tuple[SessionState, ...], actual: SessionState):
+        names = " or ".join(s.value for s in expected)
+        super().__init__("illegal_state", f"{action} needs the session to be {names}, but it is {actual.value}")
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    language: str = "auto"
+    task: str = "transcribe"
+    sample_rate: int = 16000
+    encoding: str = "f32"
+    partials: bool = True
+    end_silence_ms: int | None = None
+    prompt: str | None = None
+
+
+CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(SessionConfig))
+
+
+def _bad(key: str, value: Any, expected: str) -> ProtocolError:
+    return ProtocolError("bad_config", f"{key} {value!r}: expected {expected}", close_code=1008)
+
+
+def _as_int(key: str, value: Any, low: int, high: int) -> int:
+    try:
+        number = int(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not low <= number <= high:
+        raise _bad(key, value, f"an integer from {low} to {high}")
+    return number
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise _bad(key, value, "true or false")
+
+
+def _language(key: str, value: Any) -> str:
+    code = language_code(str(value))
+    if code is None:
+        raise _bad(key, value, "a Whisper language code (en, de, ...) or auto")
+    return code
+
+
+def _choice(*allowed: str):
+    def check(key: str, value: Any) -> str:
+        if value not in allowed:
+            raise _bad(key, value, " or ".join(allowed))
+        return value
+    return check
+
+
+def _prompt(key: str, value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > PROMPT_MAX_CHARS:
+        raise _bad(key, value, f"a string of at most {PROMPT_MAX_CHARS} characters")
+    return value or None
+
+
+def _validators(gw: GatewayConfig) -> dict:
+    return {"language": _language, "task": _choice("transcribe", "translate"),
+            "encoding": _choice(*PcmConverter.ENCODINGS), "partials": _as_bool, "prompt": _prompt,
+            "sample_rate": lambda k, v: _as_int(k, v, MIN_RATE, MAX_RATE),
+            "end_silence_ms": lambda k, v: _as_int(k, v, gw.min_end_silence_ms, gw.max_end_silence_ms)}
+
+
+def parse_config(fields: Mapping[str, Any], base: SessionConfig, gw: GatewayConfig) -> SessionConfig:
+    """Query parameters or a config message → a SessionConfig; ProtocolError names any bad key."""
+    unknown = sorted(set(fields) - set(CONFIG_KEYS))
+    if unknown:
+        raise ProtocolError("bad_config", f"unknown setting(s) {', '.join(unknown)} (known: {', '.join(CONFIG_KEYS)})",
+                            close_code=1008)
+    validators = _validators(gw)
+    return dataclasses.replace(base, **{key: validators[key](key, value) for key, value in fields.items()})
+
+
+class Session:
+    """One stream's protocol state; the handler publishes what the methods return."""
+
+    def __init__(self, stream: str, config: SessionConfig, gw: GatewayConfig, frame_samples: int):
+        self.stream = stream
+        self.config = config
+        self.gw = gw
+        self.frame_samples = frame_samples
+        self.state = SessionState.CONNECTED
+        self.converter: PcmConverter | None = None
+        self.opened = False              # `open` went out on the bus, so `close` must follow
+        self.seq = 0
+        self.samples = 0
+        self.started: set[int] = set()   # utterances vad opened
+        self.finished: set[int] = set()  # utterances with their final
+        self.eof_at: float | None = None
+
+    def _expect(self, action: str, *states: SessionState) -> None:
+        if self.state not in states:
+            raise IllegalTransition(action, states, self.state)
+
+    def configure(self, fields: Mapping[str, Any]) -> dict:
+        self._expect("config", SessionState.CONNECTED)
+        self.config = parse_config(fields, self.config, self.gw)
+        return {"type": "config", "session": self.stream, "config": dataclasses.asdict(self.config)}
+
+    def _open(self) -> list[schemas.Message]:
+        if self.state is not SessionState.CONNECTED:
+            return []
+        self.state = SessionState.STREAMING
+        self.opened = True
+        self.converter = PcmConverter(self.config.sample_rate, self.config.encoding, self.frame_samples)
+        c = self.config
+        return [schemas.Open(stream=self.stream, language=c.language, task=c.task, partials=c.partials,
+                             prompt=c.prompt, source="ws", end_silence_ms=c.end_silence_ms)]
+
+    def _frames(self, frames: list[bytes]) -> list[schemas.Message]:
+        out = []
+        for pcm in frames:
+            out.append(schemas.Audio(stream=self.stream, seq=self.seq, offset=self.samples, pcm=pcm, ts=time.time()))
+            self.seq += 1
+            self.samples += len(pcm) // 2
+        return out
+
+    def audio(self, data: bytes) -> list[schemas.Message]:
+        self._expect("audio", SessionState.CONNECTED, SessionState.STREAMING)
+        if len(data) > self.gw.ws_max_frame_bytes:
+            raise ProtocolError("frame_too_large", f"binary frame of {len(data)} bytes is over the limit of "
+                                                   f"{self.gw.ws_max_frame_bytes} (gateway.ws_max_frame_bytes)",
+                                close_code=1009)
+        out = self._open()
+        try:
+            return out + self._frames(self.converter.feed(data))
+        except AudioError as exc:
+            raise ProtocolError(exc.code, exc.message) from None
+
+    def flush(self) -> list[schemas.Message]:
+        self._expect("flush", SessionState.CONNECTED, SessionState.STREAMING)
+        if not self.opened:
+            return []  # nothing sent yet: nothing to finalise
+        return self._frames(self.converter.drain()) + [schemas.Flush(stream=self.stream)]
+
+    def eof(self, now: float) -> list[schemas.Message]:
+        self._expect("eof", SessionState.CONNECTED, SessionState.STREAMING)
+        out = self.flush()
+        self.state = SessionState.DRAINING
+        self.eof_at = now
+        return out
+
+    def close(self) -> list[schemas.Message]:
+        """Free the stream on the bus; safe to call in any state, more than once."""
+        opened, self.opened = self.opened, False
+        self.state = SessionState.CLOSED
+        return [schemas.Close(stream=self.stream)] if opened else []
+
+    def text_message(self, raw: str, now: float) -> tuple[list[schemas.Message], list[dict]]:
+        """A JSON control message → (bus messages, client events)."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ProtocolError("bad_json", f"text frame is not JSON: {raw[:80]!r}") from None
+        kind = body.get("type") if isinstance(body, dict) else None
+        if kind == "flush":
+            return self.flush(), []
+        if kind == "eof":
+            return self.eof(now), []
+        if kind == "ping":
+            return [], [{"type": "pong", "timestamp": round(time.time(), 3)}]
+        if kind == "config":
+            return [], [self.configure({k: v for k, v in body.items() if k != "type"})]
+        raise ProtocolError("unknown_message", f"unknown message type {kind!r} (expected flush, eof, config, ping)")
+
+    def on_bus(self, msg: schemas.Message) -> dict | None:
+        """A bus message for this stream → the client event, or None when it is stale or unwanted."""
+        if isinstance(msg, schemas.SpeechStart):
+            self.started.add(msg.utt)
+        elif isinstance(msg, schemas.Transcript):
+            if msg.kind == "final":
+                self.finished.add(msg.utt)
+            elif msg.utt in self.finished or not self.config.partials:
+                return None  # a partial that lost the race with its own final
+        return client_event(msg)
+
+    def drained(self, now: float) -> bool:
+        """After eof: every opened utterance has its final, or the waiting is over."""
+        if self.eof_at is None:
+            return False
+        if now - self.eof_at >= DRAIN_MAX_S:
+            return True
+        return not (self.started - self.finished) and now - self.eof_at >= FLUSH_SETTLE_S

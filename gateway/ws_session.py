@@ -1,0 +1,205 @@
+"""GET /stream: one small handler per WebSocket connection, around the pure ws_protocol.Session.
+
+Three tasks per connection: the receiver (client → bus), the listener (bus →
+outbox) and the sender (outbox → client). The outbox is bounded: a client that
+stops reading loses partials and vad events first; when even a final does not
+fit, the session ends (a consumer that slow would only fall further behind).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import uuid
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from bus import schemas
+from gateway.ws_protocol import ProtocolError, Session, SessionConfig, SessionState, parse_config
+
+log = logging.getLogger(__name__)
+
+OUTBOX_MAX = 512
+DROPPABLE = ("partial", "vad", "pong")
+MAX_PROTOCOL_ERRORS = 50   # a client that keeps sending nonsense is closed
+CLOSE_FLUSH_S = 5.0        # how long the outbox may take to empty before the close
+
+
+class SessionSlots:
+    """Counts open sessions against gateway.max_sessions."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.active = 0
+        self.refused = 0
+
+    def acquire(self) -> bool:
+        if self.active >= self.limit:
+            self.refused += 1
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        self.active -= 1
+
+
+async def stream_endpoint(websocket: WebSocket) -> None:
+    bridge, cfg, slots = websocket.state.bridge, websocket.state.config, websocket.state.sessions
+    await websocket.accept()
+    if not slots.acquire():
+        await _refuse(websocket, "too_many_sessions", f"the gateway already serves {slots.limit} streams "
+                                                      "(gateway.max_sessions); try again later", 1013)
+        return
+    try:
+        try:
+            config = parse_config(dict(websocket.query_params), SessionConfig(), cfg.gateway)
+        except ProtocolError as exc:
+            await _refuse(websocket, exc.code, exc.message, exc.close_code or 1008)
+            return
+        frame_samples = schemas.SAMPLE_RATE * cfg.capture.frame_ms // 1000
+        session = Session(f"ws-{uuid.uuid4().hex[:12]}", config, cfg.gateway, frame_samples)
+        await StreamHandler(websocket, bridge, session, cfg.gateway.ws_idle_timeout_s).run()
+    finally:
+        slots.release()
+
+
+async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int) -> None:
+    log.info("refused a stream", extra={"code": code, "detail": message})
+    await websocket.send_json({"type": "error", "code": code, "message": message, "timestamp": round(time.time(), 3)})
+    await websocket.close(close_code, reason=code)
+
+
+class StreamHandler:
+    def __init__(self, websocket: WebSocket, bridge, session: Session, idle_timeout_s: float):
+        self.ws = websocket
+        self.bridge = bridge
+        self.session = session
+        self.idle_timeout_s = idle_timeout_s
+        self.outbox: asyncio.Queue = asyncio.Queue(OUTBOX_MAX)
+        self.close_code = 1000
+        self.close_reason = ""
+        self.client_gone = False
+        self.protocol_errors = 0
+        self.receiver: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        stream = self.session.stream
+        queue = self.bridge.router.watch_stream(stream)
+        self.bridge.counters["sessions_opened"] += 1
+        log.info("stream opened", extra={"stream": stream, "config": dataclasses.asdict(self.session.config)})
+        self.emit({"type": "ready", "session": stream, "config": dataclasses.asdict(self.session.config)})
+        sender = asyncio.create_task(self._send_loop())
+        listener = asyncio.create_task(self._listen_loop(queue))
+        self.receiver = asyncio.create_task(self._receive_loop())
+        try:
+            await asyncio.wait([self.receiver])
+            if not self.receiver.cancelled() and self.receiver.exception() is not None:
+                log.error("stream receiver failed", exc_info=self.receiver.exception(), extra={"stream": stream})
+                self.close_code, self.close_reason = 1011, "internal_error"
+            if not self.client_gone:
+                await self._flush_outbox(sender)
+        finally:
+            self._publish(self.session.close())
+            self.bridge.router.forget_stream(stream)
+            for task in (listener, sender, self.receiver):
+                task.cancel()
+            await asyncio.gather(listener, sender, self.receiver, return_exceptions=True)
+            await self._close_socket()
+            log.info("stream closed", extra={"stream": stream, "code": self.close_code,
+                                             "client_gone": self.client_gone, "samples": self.session.samples})
+
+    def emit(self, event: dict) -> None:
+        try:
+            self.outbox.put_nowait(event)
+        except asyncio.QueueFull:
+            if event["type"] in DROPPABLE:
+                self.bridge.counters["ws_events_dropped"] += 1
+                return
+            log.warning("client does not read its events; closing", extra={"stream": self.session.stream})
+            self._end(1008, "slow_consumer")
+
+    def _end(self, code: int, reason: str) -> None:
+        self.close_code, self.close_reason = code, reason
+        if self.receiver is not None and not self.receiver.done():
+            self.receiver.cancel()
+
+    def _publish(self, messages: list[schemas.Message]) -> None:
+        for msg in messages:
+            self.bridge.publish(msg)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout_s)
+            except asyncio.TimeoutError:
+                self.emit({"type": "error", "code": "idle_timeout", "timestamp": round(time.time(), 3),
+                           "message": f"nothing received for {self.idle_timeout_s:g} s (gateway.ws_idle_timeout_s)"})
+                self.close_code, self.close_reason = 1001, "idle_timeout"
+                return
+            if message["type"] == "websocket.disconnect":
+                self.client_gone = True
+                return
+            try:
+                self._handle(message)
+            except ProtocolError as exc:
+                self.emit(exc.event())
+                self.protocol_errors += 1
+                if exc.close_code or self.protocol_errors >= MAX_PROTOCOL_ERRORS:
+                    self.close_code, self.close_reason = exc.close_code or 1008, exc.code
+                    return
+            if self.session.state is SessionState.DRAINING:
+                await self._drain()
+                return
+
+    def _handle(self, message: dict) -> None:
+        if message.get("bytes") is not None:
+            self._publish(self.session.audio(message["bytes"]))
+        elif message.get("text") is not None:
+            messages, events = self.session.text_message(message["text"], time.monotonic())
+            self._publish(messages)
+            for event in events:
+                self.emit(event)
+
+    async def _drain(self) -> None:
+        """After eof: wait (bounded) for the last final, which the listener forwards meanwhile."""
+        while not self.session.drained(time.monotonic()):
+            await asyncio.sleep(0.05)
+
+    async def _listen_loop(self, queue: asyncio.Queue) -> None:
+        while True:
+            event = self.session.on_bus(await queue.get())
+            if event is not None:
+                self.emit(event)
+
+    async def _send_loop(self) -> None:
+        while True:
+            event = await self.outbox.get()
+            try:
+                await self.ws.send_text(json.dumps(event, ensure_ascii=False))
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.client_gone = True
+                self._end(1001, "client_gone")
+                return
+            finally:
+                self.outbox.task_done()
+
+    async def _flush_outbox(self, sender: asyncio.Task) -> None:
+        if sender.done():
+            return
+        try:
+            await asyncio.wait_for(self.outbox.join(), CLOSE_FLUSH_S)
+        except asyncio.TimeoutError:
+            log.warning("events still unsent at close", extra={"stream": self.session.stream,
+                                                               "unsent": self.outbox.qsize()})
+
+    async def _close_socket(self) -> None:
+        if self.client_gone or self.ws.application_state != WebSocketState.CONNECTED \
+                or self.ws.client_state != WebSocketState.CONNECTED:
+            return
+        try:
+            await self.ws.close(self.close_code, reason=self.close_reason)
+        except (RuntimeError, OSError) as exc:  # the client left between the check and the close
+            log.info("close after the client left", extra={"stream": self.session.stream, "reason": str(exc)})

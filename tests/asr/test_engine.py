@@ -1,0 +1,123 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from asr.audio_file import load_audio
+from asr.engine import ModelFormatError, ModelNotFoundError, WhisperModel
+from tests.asr.wer import wer
+
+# jfk plus three LibriSpeech test-clean utterances: 102 reference words.
+SHORT_CLIPS = ["jfk", "ls-1089-134686-0000", "ls-1089-134691-0001", "ls-2412-153948-0001"]
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def test_missing_model_names_the_build_command(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="voxbus model build tiny --out DIR"):
+        WhisperModel(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_missing_file_and_bad_manifest(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "decoder.onnx").unlink()
+    with pytest.raises(ModelNotFoundError, match="no decoder.onnx"):
+        WhisperModel(broken)
+    shutil.copy(tiny_model_dir / "decoder.onnx", broken / "decoder.onnx")
+    manifest = json.loads((broken / "manifest.json").read_text())
+    del manifest["dims"]["n_vocab"]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match="n_vocab"):
+        WhisperModel(broken)
+    (broken / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        WhisperModel(broken)
+
+
+@pytest.mark.slow
+def test_corrupt_onnx_file_is_a_model_error(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "encoder.onnx").write_bytes(b"garbage")
+    with pytest.raises(ModelFormatError, match="encoder.onnx"):
+        WhisperModel(broken)
+
+
+@pytest.mark.slow
+def test_checksums_verified_on_request(tiny_model_dir):
+    WhisperModel(tiny_model_dir, threads=1, check_files=True)
+
+
+# --- transcription ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_short_clips_are_accurate(tiny_model, eval_clips):
+    references, hypotheses = [], []
+    for clip_id in SHORT_CLIPS:
+        clip = eval_clips[clip_id]
+        result = tiny_model.transcribe(load_audio(clip["file"]))
+        assert result.language == "en" and result.language_prob is None
+        assert result.encode_ms > 0 and result.decode_ms > 0
+        assert result.segments and all(s.start < s.end for s in result.segments)
+        assert result.duration == pytest.approx(float(clip["duration_s"]), abs=0.01)
+        references.append(clip["transcript"])
+        hypotheses.append(result.text)
+    assert wer(references, hypotheses) <= 0.10, hypotheses
+
+
+@pytest.mark.slow
+def test_segment_fast_path_agrees(tiny_model, eval_clips):
+    audio = load_audio(eval_clips["jfk"]["file"])
+    assert tiny_model.transcribe_segment(audio).text == tiny_model.transcribe(audio).text
+
+
+@pytest.mark.slow
+def test_long_audio_is_windowed(tiny_model, eval_clips):
+    clip = eval_clips["osr-us-0034"]  # 35.5 s: needs a second window
+    result = tiny_model.transcribe(load_audio(clip["file"]))
+    assert wer([clip["transcript"]], [result.text]) <= 0.10, result.text
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts) and result.segments[-1].end > 30.0
+
+
+@pytest.mark.slow
+def test_prompt_and_options(tiny_model, eval_clips):
+    audio = load_audio(eval_clips["ls-1089-134691-0000"]["file"])
+    result = tiny_model.transcribe_segment(audio, prompt="He waited.", without_timestamps=True)
+    assert "wait" in result.text.lower()
+    with pytest.raises(ValueError, match="unknown transcription option"):
+        tiny_model.transcribe(audio, beam_width=5)
+    with pytest.raises(ValueError, match="English-only"):
+        tiny_model.transcribe(audio, language="de")
+    with pytest.raises(ValueError, match="beam_size"):
+        tiny_model.transcribe(audio, beam_size=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "audio, message",
+    [
+        (np.zeros(0, np.float32), "empty"),
+        (np.array([0.0, np.nan], np.float32), "NaN"),
+        (np.array([0.0, np.inf], np.float32), "infinite"),
+        (np.zeros(16000, np.int16), "float"),
+        (np.zeros((2, 16000), np.float32), "1-D"),
+        ([0.0] * 100, "numpy array"),
+    ],
+)
+def test_bad_audio_is_a_clear_value_error(tiny_model, audio, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model.transcribe(audio)
+    with pytest.raises(ValueError, match=message):
+        tiny_model.transcribe_segment(audio)
+
+
+@pytest.mark.slow
+def test_segment_longer_than_a_window_is_refused(tiny_model):
+    with pytest.raises(ValueError, match="at most 30 s"):
+        tiny_model.transcribe_segment(np.zeros(16000 * 31, np.float32))

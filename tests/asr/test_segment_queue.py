@@ -1,0 +1,69 @@
+"""SegmentQueue: finals first and never dropped, newest partial only, jobs round-robin."""
+from asr.segment_queue import SegmentQueue
+from bus.schemas import Segment
+
+
+def seg(kind="partial", stream="s1", utt=1, job=None, index=None, offset=0):
+    return Segment(utt=utt, kind=kind, offset=offset, pcm=b"\0\0", stream=None if job else stream,
+                   job=job, index=index)
+
+
+def drain(q):
+    out = []
+    while (item := q.get()) is not None:
+        out.append(item.segment)
+    return out
+
+
+def test_newest_partial_supersedes_older():
+    q = SegmentQueue()
+    q.put(seg(offset=1))
+    q.put(seg(offset=2))
+    q.put(seg(offset=3))
+    assert [s.offset for s in drain(q)] == [3]
+    assert q.partials_superseded == 2
+
+
+def test_final_goes_first_and_drops_its_partial():
+    q = SegmentQueue()
+    q.put(seg(utt=1))
+    q.put(seg(utt=2))
+    q.put(seg("final", utt=1))
+    out = drain(q)
+    assert [(s.kind, s.utt) for s in out] == [("final", 1), ("partial", 2)]
+
+
+def test_finals_are_never_dropped():
+    q = SegmentQueue()
+    for utt in range(50):
+        q.put(seg("final", utt=utt))
+        q.put(seg("partial", utt=utt + 100))
+    out = drain(q)
+    assert [s.utt for s in out if s.kind == "final"] == list(range(50))
+
+
+def test_jobs_interleave_round_robin():
+    q = SegmentQueue()
+    for i in range(3):
+        q.put(seg("final", job="long", index=i))
+    q.put(seg("final", job="short", index=0))
+    out = drain(q)
+    assert [(s.job, s.index) for s in out] == [("long", 0), ("short", 0), ("long", 1), ("long", 2)]
+
+
+def test_partials_and_jobs_alternate():
+    q = SegmentQueue()
+    q.put(seg("final", job="j", index=0))
+    q.put(seg("final", job="j", index=1))
+    q.put(seg("partial", utt=1))
+    q.put(seg("partial", utt=2))
+    kinds = ["job" if s.job else "partial" for s in drain(q)]
+    assert kinds == ["partial", "job", "partial", "job"]
+
+
+def test_len_counts_everything():
+    q = SegmentQueue()
+    q.put(seg("final", utt=1))
+    q.put(seg("partial", utt=2))
+    q.put(seg("final", job="j", index=0))
+    assert len(q) == 3

@@ -1,0 +1,87 @@
+"""Shared fixtures: a private run dir per test, free tcp ports, and real subprocesses.
+
+Other engineers add fixtures in their own tests/<pkg>/conftest.py; keep this small.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def find_free_port() -> int:
+    """A tcp port nobody listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """Call it for each port you need: `port = free_port()`."""
+    return find_free_port
+
+
+@pytest.fixture
+def run_dir(monkeypatch):
+    """A fresh, short run dir (ipc:// paths must stay under 108 bytes) set as $VOXBUS_RUN_DIR."""
+    path = Path(tempfile.mkdtemp(prefix="vb-", dir="/tmp"))
+    monkeypatch.setenv("VOXBUS_RUN_DIR", str(path))
+    monkeypatch.delenv("VOXBUS_CONFIG", raising=False)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Proc:
+    """A started subprocess with its combined output in a log file."""
+
+    def __init__(self, popen: subprocess.Popen, log: Path):
+        self.popen = popen
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL if it does not exit within `timeout`."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """spawn(["-m", "bus"], env=...) → Proc running `python ...`; all are stopped at teardown."""
+    started: list[Proc] = []
+
+    def start(args: list[str], env: dict | None = None, name: str | None = None) -> Proc:
+        log = tmp_path / f"{name or args[-1].replace('/', '_')}-{len(started)}.log"
+        out = open(log, "wb")
+        popen = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env=env or os.environ.copy(), cwd=REPO)
+        out.close()
+        proc = Proc(popen, log)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in reversed(started):
+        proc.stop()

@@ -1,0 +1,150 @@
+"""`python -m gateway` as a real process: serving, SSE, the web page's files, clean SIGTERM, bad config."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import websockets
+
+from tests.conftest import REPO, find_free_port
+from tests.gateway.test_ws_session import tone
+
+pytestmark = pytest.mark.slow
+
+
+def start_gateway(run_dir, tmp_path, **env_extra):
+    port = find_free_port()
+    env = dict(os.environ, VOXBUS_RUN_DIR=str(run_dir), VOXBUS_GATEWAY__PORT=str(port), **env_extra)
+    env.pop("VOXBUS_CONFIG", None)
+    log = open(tmp_path / f"gateway-{port}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, cwd=REPO)
+    log.close()
+    return proc, f"127.0.0.1:{port}", tmp_path / f"gateway-{port}.log"
+
+
+def wait_healthy(base: str, proc, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gateway exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("gateway never became healthy")
+
+
+@pytest.fixture(scope="module")
+def gateway(bus_run_dir, pipeline, tmp_path_factory):
+    proc, base, log = start_gateway(bus_run_dir, tmp_path_factory.mktemp("gw"))
+    try:
+        wait_healthy(base, proc)
+        yield proc, base, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def collect_sse(url: str, events: list, stop: threading.Event) -> None:
+    try:
+        with httpx.stream("GET", url, timeout=httpx.Timeout(5, read=30)) as r:
+            events.append(("status", r.status_code))
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    events.append(("event", json.loads(line[6:])))
+                if stop.is_set():
+                    return
+    except httpx.HTTPError as exc:  # the server stopping ends the stream
+        events.append(("closed", str(exc)))
+
+
+async def speak(base: str) -> tuple[str, list[dict]]:
+    async with websockets.connect(f"ws://{base}/stream?sample_rate=16000") as ws:
+        ready = json.loads(await ws.recv())
+        for _ in range(8):
+            await ws.send(tone(0.1))
+        await ws.send(json.dumps({"type": "eof"}))
+        events = [json.loads(m) async for m in ws]
+        assert ws.close_code == 1000
+    return ready["session"], events
+
+
+def test_ws_and_sse_over_a_real_server(gateway):
+    _, base, _ = gateway
+    sse_all, sse_other, stop = [], [], threading.Event()
+    threads = [threading.Thread(target=collect_sse, args=(f"http://{base}/events", sse_all, stop), daemon=True),
+               threading.Thread(target=collect_sse, args=(f"http://{base}/events?stream=ws-nobody", sse_other, stop),
+                                daemon=True)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    stream, events = asyncio.run(speak(base))
+    assert [e["type"] for e in events][-1] == "final" and "partial" in [e["type"] for e in events]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any(e[0] == "event" and e[1]["type"] == "final" for e in sse_all):
+        time.sleep(0.05)
+    stop.set()
+    mine = [e for kind, e in sse_all if kind == "event" and e.get("stream") == stream]
+    assert {"vad", "partial", "final"} <= {e["type"] for e in mine}
+    assert sse_all[0] == ("status", 200) and not [e for e in sse_other if e[0] == "event"]
+    assert httpx.get(f"http://{base}/events?color=red").status_code == 400
+
+
+def test_web_page_files_are_served(gateway):
+    _, base, _ = gateway
+    assert httpx.get(f"http://{base}/ui").headers["location"].endswith("/ui/")
+    page = httpx.get(f"http://{base}/ui/")
+    assert page.status_code == 200 and "<title>voxbus</title>" in page.text
+    for name, kind in (("app.js", "javascript"), ("worklet.js", "javascript"), ("style.css", "text/css")):
+        r = httpx.get(f"http://{base}/ui/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"], name
+    assert "http" not in page.text.replace("http-equiv", "")  # no CDN, nothing external
+
+
+def test_sigterm_stops_cleanly(gateway):
+    """Even with an SSE client attached, the stop is prompt (streams see the shutdown flag)."""
+    proc, base, log = gateway
+    events, stop = [], threading.Event()
+    listener = threading.Thread(target=collect_sse, args=(f"http://{base}/events", events, stop), daemon=True)
+    listener.start()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0  # uvicorn alone would wait its 5 s grace for the open stream, then cancel it
+    listener.join(5)
+    assert events[0] == ("status", 200) and not listener.is_alive()
+    assert not [e for e in events if e[0] == "closed"], events  # ended cleanly, not cut off after the grace
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert any(line["message"] == "stopped" and line["stage"] == "gateway" for line in lines)
+
+
+def test_bad_config_is_one_clear_line(bus_run_dir, tmp_path):
+    proc, _, log = start_gateway(bus_run_dir, tmp_path, VOXBUS_GATEWAY__MAX_SESSIONS="0")
+    assert proc.wait(20) == 2
+    assert "gateway.max_sessions = 0: expected an integer from 1 to 10000" in log.read_text()
+
+
+def test_port_in_use_fails_fast(bus_run_dir, tmp_path):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc, _, log = start_gateway(bus_run_dir, tmp_path)
+        proc.kill()
+        proc.wait()
+        env = dict(os.environ, VOXBUS_RUN_DIR=str(bus_run_dir), VOXBUS_GATEWAY__PORT=str(port))
+        done = subprocess.run([sys.executable, "-m", "gateway"], env=env, cwd=REPO, capture_output=True, timeout=30)
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in done.stderr.decode().lower()

@@ -1,0 +1,59 @@
+"""/health and /model/info: the rule (bus, vad, one asr with a loaded model) and its messages."""
+from __future__ import annotations
+
+import time
+
+from bus import schemas
+from bus.status import HealthTable
+from gateway import health
+from tests.gateway.conftest import ScriptedPipeline
+
+
+def beat(stage, instance="", **counters):
+    return schemas.Heartbeat(stage=stage, pid=1, host="h", uptime_s=1.0, ok=True, instance=instance or stage,
+                             counters=counters)
+
+
+def test_rule_needs_bus_vad_and_a_loaded_asr():
+    table = HealthTable()
+    assert health.missing(table, 0.0, 3.0) == ["bus (no heartbeat in 3 s)", "vad (no heartbeat in 3 s)",
+                                               "asr (no heartbeat in 3 s)"]
+    table.see(beat("bus"), 0.0)
+    table.see(beat("vad"), 0.0)
+    table.see(beat("asr", "a1", model_loaded=False), 0.0)
+    assert health.missing(table, 1.0, 3.0) == ["asr with a loaded model (1 worker(s) heard, status: ok)"]
+    table.see(beat("asr", "a2", model_loaded=True, model="base-int8", precision="int8", threads=3), 1.0)
+    assert health.report(table, 2.0, 3.0)[0]
+    assert health.missing(table, 3.5, 3.0) == ["bus (no heartbeat in 3 s)", "vad (no heartbeat in 3 s)"]
+
+
+def test_model_info_prefers_loaded_workers():
+    table = HealthTable()
+    table.see(beat("asr", "a1", model_loaded=False), 0.0)
+    table.see(beat("asr", "a2", model_loaded=True, model="base-int8", precision="int8", threads=3,
+                   onnxruntime="1.2.3"), 0.0)
+    info = health.model_info(table, 1.0, 3.0)
+    assert (info["model"], info["precision"], info["threads"], info["onnxruntime"]) == ("base-int8", "int8", 3, "1.2.3")
+    assert info["workers_seen"] == 2 and info["sample_rate"] == 16000
+    assert health.model_info(HealthTable(), 0.0, 3.0)["onnxruntime"]  # the installed package's version
+
+
+def test_health_endpoint_follows_the_heartbeats(make_client, base_cfg):
+    with make_client(healthy=False) as c:
+        first = c.get("/health")
+        assert first.status_code == 503
+        assert any(m.startswith("vad") for m in first.json()["missing"])
+        peer = ScriptedPipeline(base_cfg, heartbeat_as=("asr",), model_loaded=False)
+        peer.start()
+        try:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and "asr" not in c.get("/health").json()["stages"]:
+                time.sleep(0.05)
+            body = c.get("/health").json()
+            assert body["status"] == "unavailable"
+            assert "vad (no heartbeat in 3 s)" in body["missing"]
+            assert any(m.startswith("asr with a loaded model") for m in body["missing"])
+            assert c.get("/").json()["status"] == "degraded"
+            assert c.get("/model/info").json()["workers"][0]["model_loaded"] is False
+        finally:
+            peer.stop()

@@ -1,0 +1,175 @@
+"""Test helpers for vad and capture: real eval audio joined with pauses, and real bus processes.
+
+Audio comes from ../shared/eval (never copied into the project); `need_eval()`
+skips a test with a clear message where that folder is absent.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from bus import schemas
+
+REPO = Path(__file__).resolve().parents[2]
+EVAL_DIR = Path(os.environ.get("VOXBUS_EVAL_DIR", REPO.parent / "shared" / "eval"))
+RATE = 16000
+
+# Short, clean clips of several corpora and rates (16 kHz FLAC/WAV, 22.05 kHz WAV).
+CLIPS = [
+    "asr/librispeech/1089-134691-0000.flac", "asr/ljspeech/LJ001-0002.wav", "asr/pocketsphinx/cards_002.wav",
+    "asr/librivox/sense_and_sensibility_01_austen_64kb-0880.wav", "asr/librispeech/6930-75918-0000.flac",
+    "asr/ljspeech/LJ001-0008.wav", "asr/pocketsphinx/cards_001.wav", "asr/librispeech/7902-96591-0000.flac",
+    "asr/ljspeech/LJ001-0013.wav", "asr/pocketsphinx/cards_003.wav", "asr/librivox/sense_and_sensibility_01_austen_64kb-0930.wav",
+    "asr/ljspeech/LJ002-0020.wav", "asr/pocketsphinx/cards_004.wav", "asr/librispeech/1089-134691-0001.flac",
+    "asr/ljspeech/LJ002-0035.wav", "asr/timit/LDC93S1.wav", "asr/pocketsphinx/cards_005.wav",
+    "asr/librispeech/1089-134686-0001.flac", "asr/ljspeech/LJ001-0011.wav", "asr/librivox/sense_and_sensibility_01_austen_64kb-0890.wav",
+    "asr/ljspeech/LJ001-0004.wav", "asr/librispeech/6930-75918-0000.flac", "asr/ljspeech/LJ001-0016.wav",
+    "asr/pocketsphinx/cards_002.wav",
+]
+
+
+def need_eval() -> Path:
+    if not (EVAL_DIR / "MANIFEST.tsv").is_file():
+        pytest.skip(f"real test clips not found at {EVAL_DIR} (../shared/eval); set VOXBUS_EVAL_DIR")
+    return EVAL_DIR
+
+
+def load_clip(rel: str) -> np.ndarray:
+    """A clip as float32 16 kHz mono."""
+    import soundfile
+    import soxr
+    audio, rate = soundfile.read(EVAL_DIR / rel, dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    if rate != RATE:
+        audio = soxr.resample(audio, rate, RATE, quality="HQ")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def speech_span(audio: np.ndarray, floor_db: float = -35.0) -> tuple[int, int]:
+    """First and last sample of 10 ms frames within `floor_db` of the clip's loudest frame."""
+    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(level > level.max() + floor_db)
+    return int(loud[0] * 160), int((loud[-1] + 1) * 160)
+
+
+@dataclass(frozen=True)
+class Placed:
+    clip: str
+    start: int       # clip's first sample in the stream
+    end: int
+    speech_on: int   # where its speech starts/ends in the stream (energy based)
+    speech_off: int
+
+
+def build_stream(clips: list[str], gaps_s: list[float], lead_s: float = 1.0, tail_s: float = 2.0,
+                 noise_dbfs: float = -70.0, seed: int = 7) -> tuple[bytes, list[Placed]]:
+    """Clips joined by pauses of low-level noise; returns int16 PCM and where each clip sits."""
+    rng = np.random.default_rng(seed)
+    noise_rms = 10 ** (noise_dbfs / 20)
+    parts, placed, pos = [], [], 0
+
+    def pause(seconds: float):
+        nonlocal pos
+        parts.append(rng.normal(0, noise_rms, int(seconds * RATE)).astype(np.float32))
+        pos += len(parts[-1])
+
+    pause(lead_s)
+    for i, rel in enumerate(clips):
+        audio = load_clip(rel)
+        on, off = speech_span(audio)
+        placed.append(Placed(rel, pos, pos + len(audio), pos + on, pos + off))
+        parts.append(audio)
+        pos += len(audio)
+        pause(gaps_s[i] if i < len(gaps_s) else tail_s)
+    pcm = (np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2").tobytes()
+    return pcm, placed
+
+
+def frames_of(pcm: bytes, frame_ms: int = 20) -> list[tuple[int, bytes]]:
+    size = RATE * frame_ms // 1000 * 2
+    return [(i // 2, pcm[i:i + size]) for i in range(0, len(pcm), size)]
+
+
+# ---- real bus ---------------------------------------------------------------
+
+def wait_for(predicate, timeout: float = 10.0, every: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def start_bus(spawn, run_dir: Path, env: dict | None = None):
+    proc = spawn(["-m", "bus"], env=env, name="bus")
+    wait_for(lambda: (run_dir / "bus-subscribe").exists() and (run_dir / "bus-publish").exists(),
+             what="the bus to bind")
+    return proc
+
+
+OUTPUT_TOPICS = (b"vad/", b"health/", b"job/", b"text/")
+
+
+class BusClient:
+    """A test's own PUB and SUB on the real bus, plus a drained message list."""
+
+    def __init__(self, run_dir: Path, prefixes=OUTPUT_TOPICS):
+        self.ctx = zmq.Context()
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, 100000)
+        self.pub.connect(f"ipc://{run_dir}/bus-publish")
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, 100000)
+        for prefix in prefixes:
+            self.sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        self.sub.connect(f"ipc://{run_dir}/bus-subscribe")
+        self.seen: list[schemas.Message] = []
+        self.undecodable = 0
+
+    def publish(self, msg: schemas.Message) -> None:
+        self.pub.send_multipart(schemas.pack(msg))
+
+    def drain(self, seconds: float = 0.0) -> list[schemas.Message]:
+        deadline = time.monotonic() + seconds
+        while True:
+            timeout = max(0, int((deadline - time.monotonic()) * 1000))
+            if not self.sub.poll(timeout):
+                return self.seen
+            try:
+                self.seen.append(schemas.unpack(self.sub.recv_multipart()))
+            except schemas.SchemaError:
+                self.undecodable += 1
+
+    def wait(self, predicate, timeout: float = 10.0, what: str = "a message"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [m for m in self.seen if predicate(m)]
+            if found:
+                return found
+            self.drain(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; saw "
+                             f"{sorted({m.TYPE for m in self.seen})}")
+
+    def heartbeat(self, stage: str, predicate=lambda hb: True, timeout: float = 10.0) -> schemas.Heartbeat:
+        return self.wait(lambda m: isinstance(m, schemas.Heartbeat) and m.stage == stage and predicate(m),
+                         timeout, f"a {stage} heartbeat")[-1]
+
+    def close(self) -> None:
+        self.pub.close(linger=0)
+        self.sub.close(linger=0)
+        self.ctx.term()
+
+
+def settle(client: BusClient, stage: str, timeout: float = 15.0) -> None:
+    """Wait for a stage's heartbeat: then its sockets are connected and subscribed."""
+    client.heartbeat(stage, timeout=timeout)
+    time.sleep(0.2)  # our own PUB's subscriptions from the bus also need a moment

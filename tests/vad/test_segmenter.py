@@ -1,0 +1,127 @@
+"""StreamSegmenter on real speech: boundaries, pre-roll, blips, partials, flush, splits, gaps."""
+import numpy as np
+import pytest
+
+from config.schema import VadConfig
+from vad.detector import VoiceDetector
+from vad.segmenter import SegmenterSettings, SpeechEnded, SpeechStarted, StreamSegmenter, UtteranceAudio
+from tests.vad.kit import build_stream, frames_of, load_clip, need_eval
+
+FRAME = 480  # samples in a 30 ms vad frame
+
+
+def segmenter(**overrides) -> StreamSegmenter:
+    settings = SegmenterSettings(**overrides)
+    return StreamSegmenter(settings, VoiceDetector(2, settings.frame_ms))
+
+
+def run(seg, pcm, frame_ms=20):
+    events = []
+    for offset, chunk in frames_of(pcm, frame_ms):
+        events += seg.feed(chunk, offset, now=offset / 16000)
+    return events
+
+
+def of(events, kind):
+    return [e for e in events if isinstance(e, kind)]
+
+
+def test_two_utterances_found_with_pre_roll_and_tail():
+    need_eval()
+    pcm, placed = build_stream(["asr/librispeech/6930-75918-0000.flac", "asr/ljspeech/LJ001-0008.wav"], [2.0])
+    events = run(segmenter(), pcm)
+    starts, ends = of(events, SpeechStarted), of(events, SpeechEnded)
+    finals = [e for e in of(events, UtteranceAudio) if e.kind == "final"]
+    assert [e.utt for e in starts] == [0, 1] and [e.utt for e in ends] == [0, 1]
+    assert all(e.reason == "silence" for e in ends)
+    for final, start, clip in zip(finals, starts, placed):
+        end = final.offset + len(final.pcm) // 2
+        assert final.offset <= clip.speech_on <= start.offset + FRAME * 2
+        assert start.offset - final.offset >= 300 * 16 - FRAME  # pre-roll kept
+        assert end >= clip.speech_off
+
+
+def test_events_come_in_order_and_partials_grow():
+    need_eval()
+    pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac"], [])
+    events = run(segmenter(partial_interval_ms=500), pcm)
+    kinds = [type(e).__name__ if not isinstance(e, UtteranceAudio) else e.kind for e in events]
+    assert kinds[0] == "SpeechStarted" and kinds[-2:] == ["final", "SpeechEnded"]
+    partials = [e for e in of(events, UtteranceAudio) if e.kind == "partial"]
+    assert len(partials) >= 5  # 5.4 s clip, one partial per 0.5 s of speech
+    assert all(p.offset == partials[0].offset for p in partials)
+    assert [len(p.pcm) for p in partials] == sorted(len(p.pcm) for p in partials)
+
+
+def test_no_partials_when_stream_does_not_want_them():
+    need_eval()
+    pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac"], [])
+    events = run(segmenter(partials=False), pcm)
+    assert [e.kind for e in of(events, UtteranceAudio)] == ["final"]
+
+
+def test_blip_shorter_than_min_speech_is_dropped():
+    need_eval()
+    audio = load_clip("asr/librispeech/6930-75918-0000.flac")
+    on = np.flatnonzero(np.abs(audio) > 0.1)[0]
+    blip = np.concatenate([np.zeros(16000, np.float32), audio[on:on + 2400], np.zeros(32000, np.float32)])
+    seg = segmenter(min_speech_ms=250, start_window_ms=90, start_ratio=0.6)
+    events = run(seg, (blip * 32767).astype("<i2").tobytes())
+    assert events == []
+    assert seg.counters.blips_dropped >= 1
+
+
+def test_flush_finishes_the_open_utterance_now():
+    need_eval()
+    audio = load_clip("asr/librispeech/1089-134691-0001.flac")[:16000 * 3]
+    seg = segmenter()
+    events = run(seg, (audio * 32767).astype("<i2").tobytes())
+    assert of(events, SpeechStarted) and not of(events, SpeechEnded)
+    flushed = seg.flush()
+    assert [type(e) for e in flushed][-2:] == [UtteranceAudio, SpeechEnded]
+    assert flushed[-1].reason == "flush" and flushed[-2].kind == "final"
+    assert seg.flush() == []
+
+
+def test_long_speech_is_split_at_max_length_at_a_quiet_frame():
+    need_eval()
+    clips = ["asr/ljspeech/LJ001-0001.wav", "asr/ljspeech/LJ001-0003.wav"]
+    pcm, _ = build_stream(clips, [0.3], lead_s=0.5)
+    seg = segmenter(max_utterance_s=4.0, end_silence_ms=800)
+    events = run(seg, pcm)
+    ends = of(events, SpeechEnded)
+    assert any(e.reason == "max_length" for e in ends)
+    finals = [e for e in of(events, UtteranceAudio) if e.kind == "final"]
+    assert all(len(f.pcm) // 2 <= 4.0 * 16000 + FRAME for f in finals)
+    # consecutive split pieces tile the audio: no sample lost or doubled at a split
+    for a, b, end in zip(finals, finals[1:], ends):
+        if end.reason == "max_length":
+            assert a.offset + len(a.pcm) // 2 == b.offset
+    assert seg.counters.splits == sum(e.reason == "max_length" for e in ends)
+
+
+def test_lost_frames_are_filled_and_a_restart_resyncs():
+    need_eval()
+    pcm, _ = build_stream(["asr/librispeech/6930-75918-0000.flac"], [])
+    chunks = frames_of(pcm)
+    seg = segmenter()
+    events = []
+    for i, (offset, chunk) in enumerate(chunks):
+        if i % 50 == 7:
+            continue  # a lost bus frame
+        events += seg.feed(chunk, offset)
+    assert seg.counters.gap_fills > 0
+    assert len(of(events, SpeechStarted)) == 1 and len(of(events, SpeechEnded)) == 1
+    seg.feed(bytes(640), 0)  # the source restarted its timeline
+    assert seg.counters.resyncs == 1 and seg.expected_offset() == 320
+
+
+def test_odd_length_pcm_is_refused():
+    with pytest.raises(ValueError, match="not whole int16 samples"):
+        segmenter().feed(b"\0\0\0", 0)
+
+
+def test_settings_follow_config_and_stream_override():
+    s = SegmenterSettings.from_config(VadConfig(), end_silence_ms=500, partials=False)
+    assert (s.end_silence_ms, s.partials, s.pre_roll_ms) == (500, False, 300)
+    assert SegmenterSettings.from_config(VadConfig()).end_silence_ms == 800

@@ -1,0 +1,165 @@
+"""The real vad process on a real bus: live streams, file jobs, bad input, SIGTERM."""
+import os
+import time
+
+import pytest
+import zmq
+
+from bus import schemas
+from tests.vad.kit import CLIPS, BusClient, build_stream, frames_of, need_eval, settle, start_bus, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def vad_env(run_dir):
+    env = os.environ.copy()
+    env["VOXBUS_RUN_DIR"] = str(run_dir)
+    env["VOXBUS_BUS__HEARTBEAT_INTERVAL_S"] = "0.2"
+    return env
+
+
+@pytest.fixture
+def stack(spawn, run_dir, vad_env):
+    def start(**extra_env):
+        env = dict(vad_env, **extra_env)
+        start_bus(spawn, run_dir, env)
+        vad = spawn(["-m", "vad"], env=env, name="vad")
+        client = BusClient(run_dir)
+        settle(client, "vad")
+        return vad, client
+    return start
+
+
+def pull_segments(run_dir, ctx):
+    pull = ctx.socket(zmq.PULL)
+    pull.connect(f"ipc://{run_dir}/vad-segments")
+    return pull
+
+
+def recv_segments(pull, until, timeout=10.0):
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(got):
+        if pull.poll(100):
+            got.append(schemas.decode(pull.recv()))
+    return got
+
+
+def publish_stream(client, stream, pcm, seq0=0):
+    for i, (offset, chunk) in enumerate(frames_of(pcm)):
+        client.publish(schemas.Audio(stream=stream, seq=seq0 + i, offset=offset, pcm=chunk))
+        if i % 50 == 0:
+            time.sleep(0.002)  # a little pacing: this is a test PUB, not a flood
+
+
+def test_live_stream_gives_events_and_segments_then_stops_cleanly(stack, run_dir):
+    need_eval()
+    vad, client = stack()
+    ctx = zmq.Context()
+    pull = pull_segments(run_dir, ctx)
+    try:
+        pcm, placed = build_stream(CLIPS[:2], [1.5])
+        client.publish(schemas.Open(stream="m1", language="en", partials=True, prompt="p"))
+        publish_stream(client, "m1", pcm)
+        ends = client.wait(lambda m: isinstance(m, schemas.SpeechEnd), what="speech_end")
+        client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == 1, what="second speech_end")
+        segs = recv_segments(pull, lambda got: sum(s.kind == "final" for s in got) == 2)
+        finals = [s for s in segs if s.kind == "final"]
+        assert [s.utt for s in finals] == [0, 1] and all(s.language == "en" and s.prompt == "p" for s in finals)
+        # partials were made; at many times real time the final of an utterance may supersede them in the outbox
+        for final, clip in zip(finals, placed):
+            assert final.offset <= clip.speech_on and final.offset + len(final.pcm) // 2 >= clip.speech_off
+        assert ends[0].stream == "m1"
+        hb = client.heartbeat("vad", lambda h: h.counters.get("finals", 0) >= 2)
+        assert hb.ok and hb.counters["outbox_depth"] == 0 and hb.counters["partials"] > 0
+        assert sum(s.kind == "partial" for s in segs) + hb.counters["outbox_partials_superseded"] == hb.counters["partials"]
+    finally:
+        pull.close(linger=0)
+        ctx.term()
+        client.close()
+    assert vad.stop() == 0
+    assert not (run_dir / "vad-jobs").exists() and not (run_dir / "vad-segments").exists()
+
+
+def test_segments_wait_for_a_worker_and_finals_go_first(stack, run_dir):
+    need_eval()
+    vad, client = stack()
+    try:
+        pcm, _ = build_stream(CLIPS[:3], [1.5, 1.5])
+        client.publish(schemas.Open(stream="m2"))
+        publish_stream(client, "m2", pcm)
+        client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == 2, what="three utterances")
+        hb = client.heartbeat("vad", lambda h: h.counters["outbox_depth"] > 0)
+        assert hb.counters["outbox_blocked"] > 0  # nobody pulled yet: queued, not dropped
+        ctx = zmq.Context()
+        pull = pull_segments(run_dir, ctx)
+        segs = recv_segments(pull, lambda got: sum(s.kind == "final" for s in got) == 3)
+        kinds = [s.kind for s in segs]
+        assert kinds[:3] == ["final"] * 3 and [s.utt for s in segs[:3]] == [0, 1, 2]
+        pull.close(linger=0)
+        ctx.term()
+    finally:
+        client.close()
+
+
+def test_file_job_is_cut_announced_and_pushed(stack, run_dir):
+    need_eval()
+    vad, client = stack()
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"ipc://{run_dir}/vad-jobs")
+    pull = pull_segments(run_dir, ctx)
+    try:
+        pcm, _ = build_stream(CLIPS[:10], [1.0] * 10)
+        cfg_limit = 30 * 16000
+        push.send(schemas.encode(schemas.Job(job="j1", pcm=pcm, language="en", options={"beam_size": 2})))
+        push.send(b"not a job")
+        announce = client.wait(lambda m: isinstance(m, schemas.JobSegments), what="job_segments")[0]
+        assert announce.job == "j1" and announce.count >= 2
+        segs = recv_segments(pull, lambda got: len(got) == announce.count)
+        assert [s.index for s in segs] == list(range(announce.count))
+        assert all(s.count == announce.count and s.job == "j1" and s.options == {"beam_size": 2} for s in segs)
+        assert all(len(s.pcm) // 2 <= cfg_limit for s in segs)
+        hb = client.heartbeat("vad", lambda h: h.counters["bad_jobs"] == 1)
+        assert hb.counters["jobs"] == 1
+    finally:
+        push.close(linger=0)
+        pull.close(linger=0)
+        ctx.term()
+        client.close()
+
+
+def test_bad_input_is_counted_and_never_kills_vad(stack, run_dir):
+    need_eval()
+    vad, client = stack(VOXBUS_BUS__SUB_HWM="50", VOXBUS_BUS__PUB_HWM="50")
+    try:
+        client.publish(schemas.Open(stream="r8", sample_rate=8000))
+        client.publish(schemas.Audio(stream="r8", seq=0, offset=0, pcm=bytes(640)))
+        client.publish(schemas.Audio(stream="odd", seq=0, offset=0, pcm=bytes(641)))
+        client.pub.send_multipart([b"audio/x/", b"\x93garbage"])
+        err = client.wait(lambda m: isinstance(m, schemas.Error), what="an error for r8")[0]
+        assert err.code == "bad_sample_rate" and err.stream == "r8"
+        # a flood far above the subscriber's high-water mark of 50 messages
+        pcm = bytes(640)
+        for seq in range(20000):
+            client.publish(schemas.Audio(stream="flood", seq=seq, offset=seq * 320, pcm=pcm))
+        try:
+            hb = client.heartbeat("vad", lambda h: h.counters.get("lost_frames", 0) > 0
+                                  and h.counters.get("bad_pcm") == 1, timeout=20)
+        except AssertionError:
+            last = [m for m in client.seen if isinstance(m, schemas.Heartbeat) and m.stage == "vad"][-1]
+            raise AssertionError(f"last vad counters: {last.counters}") from None
+        c = hb.counters
+        assert c["rejected_frames"] == 1 and c["bad_opens"] == 1 and c["bad_messages"] == 1
+        assert c["implicit_opens"] >= 2  # "odd" and "flood" were never opened
+        assert c["frames"] + c["lost_frames"] <= 20002  # a loss at the very start or end shows no gap
+        # still alive and segmenting afterwards
+        speech, _ = build_stream(CLIPS[:1], [])
+        client.publish(schemas.Open(stream="after"))
+        publish_stream(client, "after", speech)
+        client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.stream == "after", what="speech after flood")
+        assert vad.popen.poll() is None
+    finally:
+        client.close()
+    assert vad.stop() == 0

@@ -1,0 +1,172 @@
+"""Every live stream vad knows: messages in, bus messages out (no sockets here).
+
+`StreamTable.handle(msg, now)` takes a decoded `open`, `audio`, `flush` or `close`
+and returns the messages it causes: `SpeechStart`/`SpeechEnd`/`Error` to publish
+and `Segment`s to push. Bad input is counted and logged, never raised:
+audio for a stream never opened opens it with defaults (a subscriber that joins
+late misses the `open`), odd-length PCM and audio of a stream whose `open` named
+another sample rate are dropped.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from bus import schemas
+from bus.health import GapCounter
+from config.schema import VadConfig
+from vad.detector import SAMPLE_RATE, VoiceDetector
+from vad.segmenter import SegmenterSettings, SpeechEnded, SpeechStarted, StreamSegmenter, UtteranceAudio
+
+log = logging.getLogger(__name__)
+LOG_EVERY = 1000  # a repeated problem is logged at its 1st, 1001st, ... occurrence per stream
+
+
+@dataclass
+class StreamState:
+    options: schemas.Open
+    segmenter: StreamSegmenter | None  # None: rejected (bad open) until a valid open arrives
+    last_audio: float
+    implicit: bool = False
+
+
+class StreamTable:
+    def __init__(self, cfg: VadConfig):
+        self.cfg = cfg
+        self.streams: dict[str, StreamState] = {}
+        self.gaps = GapCounter()
+        self.counters: Counter[str] = Counter()
+        self._problems: Counter[tuple[str, str]] = Counter()
+
+    def handle(self, msg: schemas.Message, now: float) -> list[schemas.Message]:
+        if isinstance(msg, schemas.Audio):
+            return self.on_audio(msg, now)
+        if isinstance(msg, schemas.Open):
+            return self.on_open(msg, now)
+        if isinstance(msg, schemas.Flush):
+            return self.on_flush(msg.stream, now)
+        if isinstance(msg, schemas.Close):
+            return self.on_close(msg.stream, now)
+        self._problem(getattr(msg, "stream", None) or "-", "unexpected_message", f"ignored a {msg.TYPE} message")
+        return []
+
+    def on_open(self, msg: schemas.Open, now: float) -> list[schemas.Message]:
+        out: list[schemas.Message] = []
+        old = self.streams.get(msg.stream)
+        if old is not None and old.segmenter is not None:
+            out += self._finish(msg.stream, old, now, "reopen")
+            self.counters["reopens"] += 1
+        if msg.sample_rate != SAMPLE_RATE:
+            self.counters["bad_opens"] += 1
+            log.error("open rejected: audio on the bus must be 16000 Hz",
+                      extra={"stream": msg.stream, "sample_rate": msg.sample_rate})
+            self.streams[msg.stream] = StreamState(msg, None, now)
+            return out + [schemas.Error(code="bad_sample_rate", stream=msg.stream, permanent=True, stage="vad",
+                                        message=f"open says sample_rate={msg.sample_rate}; the bus carries "
+                                                f"16000 Hz mono int16 only")]
+        self.streams[msg.stream] = StreamState(msg, self._segmenter(msg), now)
+        self.gaps.forget(msg.stream)
+        self.counters["opens"] += 1
+        log.info("stream opened", extra={"stream": msg.stream, "source": msg.source, "language": msg.language,
+                                         "partials": msg.partials, "end_silence_ms": msg.end_silence_ms})
+        return out
+
+    def on_audio(self, msg: schemas.Audio, now: float) -> list[schemas.Message]:
+        self.counters["frames"] += 1
+        lost = self.gaps.see(msg.stream, msg.seq)
+        if lost:
+            self.counters["lost_frames"] += lost
+            self._problem(msg.stream, "lost_frames", f"{lost} audio frame(s) lost before seq {msg.seq}")
+        state = self.streams.get(msg.stream)
+        if state is None:
+            state = self._open_implicitly(msg.stream, now)
+        state.last_audio = now
+        if state.segmenter is None:
+            self.counters["rejected_frames"] += 1
+            self._problem(msg.stream, "rejected_frames", "audio dropped: this stream's open was rejected")
+            return []
+        if len(msg.pcm) % 2:
+            self.counters["bad_pcm"] += 1
+            self._problem(msg.stream, "bad_pcm", f"audio dropped: {len(msg.pcm)} bytes is not whole int16 samples")
+            return []
+        events = state.segmenter.feed(msg.pcm, msg.offset, now)
+        return self._messages(msg.stream, state, events)
+
+    def on_flush(self, stream: str, now: float) -> list[schemas.Message]:
+        state = self.streams.get(stream)
+        if state is None or state.segmenter is None:
+            self._problem(stream, "unknown_stream_ctl", "flush for a stream that is not open")
+            return []
+        self.counters["flushes"] += 1
+        return self._messages(stream, state, state.segmenter.flush(now))
+
+    def on_close(self, stream: str, now: float, reason: str = "close") -> list[schemas.Message]:
+        state = self.streams.pop(stream, None)
+        self.gaps.forget(stream)
+        if state is None:
+            self._problem(stream, "unknown_stream_ctl", "close for a stream that is not open")
+            return []
+        self.counters["closes"] += 1
+        log.info("stream closed", extra={"stream": stream, "reason": reason})
+        return self._finish(stream, state, now, reason) if state.segmenter else []
+
+    def expire(self, now: float) -> list[schemas.Message]:
+        """Close streams that sent no audio for `stream_ttl_s`."""
+        out: list[schemas.Message] = []
+        for stream in [s for s, st in self.streams.items() if now - st.last_audio > self.cfg.stream_ttl_s]:
+            self.counters["ttl_closed"] += 1
+            out += self.on_close(stream, now, reason="ttl")
+        return out
+
+    def _finish(self, stream: str, state: StreamState, now: float, reason: str) -> list[schemas.Message]:
+        return self._messages(stream, state, state.segmenter.flush(now, reason=reason))
+
+    def _segmenter(self, msg: schemas.Open) -> StreamSegmenter:
+        settings = SegmenterSettings.from_config(self.cfg, msg.end_silence_ms, msg.partials)
+        detector = VoiceDetector(self.cfg.aggressiveness, self.cfg.frame_ms, self.cfg.energy_gate_dbfs)
+        return StreamSegmenter(settings, detector)
+
+    def _open_implicitly(self, stream: str, now: float) -> StreamState:
+        self.counters["implicit_opens"] += 1
+        log.warning("audio for a stream never opened: opening it with defaults",
+                    extra={"stream": stream})
+        options = schemas.Open(stream=stream, source="implicit")
+        state = StreamState(options, self._segmenter(options), now, implicit=True)
+        self.streams[stream] = state
+        return state
+
+    def _messages(self, stream: str, state: StreamState, events: list) -> list[schemas.Message]:
+        opts = state.options
+        out: list[schemas.Message] = []
+        for event in events:
+            if isinstance(event, SpeechStarted):
+                out.append(schemas.SpeechStart(stream=stream, utt=event.utt, offset=event.offset, ts=time.time()))
+            elif isinstance(event, SpeechEnded):
+                out.append(schemas.SpeechEnd(stream=stream, utt=event.utt, offset=event.offset, ts=time.time()))
+            elif isinstance(event, UtteranceAudio):
+                self.counters[f"{event.kind}s"] += 1
+                out.append(schemas.Segment(utt=event.utt, kind=event.kind, offset=event.offset, pcm=event.pcm,
+                                           stream=stream, language=opts.language, task=opts.task,
+                                           prompt=opts.prompt, ts_end_of_speech=event.ts_end_of_speech))
+        return out
+
+    def _problem(self, stream: str, kind: str, message: str) -> None:
+        self._problems[(stream, kind)] += 1
+        count = self._problems[(stream, kind)]
+        if count % LOG_EVERY == 1:
+            log.warning(message, extra={"stream": stream, "problem": kind, "occurrences": count})
+
+    def snapshot(self) -> dict:
+        """Counters for the heartbeat, with per-stream detail."""
+        counters = dict(self.counters)
+        counters["streams"] = len(self.streams)
+        counters["per_stream"] = {
+            name: {"lost_frames": self.gaps.lost.get(name, 0), "in_speech": bool(st.segmenter and st.segmenter.in_speech),
+                   "implicit": st.implicit, "rejected": st.segmenter is None,
+                   **({"blips_dropped": st.segmenter.counters.blips_dropped, "splits": st.segmenter.counters.splits}
+                      if st.segmenter else {})}
+            for name, st in list(self.streams.items())[:64]}
+        return counters
+
