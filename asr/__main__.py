@@ -1,3 +1,5 @@
-"""Placeholder until the real asr stage lands: heartbeats ok=false."""
-from bus.placeholder import main
-raise SystemExit(main("asr"))
+import sys
+
+from asr.main import main
+
+sys.exit(main())

@@ -45,7 +45,7 @@ async def _audio(request: Request, task: str) -> Response:
         data=upload.data, task=task,
         language=params.language(form.get("language")) if task == "transcribe" else "auto",
         prompt=params.text(form.get("prompt"), PROMPT_MAX_CHARS, "prompt"),
-        options={"temperature": temperature, "response_format": fmt, "word_timestamps": words})
+        temperature=temperature, words=words)
     outcome = await service.transcribe(bridge, cfg.gateway, req)
     result = outcome.result
     verbose = formats.verbose_json(result.text, result.segments if "segment" in granularities else [],

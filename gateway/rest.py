@@ -52,20 +52,20 @@ def _job_request(data: bytes, fields, default_format: str) -> tuple[service.Requ
     req = service.Request(
         data=data, language=params.language(fields.get("language")), task=params.task(fields.get("task")),
         prompt=params.text(fields.get("prompt"), PROMPT_MAX_CHARS, "prompt"),
-        options={"temperature": temperature, "response_format": fmt, "word_timestamps": words},
+        temperature=temperature, words=words,
         normalize=params.flag(fields.get("normalize"), False, "normalize"),
         trim_silence=params.flag(fields.get("trim_silence"), False, "trim_silence"))
     return req, fmt
 
 
-def _transcribe_response(outcome: service.Outcome, fmt: str, task: str, started: float) -> Response:
-    result = outcome.result
+def _transcribe_response(outcome: service.Outcome, fmt: str, req: service.Request, started: float) -> Response:
+    result, task = outcome.result, req.task
     body = {"text": result.text, "language": outcome.language, "duration": round(outcome.duration, 3),
             "inference_time": outcome.inference_time, "total_time": round(time.monotonic() - started, 4),
             "rtf": outcome.rtf, "timestamp": _now_iso(), "segments": result.segments, "job": outcome.job}
-    if result.words:
+    if req.words:
         body["words"] = result.words
-    verbose = formats.verbose_json(result.text, result.segments, result.words or None, task=task,
+    verbose = formats.verbose_json(result.text, result.segments, result.words if req.words else None, task=task,
                                    language=outcome.language, duration=outcome.duration)
     return formats.render(fmt, result.text, result.segments, body, verbose)
 
@@ -79,7 +79,7 @@ async def transcribe(request: Request) -> Response:
     params.no_unknown(list(fields) + ["audio_file"], TRANSCRIBE_FIELDS)
     req, fmt = _job_request(upload.data, fields, "json")
     outcome = await service.transcribe(bridge, cfg.gateway, req)
-    return _transcribe_response(outcome, fmt, req.task, started)
+    return _transcribe_response(outcome, fmt, req, started)
 
 
 async def transcribe_base64(request: Request) -> Response:
@@ -94,7 +94,7 @@ async def transcribe_base64(request: Request) -> Response:
     fields = {k: (v if isinstance(v, (str, bool)) or v is None else str(v)) for k, v in fields.items()}
     req, fmt = _job_request(data, fields, "json")
     outcome = await service.transcribe(bridge, cfg.gateway, req)
-    return _transcribe_response(outcome, fmt, req.task, started)
+    return _transcribe_response(outcome, fmt, req, started)
 
 
 async def inference(request: Request) -> Response:
@@ -114,5 +114,5 @@ async def inference(request: Request) -> Response:
     result = outcome.result
     verbose = formats.verbose_json(result.text, result.segments, None, task=req.task,
                                    language=outcome.language, duration=outcome.duration,
-                                   temperature=req.options["temperature"])
+                                   temperature=req.temperature)
     return formats.render(fmt, result.text, result.segments, {"text": result.text}, verbose)

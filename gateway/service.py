@@ -21,9 +21,15 @@ class Request:
     language: str = "auto"
     task: str = "transcribe"
     prompt: str | None = None
-    options: dict | None = None
+    temperature: float = 0.0
+    words: bool = False      # word timestamps wanted in the answer (if asr produces them)
     normalize: bool = False
     trim_silence: bool = False
+
+    def options(self) -> dict:
+        """Decoding options for asr. Only what asr's decoder accepts (it refuses unknown keys);
+        the response format is the gateway's business and never leaves it."""
+        return {"temperature": self.temperature}
 
 
 @dataclass
@@ -58,7 +64,7 @@ async def transcribe(bridge, gateway_cfg, req: Request) -> Outcome:
         raise ApiError(400, exc.code, exc.message) from None
     duration = pcm.size / schemas.SAMPLE_RATE
     job = schemas.Job(job=jobs.new_job_id(), pcm=pcm.tobytes(), language=req.language, task=req.task,
-                      prompt=req.prompt, options=req.options or {}, ts=time.time())
+                      prompt=req.prompt, options=req.options(), ts=time.time())
     bridge.counters["jobs_started"] += 1
     pushed = time.monotonic()
     try:

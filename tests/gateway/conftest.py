@@ -107,8 +107,7 @@ class ScriptedPipeline(threading.Thread):
             return
         for index in reversed(range(count)):  # out of order on purpose: the gateway must sort
             start, end = index * SEGMENT_S, min(samples / RATE, (index + 1) * SEGMENT_S)
-            words = [{"word": f" part{index}", "start": start, "end": end}] if job.options.get("word_timestamps") \
-                else None
+            words = [{"word": f" part{index}", "start": start, "end": end}]
             sockets.publish(pub, schemas.Transcript(
                 kind="final", utt=index, text=f"part {index}.", start=start, end=end, job=job.job,
                 segments=[{"start": start, "end": end, "text": f" part {index}.", "avg_logprob": -0.2,

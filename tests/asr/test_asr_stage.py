@@ -1,0 +1,125 @@
+"""The asr process, alone: a recorded segments file is pushed into it as vad would, and
+the transcripts it publishes through a real bus are checked (ARCHITECTURE.md §5 step 4).
+
+Real processes (`python -m bus`, `python -m asr`), real ZeroMQ over ipc://, the real
+tiny.en model.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from bus import schemas, sockets
+from bus.recording import Record, RecordingWriter, read_records
+from config import load_config
+from tests.asr.wer import wer
+
+pytestmark = pytest.mark.slow
+
+
+def pcm_of(path: str) -> bytes:
+    from tests.bench.common import load_audio_16k
+    audio = load_audio_16k(__import__("pathlib").Path(path))
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def segments_recording(clips: dict) -> bytes:
+    """utt 1: a long job segment that keeps the worker busy; utt 2: three partials then a final;
+    utt 3: a final; job j2: two segments. Written in the replay format {t_ns, topic, payload}."""
+    long_pcm = pcm_of(clips["ls-1089-134686-0000"]["file"])
+    short = clips["ls-1089-134691-0001"]
+    pcm = pcm_of(short["file"])
+    third = len(pcm) // 6 * 2
+    msgs = [schemas.Segment(utt=0, kind="final", offset=0, pcm=long_pcm, job="busy", index=0, count=1)]
+    msgs += [schemas.Segment(utt=2, kind="partial", offset=16000, pcm=pcm[:third * k], stream="mic1")
+             for k in (1, 2, 3)]
+    msgs += [schemas.Segment(utt=2, kind="final", offset=16000, pcm=pcm, stream="mic1"),
+             schemas.Segment(utt=3, kind="final", offset=400000, pcm=pcm, stream="mic1"),
+             schemas.Segment(utt=0, kind="final", offset=0, pcm=pcm, job="j2", index=0, count=2),
+             schemas.Segment(utt=1, kind="final", offset=len(pcm) // 2, pcm=pcm, job="j2", index=1, count=2)]
+    out = io.BytesIO()
+    writer = RecordingWriter(out)
+    for i, msg in enumerate(msgs):
+        writer.write(Record(t_ns=i, topic=b"vad.segments", payload=schemas.encode(msg)))
+    return out.getvalue()
+
+
+def collect(sub: zmq.Socket, until, timeout: float) -> list[schemas.Message]:
+    got, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(got):
+        if sub.poll(200):
+            got.append(schemas.unpack(sub.recv_multipart()))
+    return got
+
+
+def wait_for_model(sub: zmq.Socket, timeout: float = 60) -> schemas.Heartbeat:
+    beats = collect(sub, lambda got: any(isinstance(m, schemas.Heartbeat) and m.stage == "asr"
+                                         and m.counters.get("model_loaded") for m in got), timeout)
+    asr = [m for m in beats if isinstance(m, schemas.Heartbeat) and m.stage == "asr"]
+    assert asr and asr[-1].counters.get("model_loaded"), f"asr never loaded its model: {asr[-1:]}"
+    return asr[-1]
+
+
+@pytest.fixture
+def asr_stack(run_dir, spawn, tiny_model_dir):
+    env = dict(os.environ, VOXBUS_ASR__MODEL=str(tiny_model_dir), VOXBUS_ASR__THREADS="1")
+    spawn(["-m", "bus"], env=env, name="bus")
+    asr = spawn(["-m", "asr"], env=env, name="asr")
+    cfg = load_config(env=env)
+    ctx = zmq.Context()
+    push = sockets.pusher(ctx, cfg.vad.segments, cfg.bus, bind=True)  # the test plays vad
+    sub = sockets.subscriber(ctx, cfg.bus, [b"text/", b"job/", b"health/asr/"])
+    yield cfg, push, sub, asr
+    push.close(linger=0)
+    sub.close(linger=0)
+    ctx.term()
+
+
+def test_replayed_segments_give_transcripts_newest_partial_only_finals_all(asr_stack, eval_clips):
+    cfg, push, sub, asr = asr_stack
+    heartbeat = wait_for_model(sub)
+    assert heartbeat.counters["model"] and heartbeat.ok
+    for record in read_records(io.BytesIO(segments_recording(eval_clips))):
+        push.send(record.payload)
+    finals_wanted = {("busy", 0), ("mic1", 2), ("mic1", 3), ("j2", 0), ("j2", 1)}
+
+    def done(got):
+        return finals_wanted <= {(m.job or m.stream, m.utt) for m in got
+                                 if isinstance(m, schemas.Transcript) and m.kind == "final"}
+    got = collect(sub, done, timeout=90)
+    transcripts = [m for m in got if isinstance(m, schemas.Transcript)]
+    assert done(got), f"missing finals; got {[(m.kind, m.stream or m.job, m.utt) for m in transcripts]}\n{asr.output()[-2000:]}"
+    partials = [m for m in transcripts if m.kind == "partial"]
+    assert len(partials) <= 1, "superseded partials of utt 2 were transcribed"
+    final2 = next(m for m in transcripts if m.stream == "mic1" and m.utt == 2)
+    reference = eval_clips["ls-1089-134691-0001"]["transcript"]
+    assert wer([reference], [final2.text]) <= 0.1, final2.text
+    assert final2.is_speech_final and final2.start == pytest.approx(1.0)
+    assert final2.worker and final2.encode_ms > 0 and final2.queue_ms >= 0
+    job = sorted((m for m in transcripts if m.job == "j2"), key=lambda m: m.index)
+    assert [m.index for m in job] == [0, 1] and all(m.count == 2 for m in job)
+    assert not any(isinstance(m, schemas.Error) for m in got)
+
+
+def test_bad_segments_get_error_messages_and_the_worker_keeps_serving(asr_stack, eval_clips):
+    cfg, push, sub, asr = asr_stack
+    wait_for_model(sub)
+    push.send(b"\x93not a segment")                                        # not msgpack map
+    push.send(schemas.encode(schemas.Segment(utt=1, kind="final", offset=0, pcm=b"\x01\x02\x03", stream="s")))
+    push.send(schemas.encode(schemas.Segment(utt=2, kind="final", offset=0, pcm=b"", stream="s")))
+    good = pcm_of(eval_clips["ls-1089-134691-0000"]["file"])
+    push.send(schemas.encode(schemas.Segment(utt=3, kind="final", offset=0, pcm=good, stream="s")))
+    got = collect(sub, lambda got: any(isinstance(m, schemas.Transcript) and m.utt == 3 for m in got), 60)
+    errors = {m.utt: m for m in got if isinstance(m, schemas.Error)}
+    assert errors[1].code == "bad_segment" and "odd number of bytes" in errors[1].message
+    assert 2 in errors and errors[2].permanent
+    final = next(m for m in got if isinstance(m, schemas.Transcript) and m.utt == 3)
+    assert "wait" in final.text.lower()
+    beats = collect(sub, lambda got: any(isinstance(m, schemas.Heartbeat) for m in got), 5)
+    assert any(m.counters.get("bad_messages", 0) >= 1 for m in beats if isinstance(m, schemas.Heartbeat))
+    assert asr.popen.poll() is None
