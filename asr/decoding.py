@@ -172,9 +172,9 @@ class ApplyTimestampRules(LogitFilter):
             logits[:, :begin] = -np.inf  # the first sampled token is a timestamp
             if self.max_initial_timestamp_index is not None:
                 logits[:, begin + self.max_initial_timestamp_index + 1 :] = -np.inf
-        logprobs = log_softmax(logits)
-        timestamp_mass = np.logaddexp.reduce(logprobs[:, begin:], axis=-1)
-        best_text = logprobs[:, :begin].max(axis=-1)
+        # Compared in logits, not log-probabilities: the softmax normaliser cancels.
+        timestamp_mass = np.logaddexp.reduce(logits[:, begin:], axis=-1)
+        best_text = logits[:, :begin].max(axis=-1)
         logits[timestamp_mass > best_text, :begin] = -np.inf
 
     def _apply_pairing(self, logits: np.ndarray, sampled: np.ndarray) -> None:
@@ -236,8 +236,10 @@ class GreedyDecoder(TokenDecoder):
         else:  # Gumbel-max: an exact sample from the tempered softmax
             gumbel = -np.log(-np.log(self.rng.uniform(1e-20, 1.0, size=logits.shape)))
             next_tokens = (logits / self.temperature + gumbel).argmax(axis=-1)
-        logprobs = log_softmax(logits)
-        current_logprobs = logprobs[np.arange(logprobs.shape[0]), next_tokens]
+        # log p(token) = logit - logsumexp(logits): no full log-softmax array needed.
+        peak = logits.max(axis=-1)
+        normaliser = peak + np.log(np.exp(logits - peak[:, None]).sum(axis=-1))
+        current_logprobs = logits[np.arange(logits.shape[0]), next_tokens] - normaliser
         still_going = tokens[:, -1] != self.eot
         sum_logprobs += current_logprobs * still_going
         next_tokens = np.where(still_going, next_tokens, self.eot)
@@ -380,16 +382,13 @@ class DecodingTask:
         )
 
     def _main_loop(self, inference: Inference, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n_batch = tokens.shape[0]
-        sum_logprobs = np.zeros(n_batch, dtype=np.float64)
-        no_speech_probs = np.full(n_batch, np.nan)
-        sot_index = self.initial_tokens.index(self.tokenizer.special.sot)
+        sum_logprobs = np.zeros(tokens.shape[0], dtype=np.float64)
+        no_speech_probs = np.full(tokens.shape[0], np.nan)
+        sot_index, no_speech = self.initial_tokens.index(self.tokenizer.special.sot), self.tokenizer.special.no_speech
         for step in range(self.sample_len):
             logits = inference.logits(tokens)
             if step == 0:  # what the model thinks of the window before saying anything
-                no_speech_probs = np.exp(log_softmax(logits[:, sot_index].astype(np.float64)))[
-                    :, self.tokenizer.special.no_speech
-                ]
+                no_speech_probs = np.exp(log_softmax(logits[:, sot_index].astype(np.float64))[:, no_speech])
             last_logits = np.array(logits[:, -1], dtype=np.float32)  # filters write into it
             for logit_filter in self.logit_filters:
                 logit_filter.apply(last_logits, tokens)

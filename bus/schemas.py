@@ -10,6 +10,7 @@ measuring latency.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import typing
 from dataclasses import dataclass, field
@@ -295,19 +296,26 @@ def unpack(frames: list[bytes]) -> Message:
     return msg
 
 
-def _build(cls: type[Message], body: dict) -> Message:
+@functools.cache
+def _fields(cls: type[Message]) -> tuple[tuple[str, tuple, bool], ...]:
+    """(name, allowed types, required) per field; resolving type hints is slow, so once per class."""
     hints = typing.get_type_hints(cls)
+    return tuple((f.name, typing.get_args(hints[f.name]) or (hints[f.name],),
+                  f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                 for f in dataclasses.fields(cls))
+
+
+def _build(cls: type[Message], body: dict) -> Message:
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in body:
-            kwargs[f.name] = _check(cls.__name__, f.name, body[f.name], hints[f.name])
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise SchemaError(f"{body.get('type')}: missing field {f.name!r}")
+    for name, allowed, required in _fields(cls):
+        if name in body:
+            kwargs[name] = _check(cls.__name__, name, body[name], allowed)
+        elif required:
+            raise SchemaError(f"{body.get('type')}: missing field {name!r}")
     return cls(**kwargs)
 
 
-def _check(cls_name: str, name: str, value: Any, tp) -> Any:
-    allowed = typing.get_args(tp) or (tp,)
+def _check(cls_name: str, name: str, value: Any, allowed: tuple) -> Any:
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not any(_is_instance(value, t) for t in allowed):

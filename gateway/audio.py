@@ -44,11 +44,35 @@ def decode_upload(data: bytes, max_seconds: float) -> np.ndarray:
     try:
         pcm = _decode_soundfile(data, max_seconds)
     except (soundfile.SoundFileError, RuntimeError) as exc:
-        log.debug("soundfile cannot read upload, trying ffmpeg", extra={"reason": str(exc)})
+        container = ffmpeg_container(data)
+        if container is None:
+            raise AudioError("unsupported_format", "could not decode the audio: not a WAV, FLAC, MP3, OGG, "
+                                                   "WebM/Opus, M4A/MP4 or AAC file (the first bytes match none), "
+                                                   f"or it is corrupt ({exc})") from None
+        log.debug("soundfile cannot read upload, trying ffmpeg", extra={"reason": str(exc), "container": container})
         pcm = _decode_ffmpeg(data, max_seconds)
     if pcm.size == 0:
         raise AudioError("empty_audio", "the audio file decodes to no samples")
     return pcm
+
+
+def ffmpeg_container(data: bytes) -> str | None:
+    """The container ffmpeg is asked to read, judged by its first bytes; None for anything else.
+
+    Sniffing first keeps garbage uploads cheap: no subprocess for bytes no decoder could take.
+    """
+    head = data[:16]
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "webm"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "mpeg"  # MP3 or ADTS AAC, by frame sync
+    if head.startswith(b"#!AMR"):
+        return "amr"
+    return None
 
 
 def _too_long(seconds: float, max_seconds: float) -> AudioError:

@@ -34,7 +34,8 @@ def report(table: HealthTable, now: float, timeout: float) -> tuple[bool, dict]:
     stages = {}
     for row in table.fresh(now, timeout):
         hb = row.heartbeat
-        stages.setdefault(hb.stage, []).append({"instance": hb.instance, "ok": hb.ok, "status": hb.status,
+        stages.setdefault(hb.stage, []).append({"instance": hb.instance, "pid": hb.pid, "host": hb.host,
+                                                "ok": hb.ok, "status": hb.status,
                                                 "age_s": round(now - row.received, 2), "uptime_s": hb.uptime_s})
     body = {"status": "ok" if not gone else "unavailable", "missing": gone, "stages": stages}
     return not gone, body

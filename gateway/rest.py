@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway import __version__, formats, health, params, service, uploads
+from gateway import formats, health, params, service, uploads
+from gateway.version import VERSION
 from gateway.errors import ApiError
 
 TRANSCRIBE_FIELDS = ("audio_file", "language", "task", "normalize", "trim_silence", "response_format",
@@ -28,7 +29,7 @@ async def info(request: Request) -> JSONResponse:
     bridge, cfg = _state(request)
     gone = health.missing(bridge.router.health, time.monotonic(), cfg.bus.heartbeat_timeout_s)
     return JSONResponse({
-        "name": "voxbus", "version": __version__, "status": "ok" if not gone else "degraded", "missing": gone,
+        "name": "voxbus", "version": VERSION, "status": "ok" if not gone else "degraded", "missing": gone,
         "endpoints": ["/health", "/model/info", "/transcribe", "/transcribe/base64", "/v1/audio/transcriptions",
                       "/v1/audio/translations", "/v1/models", "/inference", "/stream (WebSocket)", "/events",
                       "/ui"]})

@@ -53,18 +53,27 @@ def _session(path: Path) -> "ort.InferenceSession":
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def _feeds(tokens: np.ndarray, self_k: np.ndarray, self_v: np.ndarray,
+           cross_k: np.ndarray, cross_v: np.ndarray) -> dict[str, np.ndarray]:
+    """Stacked arrays -> the decoder's per-layer inputs (zero-copy views)."""
+    feeds = {"tokens": tokens}
+    for i in range(cross_k.shape[0]):
+        feeds.update({f"self_k_{i}": self_k[i], f"self_v_{i}": self_v[i],
+                      f"cross_k_{i}": cross_k[i], f"cross_v_{i}": cross_v[i]})
+    return feeds
+
+
 def _greedy(model_dir: Path, mel: np.ndarray) -> list[int]:
     """Minimal greedy loop over the ONNX interface (no timestamps)."""
     manifest = json.loads((model_dir / "manifest.json").read_text())
     tokens = manifest["special_tokens"]
     cross_k, cross_v = _session(model_dir / "encoder.onnx").run(None, {"mel": mel})
     decoder = _session(model_dir / "decoder.onnx")
-    layers, _, _, width = cross_k.shape
-    self_k = self_v = np.zeros((layers, 1, 0, width), np.float32)
+    layers, _, heads, _, head_dim = cross_k.shape
+    self_k = self_v = np.zeros((layers, 1, 0, heads * head_dim), np.float32)
     step_in, out = np.array([[tokens["sot"], tokens["no_timestamps"]]], np.int64), []
     for step in range(60):
-        logits, self_k, self_v = decoder.run(None, {"tokens": step_in, "self_k": self_k, "self_v": self_v,
-                                                    "cross_k": cross_k, "cross_v": cross_v})
+        logits, self_k, self_v = decoder.run(None, _feeds(step_in, self_k, self_v, cross_k, cross_v))
         last = logits[0, -1]
         last[manifest["suppress_ids"]] = -np.inf
         last[tokens["no_timestamps"]:] = -np.inf
@@ -113,7 +122,7 @@ def test_encoder_matches_ctranslate2(built: dict[str, Path], mel: np.ndarray) ->
     model.graph.output.append(helper.make_tensor_value_info(ENCODER_HIDDEN, TensorProto.FLOAT, None))
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     cross_k, _, hidden = sess.run(None, {"mel": mel})
-    assert cross_k.shape == (4, 1, 1500, 384)
+    assert cross_k.shape == (4, 1, 6, 1500, 64)
     ref = ctranslate2.models.Whisper(str(TINY_DIR), compute_type="float32", intra_threads=2)
     expected = np.array(ref.encode(ctranslate2.StorageView.from_array(mel), to_cpu=True))
     assert np.abs(hidden - expected).max() < 1e-2 * np.abs(expected).max()
@@ -135,8 +144,7 @@ def test_greedy_int8_text(built: dict[str, Path], mel: np.ndarray) -> None:
 def test_decoder_attn_graph(built: dict[str, Path], mel: np.ndarray) -> None:
     cross_k, cross_v = _session(built["int8"] / "encoder.onnx").run(None, {"mel": mel})
     empty = np.zeros((4, 1, 0, 384), np.float32)
-    feeds = {"tokens": np.array([[50257, 50362, 1114]], np.int64), "self_k": empty, "self_v": empty,
-             "cross_k": cross_k, "cross_v": cross_v}
+    feeds = _feeds(np.array([[50257, 50362, 1114]], np.int64), empty, empty, cross_k, cross_v)
     logits, attn = _session(built["int8"] / "decoder_attn.onnx").run(None, feeds)
     assert logits.shape == (1, 3, 51864) and attn.shape == (8, 1, 3, 1500)
     np.testing.assert_allclose(attn.sum(-1), 1.0, atol=1e-4)

@@ -123,3 +123,14 @@ def test_live_converter_survives_nan():
     conv = audio.PcmConverter(16000, "f32", 320)
     frames = conv.feed(np.full(320, np.nan, "<f4").tobytes())
     assert np.frombuffer(frames[0], "<i2").max() == 0
+
+
+def test_only_known_containers_reach_ffmpeg(jfk_bytes, tmp_path):
+    assert audio.ffmpeg_container(_ffmpeg(jfk_bytes, ["-c:a", "libopus"], ".webm", tmp_path)) == "webm"
+    assert audio.ffmpeg_container(_ffmpeg(jfk_bytes, ["-c:a", "aac"], ".m4a", tmp_path)) == "mp4"
+    assert audio.ffmpeg_container(b"OggS" + bytes(20)) == "ogg"
+    assert audio.ffmpeg_container(b"\xff\xfb\x90\x00") == "mpeg"
+    assert audio.ffmpeg_container(b"hello world") is None
+    with pytest.raises(audio.AudioError) as garbage:
+        audio.decode_upload(b"\x00\x01garbage" * 50, 60)
+    assert garbage.value.code == "unsupported_format" and "first bytes match none" in garbage.value.message

@@ -46,11 +46,11 @@ def recv_segments(pull, until, timeout=10.0):
     return got
 
 
-def publish_stream(client, stream, pcm, seq0=0):
+def publish_stream(client, stream, pcm, seq0=0, every=50, pause=0.002):
     for i, (offset, chunk) in enumerate(frames_of(pcm)):
         client.publish(schemas.Audio(stream=stream, seq=seq0 + i, offset=offset, pcm=chunk))
-        if i % 50 == 0:
-            time.sleep(0.002)  # a little pacing: this is a test PUB, not a flood
+        if i % every == 0:
+            time.sleep(pause)  # a little pacing: this is a test PUB, not a flood
 
 
 def test_live_stream_gives_events_and_segments_then_stops_cleanly(stack, run_dir):
@@ -157,7 +157,7 @@ def test_bad_input_is_counted_and_never_kills_vad(stack, run_dir):
         # still alive and segmenting afterwards
         speech, _ = build_stream(CLIPS[:1], [])
         client.publish(schemas.Open(stream="after"))
-        publish_stream(client, "after", speech)
+        publish_stream(client, "after", speech, every=10, pause=0.02)  # gently: the bus queues hold only 50
         client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.stream == "after", what="speech after flood")
         assert vad.popen.poll() is None
     finally:

@@ -1,0 +1,123 @@
+"""`voxbus transcribe`: asr.cli.main called directly, plus one real subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from asr import cli
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = "voxbus transcribe: error: "
+
+
+def _one_error_line(stderr: str, *fragments: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(PREFIX), stderr
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def clip(eval_clips) -> str:
+    return eval_clips["jfk"]["file"]
+
+
+@pytest.fixture
+def use_model(monkeypatch, tiny_model_dir):
+    monkeypatch.setenv(cli.MODEL_ENV, str(tiny_model_dir))
+
+
+# --- usage errors (no model needed) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        ([], "FILE"),
+        (["a.wav", "--threads", "0"], "--threads"),
+        (["a.wav", "--format", "xml"], "--format"),
+        (["a.wav", "--task", "summarise"], "--task"),
+    ],
+)
+def test_usage_errors(capsys, argv, fragment):
+    assert cli.main(argv) == 2
+    _one_error_line(capsys.readouterr().err, fragment)
+
+
+def test_help_exits_zero(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "--language" in capsys.readouterr().out
+
+
+def test_missing_model_names_the_build_command(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv(cli.MODEL_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default ~/.local/share/... is missing too
+    assert cli.main([str(tmp_path / "a.wav")]) == 2
+    _one_error_line(capsys.readouterr().err, "voxbus model build tiny --out DIR")
+
+
+# --- with the real model -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_text_output(capsys, use_model, clip):
+    assert cli.main([clip]) == 0
+    assert "ask not what your country can do for you" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_json_output(capsys, use_model, clip):
+    assert cli.main([clip, "--format", "json", "--threads", "1", "--language", "en"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["language"] == "en" and document["duration"] == pytest.approx(11.0, abs=0.01)
+    assert document["segments"][0]["start"] == 0.0 and document["text"].startswith("And so")
+    assert set(document["timings"]) == {"audio_ms", "encode_ms", "decode_ms"}
+
+
+@pytest.mark.slow
+def test_bad_inputs(capsys, use_model, tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "corrupt.flac"
+    corrupt.write_bytes(b"fLaC" + bytes(range(256)) * 8)
+    zero_length = tmp_path / "zero.wav"
+    soundfile.write(zero_length, np.zeros(0, np.float32), 16000)
+    nan = tmp_path / "nan.wav"
+    soundfile.write(nan, np.full(1600, np.nan, np.float32), 16000, subtype="FLOAT")
+    for path, fragment in [(empty, "file is empty"), (corrupt, "cannot decode"),
+                           (zero_length, "no audio samples"), (nan, "NaN")]:
+        assert cli.main([str(path)]) == 2
+        _one_error_line(capsys.readouterr().err, str(path), fragment)
+
+
+@pytest.mark.slow
+def test_one_bad_file_among_several(capsys, use_model, clip, tmp_path):
+    assert cli.main([str(tmp_path / "missing.wav"), clip, "--format", "json"]) == 1
+    captured = capsys.readouterr()
+    _one_error_line(captured.err, "missing.wav", "no such file")
+    documents = json.loads(captured.out)
+    assert [d["file"] for d in documents] == [clip]
+
+
+@pytest.mark.slow
+def test_language_the_model_cannot_do(capsys, use_model, clip):
+    assert cli.main([clip, "--language", "de"]) == 2
+    _one_error_line(capsys.readouterr().err, "English-only")
+
+
+@pytest.mark.slow
+def test_real_subprocess(tiny_model_dir, clip, tmp_path):
+    code = "import asr.cli, sys; sys.exit(asr.cli.main(sys.argv[1:]))"
+    completed = subprocess.run(
+        [sys.executable, "-c", code, clip, str(tmp_path / "missing.wav"), "--model", str(tiny_model_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 1
+    assert "ask what you can do for your country" in completed.stdout
+    _one_error_line(completed.stderr, "missing.wav")

@@ -1,0 +1,79 @@
+"""The web page in headless Chromium with a fake microphone fed from a WAV of real speech."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.asr.wer import normalize_english
+from tests.e2e import live
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CLIPS = ["lj-LJ001-0011", "ls-6930-75918-0000"]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip(f"headless browser test needs {CHROMIUM} and {CHROMEDRIVER}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    audio, utterances = live.build_stream(CLIPS, pause_s=1.5, lead_s=1.0, tail_s=4.0)
+    mic = tmp_path / "mic.wav"
+    soundfile.write(mic, np.clip(audio, -1, 1), live.RATE, subtype="PCM_16")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                "--autoplay-policy=no-user-gesture-required", "--window-size=1200,1000",
+                f"--use-file-for-fake-audio-capture={mic}", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver, utterances
+    finally:
+        driver.quit()
+
+
+def test_page_shows_live_finals_and_file_results(stack, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver, utterances = browser
+    driver.get(f"{stack.http}/ui/")
+    WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "health").text == "ready")
+    Select(driver.find_element(By.ID, "language")).select_by_value("en")
+    driver.find_element(By.ID, "mic").click()
+    WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#transcript p.final")) >= 2)
+    driver.find_element(By.ID, "mic").click()  # stop: eof, the last final, a clean close
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "status").text == "Microphone off.")
+    finals = [p.text for p in driver.find_elements(By.CSS_SELECTOR, "#transcript p.final")]
+    heard = normalize_english(" ".join(finals))
+    for u in utterances:  # the looped file starts with these two utterances
+        words = normalize_english(u.reference).split()
+        assert sum(w in heard for w in words) >= 0.6 * len(words), (u.reference, finals)
+
+    jfk = live.EVAL_DIR / "asr/jfk/jfk.flac"
+    driver.find_element(By.ID, "file").send_keys(str(jfk))
+    driver.find_element(By.CSS_SELECTOR, "#upload button[type=submit]").click()
+    WebDriverWait(driver, 60).until(lambda d: "transcribed" in d.find_element(By.ID, "upload-status").text)
+    assert driver.find_element(By.ID, "progress").get_attribute("value") == "100"
+    assert "fellow americans" in normalize_english(driver.find_element(By.ID, "transcript").text)
+
+    srt = driver.execute_script("return render('srt')")
+    vtt = driver.execute_script("return render('vtt')")
+    txt = driver.execute_script("return render('txt')")
+    assert srt.startswith("1\n00:00:0") and vtt.startswith("WEBVTT\n\n") and "country" in txt.lower()
+    shot = tmp_path / "ui.png"
+    driver.save_screenshot(str(shot))
+    if os.environ.get("VOXBUS_SCREENSHOT_DIR"):  # for a person to look at
+        shutil.copy(shot, Path(os.environ["VOXBUS_SCREENSHOT_DIR"]) / "voxbus-ui.png")
