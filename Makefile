@@ -10,8 +10,9 @@ setup-test:
 run: setup
 	.venv/bin/voxbus up --foreground
 
+# Tests reuse the model that setup built rather than building their own.
 test: setup-test
-	.venv/bin/pytest -q
+	VOXBUS_TEST_MODEL_DIR=$$(.venv/bin/python deploy/ensure_model.py) .venv/bin/pytest -q
 
 bench: setup-test
 	.venv/bin/python -m tests.bench

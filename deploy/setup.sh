@@ -47,5 +47,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
 fi
 
 # --- default model -----------------------------------------------------------
-"$VENV/bin/python" -m asr.model_build --ensure tiny --precision int8 --default-location
-say "ready"
+model=$("$VENV/bin/python" deploy/ensure_model.py)
+say "ready (default model: $model)"
