@@ -1,7 +1,8 @@
 """Build Whisper encoder/decoder ONNX graphs straight from CTranslate2 weights.
 
-No torch: the graphs are written node by node with ``onnx.helper``. The
-interface (names, shapes) is documented in asr/MODEL_FORMAT.md.
+No torch: the graphs are written node by node with ``onnx.helper`` (opset 17
+plus onnxruntime's com.microsoft.MultiHeadAttention, so they need onnxruntime).
+The interface (names, shapes) is documented in asr/MODEL_FORMAT.md.
 
 CTranslate2 Whisper weight names (W is [out, in], as in torch.nn.Linear)::
 
@@ -162,10 +163,10 @@ def _layer_norm(g: GraphBuilder, w: _Weights, x: str, name: str, out: str | None
     return g.op("LayerNormalization", [x, gamma, beta], out=out, axis=-1, epsilon=1e-5)
 
 
-def _split_heads(g: GraphBuilder, x: str, n_head: int, perm: list[int]) -> str:
-    """[B, T, D] -> [B, H, T, hd] (perm 0,2,1,3) or [B, H, hd, T] (perm 0,2,3,1)."""
+def _split_heads(g: GraphBuilder, x: str, n_head: int) -> str:
+    """[B, T, D] -> [B, H, T, hd]."""
     shaped = g.op("Reshape", [x, g.const_i64([0, 0, n_head, -1])])
-    return g.op("Transpose", [shaped], perm=perm)
+    return g.op("Transpose", [shaped], perm=[0, 2, 1, 3])
 
 
 def attention(
@@ -177,7 +178,7 @@ def attention(
     mask additive, broadcastable to [B, H, Nq, Nk].
     Returns (out [B, Nq, D], probs [B, H, Nq, Nk]).
     """
-    qh = _split_heads(g, q, n_head, [0, 2, 1, 3])
+    qh = _split_heads(g, q, n_head)
     scores = g.op("MatMul", [qh, g.op("Transpose", [k], perm=[0, 1, 3, 2])])
     if mask is not None:
         scores = g.op("Add", [scores, mask])

@@ -23,6 +23,11 @@ KEEPALIVE_S = 15.0
 POLL_S = 0.5  # how soon a stream notices the server is stopping
 
 
+def _timings(msg: schemas.Transcript) -> dict:
+    """Where the time went in asr, for clients that measure latency."""
+    return {"queue_ms": msg.queue_ms, "encode_ms": msg.encode_ms, "decode_ms": msg.decode_ms, "worker": msg.worker}
+
+
 def client_event(msg: schemas.Message) -> dict | None:
     now = round(time.time(), 3)
     if isinstance(msg, (schemas.SpeechStart, schemas.SpeechEnd)):
@@ -30,10 +35,11 @@ def client_event(msg: schemas.Message) -> dict | None:
                 "offset": round(msg.offset / schemas.SAMPLE_RATE, 3), "timestamp": now}
     if isinstance(msg, schemas.Transcript) and msg.kind == "partial":
         return {"type": "partial", "text": msg.text, "utt": msg.utt, "start": msg.start, "end": msg.end,
-                "timestamp": now}
+                "timestamp": now, "timings": _timings(msg)}
     if isinstance(msg, schemas.Transcript):
         event = {"type": "final", "text": msg.text, "utt": msg.utt, "start": msg.start, "end": msg.end,
-                 "segments": msg.segments, "language": msg.language, "is_speech_final": True, "timestamp": now}
+                 "segments": msg.segments, "language": msg.language, "is_speech_final": True, "timestamp": now,
+                 "timings": _timings(msg)}
         if msg.words:
             event["words"] = msg.words
         return event

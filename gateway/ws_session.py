@@ -98,6 +98,8 @@ class StreamHandler:
             await asyncio.wait([self.receiver])
             if not self.receiver.cancelled() and self.receiver.exception() is not None:
                 log.error("stream receiver failed", exc_info=self.receiver.exception(), extra={"stream": stream})
+                self.emit({"type": "error", "code": "internal_error", "timestamp": round(time.time(), 3),
+                           "message": f"internal error: {type(self.receiver.exception()).__name__}"})
                 self.close_code, self.close_reason = 1011, "internal_error"
             if not self.client_gone:
                 await self._flush_outbox(sender)

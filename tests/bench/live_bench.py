@@ -45,9 +45,9 @@ async def _concurrent(url: str, audio: np.ndarray, n: int) -> list[live.Session]
     return await asyncio.gather(*(one(i) for i in range(n)))
 
 
-def run_round(stack: stacks.Stack, n: int, end_silence_ms: int) -> dict:
+def run_round(stack: stacks.Stack, n: int, end_silence_ms: int, partials: bool = True) -> dict:
     audio, utterances = live.build_stream(CLIPS, pause_s=1.5)
-    url = f"{stack.ws}/stream?language=en&end_silence_ms={end_silence_ms}"
+    url = f"{stack.ws}/stream?language=en&end_silence_ms={end_silence_ms}&partials={str(partials).lower()}"
     sessions = asyncio.run(_concurrent(url, audio, n))
     finals, partials, missing, errors = [], [], 0, 0
     for session in sessions:
@@ -58,7 +58,7 @@ def run_round(stack: stacks.Stack, n: int, end_silence_ms: int) -> dict:
         missing += sum(1 for got in matched.values() if not got)
         errors += len(session.of_type("error"))
     p95 = percentile(finals, 95)
-    return {"streams": n, "utterances": n * len(utterances), "missing_finals": missing, "errors": errors,
+    return {"streams": n, "partials": partials, "utterances": n * len(utterances), "missing_finals": missing, "errors": errors,
             "final_p50_s": percentile(finals, 50), "final_p95_s": p95,
             "partial_p50_s": percentile(partials, 50), "partial_p95_s": percentile(partials, 95),
             "sustained": bool(p95 is not None and p95 <= P95_LIMIT_S and not missing and not errors)}
@@ -76,7 +76,7 @@ def memory(stack: stacks.Stack) -> dict[str, dict]:
     return out
 
 
-def bench_model(key: str, models_root: Path, streams: list[int], end_silence_ms: int) -> dict:
+def bench_model(key: str, models_root: Path, streams: list[int], end_silence_ms: int, partials: bool) -> dict:
     from asr.model_build import ensure_model
 
     source, name = MODELS[key]
@@ -84,10 +84,10 @@ def bench_model(key: str, models_root: Path, streams: list[int], end_silence_ms:
     stack = stacks.start(models_root, model=name)
     try:
         stacks.wait_healthy(stack)
-        run_round(stack, 1, end_silence_ms)  # warm-up: first inferences allocate
+        run_round(stack, 1, end_silence_ms, partials)  # warm-up: first inferences allocate
         rounds = []
         for n in streams:
-            result = run_round(stack, n, end_silence_ms)
+            result = run_round(stack, n, end_silence_ms, partials)
             rounds.append(result)
             sys.stderr.write(f"live_bench: {name} {n} stream(s): {result}\n")
             if not result["sustained"]:
@@ -104,6 +104,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--streams", default="1,2,3,4", help="concurrent stream counts to try, in order")
     parser.add_argument("--end-silence-ms", type=int, default=800)
     parser.add_argument("--models-dir", help="where to build/reuse the models (default: a temp dir)")
+    parser.add_argument("--no-partials", action="store_true", help="streams ask for finals only")
+    parser.add_argument("--out", default="live_bench", help="results file name under tests/bench/results")
     args = parser.parse_args(argv)
     unknown = [m for m in args.models.split(",") if m not in MODELS]
     if unknown:
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"live_bench: {live.EVAL_DIR} is absent; the benchmark needs ../shared/eval\n")
         return 2
     root = Path(args.models_dir) if args.models_dir else Path(tempfile.mkdtemp(prefix="vb-models-"))
-    results = [bench_model(m, root, args.stream_counts, args.end_silence_ms) for m in args.models.split(",")]
+    results = [bench_model(m, root, args.stream_counts, args.end_silence_ms, not args.no_partials)
+               for m in args.models.split(",")]
     table = [dict(model=r["model"], **{k: v for k, v in rd.items() if k != "utterances"})
              for r in results for rd in r["rounds"]]
     print_table(f"live latency (end_silence_ms={args.end_silence_ms} excluded; p95 limit {P95_LIMIT_S} s)", table)
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                                          for r in results for p, m in r["memory"].items()])
     print_table("concurrent real-time streams with final p95 ≤ 1.5 s",
                 [{"model": r["model"], "max_streams": r["max_streams"]} for r in results])
-    path = write_json("live_bench", {"end_silence_ms": args.end_silence_ms, "clips": CLIPS, "results": results})
+    path = write_json(args.out, {"end_silence_ms": args.end_silence_ms, "partials": not args.no_partials,
+                                 "clips": CLIPS, "results": results})
     sys.stdout.write(f"\nwritten {path}\n")
     return 0
 
