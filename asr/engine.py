@@ -24,7 +24,8 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from asr.audio_file import validate_audio
 from asr.decoding import DecodingOptions, DecodingResult, DecodingTask
-from asr.features import FRAMES_PER_SECOND, N_FRAMES, N_SAMPLES, SAMPLE_RATE, log_mel_spectrogram, pad_or_trim, window_mel
+from asr.features import (FRAMES_PER_SECOND, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, content_frames,
+                          log_mel_spectrogram, pad_or_trim, window_mel)
 from asr.tokenizer import TIME_PRECISION, Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class Result:
 
 
 @dataclass
-class _Timings:
+class _Timings:  # accumulated over the windows of one call
     encode_ms: float = 0.0
     decode_ms: float = 0.0
 
@@ -278,16 +279,18 @@ class WhisperModel:
         decoding, chaining = self._options(language, task, options)
         timings = _Timings()
         started = time.perf_counter()
-        mel = log_mel_spectrogram(audio, self.dims["n_mels"], padding=N_SAMPLES)
+        # Half an FFT of silence after the audio is all its frames can see of whisper's 30 s padding.
+        mel = log_mel_spectrogram(audio, self.dims["n_mels"], padding=N_FFT)
         timings.encode_ms += (time.perf_counter() - started) * 1000
-        content_frames = mel.shape[-1] - N_FRAMES
+        n_content = content_frames(audio.shape[0])
         all_tokens = self.tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
         prompt_reset_since, seek, segments = 0, 0, []
         language_prob = None
-        while seek < content_frames:
-            window_frames = min(N_FRAMES, content_frames - seek)
+        while seek < n_content:
+            window_frames = min(N_FRAMES, n_content - seek)
             window_prompt = tuple(all_tokens[prompt_reset_since:]) or None
-            result = self._decode_window(pad_or_trim(mel[:, seek : seek + N_FRAMES]),
+            # Like whisper, a short window is zero-padded in mel space (not with silent frames).
+            result = self._decode_window(pad_or_trim(mel[:, seek : seek + window_frames]),
                                          dataclasses.replace(decoding, prompt=window_prompt), timings)
             if decoding.language is None:  # detected on the first window, then kept
                 decoding = dataclasses.replace(decoding, language=result.language)
@@ -312,13 +315,15 @@ class WhisperModel:
         decoding, chaining = self._options(language, task, options)
         decoding = dataclasses.replace(decoding, prompt=prompt.strip() if prompt and prompt.strip() else None)
         timings = _Timings()
+        if content_frames(audio.shape[0]) == 0:  # under 10 ms: not one mel frame to decode
+            return self._result([], decoding.language, None, audio, timings)
         started = time.perf_counter()
         mel = window_mel(audio, self.dims["n_mels"])
         timings.encode_ms += (time.perf_counter() - started) * 1000
         result = self._decode_window(mel, decoding, timings)
         segments: list[Segment] = []
         if not self._is_silence(result, chaining):
-            window_frames = min(-(-audio.shape[0] // (SAMPLE_RATE // FRAMES_PER_SECOND)), N_FRAMES)
+            window_frames = content_frames(audio.shape[0])
             pieces, _ = self.tokenizer.split_at_timestamps(result.tokens, keep_trailing=True)
             segments = self._segments(pieces, 0.0, window_frames, result)
         return self._result(segments, result.language, result.language_prob, audio, timings)

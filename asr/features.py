@@ -150,14 +150,18 @@ def pad_or_trim(array: np.ndarray, length: int = N_FRAMES, axis: int = -1) -> np
 def window_mel(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:
     """Mel of one encoder window (≤ 30 s of audio): float32 [n_mels, N_FRAMES].
 
-    Equals frames [0, N_FRAMES) of whisper's `log_mel_spectrogram(audio,
-    padding=N_SAMPLES)` while only transforming one window of samples: the audio is
-    zero-padded to a full window plus half an FFT so the last frames see silence, as
-    they would with whisper's 30 s of padding.
+    What whisper's (and faster-whisper's) transcribe feeds the encoder for a short
+    input: the audio's own frames, computed as if 30 s of silence followed, then
+    zero-padded in mel space to a full window. Half an FFT of zero samples is all
+    the following silence those frames can see, so only that much is transformed.
     """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1 or audio.shape[0] > N_SAMPLES:
         raise ValueError(f"window_mel takes ≤ {N_SAMPLES} mono samples, got shape {audio.shape}")
-    padded = np.zeros(N_SAMPLES + N_FFT, dtype=np.float32)
-    padded[: audio.shape[0]] = audio
-    return np.ascontiguousarray(log_mel_spectrogram(padded, n_mels)[:, :N_FRAMES])
+    mel = log_mel_spectrogram(audio, n_mels, padding=N_FFT)[:, : content_frames(audio.shape[0])]
+    return np.ascontiguousarray(pad_or_trim(mel, N_FRAMES))
+
+
+def content_frames(n_samples: int) -> int:
+    """Mel frames that hold audio (whisper: frames of audio + 30 s padding, minus 3000)."""
+    return n_samples // HOP_LENGTH

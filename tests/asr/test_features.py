@@ -49,10 +49,15 @@ def test_silence_is_the_floor():
     np.testing.assert_allclose(mel, (-10.0 + 4.0) / 4.0, atol=1e-6)
 
 
-def test_window_mel_equals_whisper_padding():
+@pytest.mark.parametrize("n_samples", [16000 * 7 + 33, N_SAMPLES])
+def test_window_mel_equals_whisper_transcribe(n_samples):
+    # whisper.transcribe: mel of audio + 30 s of zeros, the content frames of the
+    # first window, then pad_or_trim (zeros in mel space).
     rng = np.random.default_rng(0)
-    audio = (rng.standard_normal(16000 * 7) * 0.1).astype(np.float32)
-    expected = log_mel_spectrogram(audio, padding=N_SAMPLES)[:, :N_FRAMES]
+    audio = (rng.standard_normal(n_samples) * 0.1).astype(np.float32)
+    padded_mel = log_mel_spectrogram(audio, padding=N_SAMPLES)
+    n_content = padded_mel.shape[-1] - N_FRAMES
+    expected = pad_or_trim(padded_mel[:, :n_content], N_FRAMES)
     np.testing.assert_allclose(window_mel(audio), expected, atol=1e-5)
 
 

@@ -49,18 +49,19 @@ def run_round(stack: stacks.Stack, n: int, end_silence_ms: int, partials: bool =
     audio, utterances = live.build_stream(CLIPS, pause_s=1.5)
     url = f"{stack.ws}/stream?language=en&end_silence_ms={end_silence_ms}&partials={str(partials).lower()}"
     sessions = asyncio.run(_concurrent(url, audio, n))
-    finals, partials, missing, errors = [], [], 0, 0
+    finals, partial_lat, missing, errors = [], [], 0, 0
     for session in sessions:
         lat = live.latencies(session, utterances, end_silence_ms)
         finals += lat["final"]
-        partials += lat["partial"]
+        partial_lat += lat["partial"]
         matched = live.match_finals(session, utterances)
         missing += sum(1 for got in matched.values() if not got)
         errors += len(session.of_type("error"))
     p95 = percentile(finals, 95)
-    return {"streams": n, "partials": partials, "utterances": n * len(utterances), "missing_finals": missing, "errors": errors,
+    return {"streams": n, "partials": partials, "utterances": n * len(utterances), "missing_finals": missing,
+            "errors": errors,
             "final_p50_s": percentile(finals, 50), "final_p95_s": p95,
-            "partial_p50_s": percentile(partials, 50), "partial_p95_s": percentile(partials, 95),
+            "partial_p50_s": percentile(partial_lat, 50), "partial_p95_s": percentile(partial_lat, 95),
             "sustained": bool(p95 is not None and p95 <= P95_LIMIT_S and not missing and not errors)}
 
 
