@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asr.audio_file import load_audio
+from bus import subtitles
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,61 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+
+
+def _temperatures(text: str) -> list[float]:
+    """"0" or "0,0.2,0.4": one temperature or the fallback list."""
+    values = [_number(part) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("give one number or a comma-separated list, e.g. 0,0.2,0.4")
+    return values
+
+
+def _codes(text: str) -> list[str]:
+    codes = [part.strip() for part in text.split(",") if part.strip()]
+    if not codes:
+        raise argparse.ArgumentTypeError("give language codes separated by commas, e.g. en,de")
+    return codes
+
+
+# command-line flag -> transcription option (asr/options.py, asr/decoding.py), for the flags given
+_OPTION_FLAGS = {
+    "beam_size": "--beam-size", "best_of": "--best-of", "patience": "--patience",
+    "length_penalty": "--length-penalty", "temperature": "--temperature",
+    "no_speech_threshold": "--no-speech-threshold", "logprob_threshold": "--logprob-threshold",
+    "compression_ratio_threshold": "--compression-ratio-threshold", "initial_prompt": "--initial-prompt",
+    "word_timestamps": "--word-timestamps", "allowed_languages": "--allowed-languages",
+    "condition_on_previous_text": "--no-condition-on-previous-text",
+}
+
+
+def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding (defaults: greedy, fallback 0,0.2,...,1.0, Whisper's thresholds)")
+    group.add_argument("--beam-size", type=_positive_int, metavar="N", help="beam search width at temperature 0")
+    group.add_argument("--best-of", type=_positive_int, metavar="N", help="samples per fallback temperature")
+    group.add_argument("--patience", type=_number, metavar="P", help="beam search patience (needs --beam-size)")
+    group.add_argument("--length-penalty", type=_number, metavar="A", help="Google NMT length penalty in [0, 1]")
+    group.add_argument("--temperature", type=_temperatures, metavar="T[,T...]", help="temperature or fallback list")
+    group.add_argument("--no-speech-threshold", type=_number, metavar="P")
+    group.add_argument("--logprob-threshold", type=_number, metavar="L")
+    group.add_argument("--compression-ratio-threshold", type=_number, metavar="R")
+    group.add_argument("--initial-prompt", metavar="TEXT", help="names, domain words or style for the first window")
+    group.add_argument("--no-condition-on-previous-text", dest="condition_on_previous_text",
+                       action="store_const", const=False, help="do not prompt a window with the text before it")
+    group.add_argument("--word-timestamps", action="store_const", const=True, help="word times and probabilities")
+    group.add_argument("--allowed-languages", type=_codes, metavar="xx,yy", help="restrict language detection")
+
+
+def decoding_options(args: argparse.Namespace) -> dict:
+    """The transcription options the command line set (unset flags keep the engine's defaults)."""
+    return {option: getattr(args, option) for option in _OPTION_FLAGS if getattr(args, option) is not None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Transcribe audio files with a voxbus Whisper model.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, MP3, OGG (or anything ffmpeg reads)")
@@ -52,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"model directory (default: ${MODEL_ENV}, else {DEFAULT_MODEL_DIR})")
     parser.add_argument("--language", default="auto", metavar="xx|auto", help="language code, or auto to detect")
     parser.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
-    parser.add_argument("--format", choices=("text", "json"), default="text", dest="output_format")
+    parser.add_argument("--format", choices=subtitles.FORMATS, default="text", dest="output_format")
     parser.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (default: all cores)")
+    _add_decoding_flags(parser)
     return parser
 
 
@@ -67,21 +124,40 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def _segment_dicts(result) -> list[dict]:
+    return [{"start": s.start, "end": s.end, "text": s.text, "avg_logprob": round(s.avg_logprob, 4),
+             "no_speech_prob": round(s.no_speech_prob, 4), "temperature": s.temperature,
+             "compression_ratio": round(s.compression_ratio, 4),
+             **({"words": s.words} if s.words is not None else {})}
+            for s in result.segments]
+
+
 def _as_json(path: str, result, load_ms: float) -> dict:
-    segments = [
-        {"start": s.start, "end": s.end, "text": s.text,
-         "avg_logprob": round(s.avg_logprob, 4), "no_speech_prob": round(s.no_speech_prob, 4)}
-        for s in result.segments
-    ]
     return {
-        "file": path, "text": result.text, "segments": segments, "language": result.language,
+        "file": path, "text": result.text, "segments": _segment_dicts(result), "language": result.language,
         "language_prob": result.language_prob, "duration": round(result.duration, 3),
         "timings": {"audio_ms": round(load_ms, 1), "encode_ms": round(result.encode_ms, 1),
                     "decode_ms": round(result.decode_ms, 1)},
     }
 
 
-def _transcribe_files(model, args: argparse.Namespace, language: str | None) -> tuple[list, int]:
+def _as_verbose_json(path: str, result, task: str) -> dict:
+    segments = _segment_dicts(result)
+    body = subtitles.verbose_json(result.text, segments, result.words, task=task, language=result.language,
+                                  duration=result.duration)
+    return {"file": path, **body}
+
+
+def _render(output_format: str, result) -> str:
+    """text, srt or vtt of one file, without its trailing newline."""
+    if output_format == "text":
+        return result.text
+    segments = _segment_dicts(result)
+    rendered = subtitles.to_srt(segments) if output_format == "srt" else subtitles.to_vtt(segments)
+    return rendered.rstrip("\n")
+
+
+def _transcribe_files(model, args: argparse.Namespace, language: str | None, options: dict) -> tuple[list, int]:
     """Transcribe each file in turn; returns (outputs, number of failed files)."""
     outputs, failures = [], 0
     for path in args.files:
@@ -89,20 +165,30 @@ def _transcribe_files(model, args: argparse.Namespace, language: str | None) -> 
         try:
             audio = load_audio(path)
             load_ms = (time.perf_counter() - started) * 1000
-            result = model.transcribe(audio, language=language, task=args.task)
+            result = model.transcribe(audio, language=language, task=args.task, **options)
         except ValueError as exc:  # unreadable file or unusable audio: report, go on
             _error(str(exc))
             failures += 1
             continue
         outputs.append((path, result, load_ms))
-        if args.output_format == "text":
+        if args.output_format in ("text", "srt", "vtt"):
             header = f"{path}:\n" if len(args.files) > 1 else ""
-            print(f"{header}{result.text}" + ("\n" if len(args.files) > 1 else ""), flush=True)
+            print(f"{header}{_render(args.output_format, result)}" + ("\n" if len(args.files) > 1 else ""),
+                  flush=True)
     return outputs, failures
+
+
+def _flag_named(message: str) -> str:
+    """An engine message that starts with an option's name, with the command-line flag instead."""
+    for option, flag in _OPTION_FLAGS.items():
+        if message.startswith(option + " ") or message.startswith(option + ":"):
+            return flag + message[len(option):]
+    return message
 
 
 def _run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
+    options = decoding_options(args)
     from asr.engine import WhisperModel  # onnxruntime loads slowly: not for --help or usage errors
 
     try:
@@ -111,9 +197,15 @@ def _run(argv: Sequence[str]) -> int:
     except (OSError, ValueError) as exc:  # missing/broken model, unsupported language or task
         _error(str(exc))
         return EXIT_USAGE
-    outputs, failures = _transcribe_files(model, args, language)
-    if args.output_format == "json":
-        documents = [_as_json(path, result, load_ms) for path, result, load_ms in outputs]
+    try:
+        model.check_options(language, args.task, **options)
+    except ValueError as exc:
+        _error(_flag_named(str(exc)))
+        return EXIT_USAGE
+    outputs, failures = _transcribe_files(model, args, language, options)
+    if args.output_format in ("json", "verbose_json"):
+        documents = [_as_json(path, result, load_ms) if args.output_format == "json"
+                     else _as_verbose_json(path, result, args.task) for path, result, load_ms in outputs]
         if len(args.files) == 1 and documents:
             print(json.dumps(documents[0], ensure_ascii=False, indent=2))
         elif len(args.files) > 1:

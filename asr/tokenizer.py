@@ -8,6 +8,7 @@ past the end of the BPE vocabulary, the non-speech suppression list) lives here.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,8 @@ _SPECIAL_NAMES = {
     "no_speech": ("<|nospeech|>", "<|nocaptions|>"),
     "no_timestamps": ("<|notimestamps|>",),
 }
+_NO_SPACE_LANGUAGES = ("zh", "ja", "th", "lo", "my", "yue")
+_REPLACEMENT_CHARACTER = "\ufffd"
 _LANGUAGE_TOKEN = re.compile(r"^<\|([a-z]{2,3})\|>$")
 
 
@@ -207,6 +210,42 @@ class Tokenizer:
         resume_at = tokens[last_slice - 1] - begin
         # Resuming at 0 would decode the same window forever.
         return pieces, resume_at if resume_at > 0 else None
+
+    def split_to_word_tokens(self, tokens: Sequence[int], language: str | None) -> tuple[list[str], list[list[int]]]:
+        """Words and their tokens, for word timestamps: on spaces and punctuation, or
+        per character for languages written without spaces (as whisper splits them)."""
+        if language in _NO_SPACE_LANGUAGES:
+            return self._split_on_unicode(tokens)
+        words: list[str] = []
+        word_tokens: list[list[int]] = []
+        for subword, subword_tokens in zip(*self._split_on_unicode(tokens)):
+            starts_word = (subword_tokens[0] >= self.special.eot or subword.startswith(" ")
+                           or subword.strip() in string.punctuation or not words)
+            if starts_word:
+                words.append(subword)
+                word_tokens.append(list(subword_tokens))
+            else:
+                words[-1] += subword
+                word_tokens[-1].extend(subword_tokens)
+        return words, word_tokens
+
+    def _split_on_unicode(self, tokens: Sequence[int]) -> tuple[list[str], list[list[int]]]:
+        """Smallest runs of tokens that decode to whole characters (a token may hold half a UTF-8 character)."""
+        full = self.decode_with_timestamps(tokens)
+        words: list[str] = []
+        word_tokens: list[list[int]] = []
+        current: list[int] = []
+        offset = 0
+        for token in tokens:
+            current.append(int(token))
+            decoded = self.decode_with_timestamps(current)
+            bad = decoded.find(_REPLACEMENT_CHARACTER)
+            if bad < 0 or full[offset + bad : offset + bad + 1] == _REPLACEMENT_CHARACTER:
+                words.append(decoded)
+                word_tokens.append(current)
+                current = []
+                offset += len(decoded)
+        return words, word_tokens
 
     def control_tokens(self) -> tuple[int, ...]:
         """Tokens that must never be sampled as text (whisper's suppress "-1" extras)."""

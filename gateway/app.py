@@ -10,14 +10,14 @@ import zmq
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from config import Config
 from gateway import events, openai_compat, rest
 from gateway.bridge import Bridge
-from gateway.errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
+from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
 from gateway.ws_session import SessionSlots, stream_endpoint
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,13 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 async def ui_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse("/ui/", status_code=307)
+
+
+async def stream_over_http(request: Request) -> JSONResponse:
+    """Plain HTTP to the WebSocket endpoint: say how to connect instead of a bare 404."""
+    return JSONResponse(error_body(426, "upgrade_required", "/stream is a WebSocket endpoint: connect with "
+                                                            "ws:// (see GET / and the gateway README)"),
+                        status_code=426, headers={"Upgrade": "websocket"})
 
 
 ROUTES = [
@@ -41,6 +48,7 @@ ROUTES = [
     Route("/v1/models", openai_compat.models, methods=["GET"]),
     Route("/events", events.events, methods=["GET"]),
     WebSocketRoute("/stream", stream_endpoint),
+    Route("/stream", stream_over_http, methods=["GET"]),
     Route("/ui", ui_redirect, methods=["GET"]),
     Mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui"),
 ]

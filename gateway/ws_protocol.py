@@ -25,6 +25,10 @@ FLUSH_SETTLE_S = 1.0   # after eof, how long vad may take to show an utterance t
 DRAIN_MAX_S = 30.0     # after eof, the longest wait for the last final
 PROMPT_MAX_CHARS = 1000
 MIN_RATE, MAX_RATE = 8000, 192000
+# Audio on the bus is PUB/SUB, which drops at its high-water mark: a client sending far faster
+# than real time (a file pushed as fast as the network allows) is slowed to this pace after a burst.
+MAX_SPEED = 4.0
+BURST_S = 10.0
 
 
 class SessionState(enum.Enum):
@@ -146,6 +150,7 @@ class Session:
         self.started: set[int] = set()   # utterances vad opened
         self.finished: set[int] = set()  # utterances with their final
         self.eof_at: float | None = None
+        self.first_audio_at: float | None = None
 
     def _expect(self, action: str, *states: SessionState) -> None:
         if self.state not in states:
@@ -185,6 +190,14 @@ class Session:
             return out + self._frames(self.converter.feed(data))
         except AudioError as exc:
             raise ProtocolError(exc.code, exc.message) from None
+
+    def pace_delay(self, now: float) -> float:
+        """Seconds to wait before reading more audio, so the stream stays under MAX_SPEED × real time."""
+        if self.first_audio_at is None:
+            self.first_audio_at = now
+        allowed = BURST_S + (now - self.first_audio_at) * MAX_SPEED
+        ahead = self.samples / schemas.SAMPLE_RATE - allowed
+        return ahead / MAX_SPEED if ahead > 0 else 0.0
 
     def flush(self) -> list[schemas.Message]:
         self._expect("flush", SessionState.CONNECTED, SessionState.STREAMING)

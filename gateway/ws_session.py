@@ -145,7 +145,7 @@ class StreamHandler:
                 self.client_gone = True
                 return
             try:
-                self._handle(message)
+                await self._handle(message)
             except ProtocolError as exc:
                 self.emit(exc.event())
                 self.protocol_errors += 1
@@ -156,9 +156,13 @@ class StreamHandler:
                 await self._drain()
                 return
 
-    def _handle(self, message: dict) -> None:
+    async def _handle(self, message: dict) -> None:
         if message.get("bytes") is not None:
             self._publish(self.session.audio(message["bytes"]))
+            delay = self.session.pace_delay(time.monotonic())
+            if delay > 0:  # backpressure: stop reading; TCP makes the client wait
+                self.bridge.counters["ws_paced"] += 1
+                await asyncio.sleep(delay)
         elif message.get("text") is not None:
             messages, events = self.session.text_message(message["text"], time.monotonic())
             self._publish(messages)

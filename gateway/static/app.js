@@ -58,6 +58,13 @@ function onEvent(event) {
   else if (event.type === "error") setStatus(`Error ${event.code}: ${event.message}`, true);
 }
 
+function showLevel(rms) {
+  const db = 20 * Math.log10(rms + 1e-9);            // dBFS
+  const bar = $("level");
+  bar.style.width = `${Math.max(0, Math.min(100, (db + 60) * (100 / 60)))}%`;  // -60..0 dBFS
+  bar.className = db > -3 ? "clipping" : db > -12 ? "loud" : "";
+}
+
 async function startMic() {
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
@@ -72,7 +79,7 @@ async function startMic() {
   ws.binaryType = "arraybuffer";
   live = { ws, context, stream, node, offset: finals.length ? finals[finals.length - 1].end : 0 };
   node.port.onmessage = ({ data }) => {
-    if (data.level !== undefined) $("level").style.width = `${Math.min(100, data.level * 300)}%`;
+    if (data.level !== undefined) showLevel(data.level);
     if (data.pcm && ws.readyState === WebSocket.OPEN) ws.send(data.pcm.buffer);
   };
   ws.onmessage = (msg) => onEvent(JSON.parse(msg.data));

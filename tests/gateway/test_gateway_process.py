@@ -148,3 +148,15 @@ def test_port_in_use_fails_fast(bus_run_dir, tmp_path):
         done = subprocess.run([sys.executable, "-m", "gateway"], env=env, cwd=REPO, capture_output=True, timeout=30)
     assert done.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in done.stderr.decode().lower()
+
+
+def test_listener_gets_tcp_nodelay():
+    """asyncio only sets TCP_NODELAY on accepted sockets of proto IPPROTO_TCP; without it small
+    responses and WebSocket events wait for delayed ACKs."""
+    import socket
+    from gateway.server import bind_listener
+    sock = bind_listener("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

@@ -119,6 +119,7 @@ def test_request_errors_are_specific(client):
            "bad_language")
     _error(client.get("/transcribe"), 405, "method_not_allowed")
     _error(client.get("/no/such/thing"), 404, "not_found", "/no/such/thing")
+    _error(client.get("/stream"), 426, "upgrade_required", "ws://")
 
 
 def test_limits_say_the_limit(make_client, pipeline):
@@ -157,8 +158,9 @@ def test_a_job_without_answer_times_out(make_client, pipeline, monkeypatch):
                "vad_no_answer")
 
 
-def test_no_vad_means_503_at_once(make_client, base_cfg, bus_run_dir):
+def test_no_vad_means_503_at_once(make_client, base_cfg, bus_run_dir, monkeypatch):
     import dataclasses
+    monkeypatch.setattr(jobs, "PUSH_TIMEOUT_MS", 200)
     cfg = dataclasses.replace(base_cfg, vad=dataclasses.replace(base_cfg.vad, jobs=f"ipc://{bus_run_dir}/nobody"))
     with make_client(healthy=False, cfg=cfg) as c:
         _error(c.post("/transcribe", files={"audio_file": ("a.wav", WAV)}), 503, "vad_unavailable", "is it running")

@@ -130,3 +130,12 @@ def test_drain_waits_for_open_utterances_then_settles():
     stuck.on_bus(schemas.SpeechStart(stream="ws-test", utt=0, offset=0))
     stuck.eof(0.0)
     assert stuck.drained(wp.DRAIN_MAX_S)
+
+
+def test_fast_senders_are_paced_after_a_burst():
+    s = session()
+    s.audio(f32(1.0))
+    assert s.pace_delay(100.0) == 0.0  # the first second, well inside the burst
+    s.audio(f32(wp.BURST_S))
+    assert s.pace_delay(100.0) == pytest.approx(1.0 / wp.MAX_SPEED, abs=1e-3)  # 1 s over the burst
+    assert s.pace_delay(100.0 + 1.0 / wp.MAX_SPEED) == pytest.approx(0.0, abs=1e-3)

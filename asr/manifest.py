@@ -1,0 +1,84 @@
+"""manifest.json of a voxbus model directory: read, check, and verify checksums.
+
+The format is described in asr/MODEL_FORMAT.md; `asr.model_build` writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_FILES = ("encoder.onnx", "decoder.onnx", "tokenizer.json")
+WORD_TIMING_FILE = "decoder_attn.onnx"  # optional: only needed for word timestamps
+BUILD_HINT = "build one with: voxbus model build tiny --out DIR"
+DIM_NAMES = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer",
+             "n_text_ctx", "n_text_state", "n_text_head", "n_text_layer", "n_vocab")
+SPECIAL_ROLES = ("sot", "eot", "transcribe", "translate", "no_timestamps", "no_speech",
+                 "timestamp_begin", "sot_prev", "sot_lm")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model directory or one of its files is missing."""
+
+
+class ModelFormatError(ValueError):
+    """The model directory exists but its manifest or files do not fit together."""
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    name: str
+    dims: dict[str, int]
+    multilingual: bool
+    special_tokens: dict[str, int]  # role -> id, see SPECIAL_ROLES
+    languages: dict[str, int]  # code -> language token id
+    precision: str
+    files: dict[str, str]  # file name -> sha256
+    alignment_heads: tuple[tuple[int, int], ...] = ()  # (layer, head) pairs, for word timestamps
+
+
+def load_manifest(model_dir: Path) -> ModelManifest:
+    """Read and check manifest.json; any problem names the file and the key."""
+    path = model_dir / "manifest.json"
+    if not model_dir.is_dir():
+        raise ModelNotFoundError(f"model directory {model_dir} does not exist; {BUILD_HINT}")
+    for name in ("manifest.json", *MODEL_FILES):
+        if not (model_dir / name).is_file():
+            raise ModelNotFoundError(f"model directory {model_dir} has no {name}; {BUILD_HINT}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict) or raw.get("format") != 1:
+        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise ModelFormatError(f"{path}: format {found!r} is not supported (expected 1)")
+    try:
+        dims = {name: int(raw["dims"][name]) for name in DIM_NAMES}
+        special = {role: int(raw["special_tokens"][role]) for role in SPECIAL_ROLES}
+        # The builder writes "languages"; the first draft of the format said "lang".
+        language_map = raw["special_tokens"].get("languages", raw["special_tokens"].get("lang", {}))
+        languages = {str(code): int(i) for code, i in language_map.items()}
+        heads = tuple((int(layer), int(head)) for layer, head in raw.get("alignment_heads", []))
+        manifest = ModelManifest(
+            name=str(raw.get("name", model_dir.name)), dims=dims, multilingual=bool(raw["multilingual"]),
+            special_tokens=special, languages=languages, precision=str(raw.get("precision", "unknown")),
+            files={str(k): str(v) for k, v in raw.get("files", {}).items()}, alignment_heads=heads,
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ModelFormatError(f"{path}: missing or malformed entry {exc}") from exc
+    if min(dims.values()) <= 0 or dims["n_mels"] not in (80, 128):
+        raise ModelFormatError(f"{path}: implausible dims {dims}")
+    return manifest
+
+
+def verify_checksums(model_dir: Path, manifest: ModelManifest) -> None:
+    """Compare each file against the manifest's sha256 (slow for big models: opt-in)."""
+    for name, expected in manifest.files.items():
+        digest = hashlib.sha256()
+        with open(model_dir / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != expected:
+            raise ModelFormatError(f"{model_dir / name}: sha256 does not match manifest.json")
