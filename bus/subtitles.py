@@ -47,7 +47,8 @@ def _cues(segments: Sequence[Mapping]) -> list[tuple[float, float, str]]:
 
 def to_text(segments: Sequence[Mapping]) -> str:
     """Segment texts joined by spaces, one trailing newline."""
-    return " ".join(text for _, _, text in _cues(segments)) + "\n"
+    texts = (" ".join(str(s.get("text", "")).split()) for s in segments)
+    return " ".join(text for text in texts if text) + "\n"
 
 
 def to_srt(segments: Sequence[Mapping]) -> str:

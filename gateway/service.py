@@ -27,9 +27,12 @@ class Request:
     trim_silence: bool = False
 
     def options(self) -> dict:
-        """Decoding options for asr. Only what asr's decoder accepts (it refuses unknown keys);
-        the response format is the gateway's business and never leaves it."""
-        return {"temperature": self.temperature}
+        """Options for asr's decoder, by its names (it refuses unknown keys); the response
+        format is the gateway's business and never leaves it."""
+        options: dict = {"temperature": self.temperature}
+        if self.words:
+            options["word_timestamps"] = True
+        return options
 
 
 @dataclass

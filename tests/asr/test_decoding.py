@@ -49,6 +49,9 @@ class ScriptedInference:
     def reset(self):
         self.n_cached = 0
 
+    def rearrange_kv_cache(self, source_indices):
+        pass
+
 
 # --- options -----------------------------------------------------------------------
 
@@ -59,7 +62,10 @@ class ScriptedInference:
         ("task", "summarise"),
         ("temperature", -0.1),
         ("sample_len", 0),
-        ("beam_size", 5),
+        ("beam_size", 0),
+        ("best_of", -1),
+        ("patience", 0.0),
+        ("allowed_languages", ()),
         ("length_penalty", 2.0),
         ("prompt", 42),
         ("suppress_tokens", (-2,)),

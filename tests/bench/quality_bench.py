@@ -7,6 +7,7 @@ On the clips of /work/shared/eval/MANIFEST.tsv (language "en", no VAD):
   vox greedy        the same with voxbus's guards on: the guard must not cost accuracy
   vox beam5         beam 5, best_of 5, temperature fallback, guards on (voxbus defaults otherwise)
   fw beam5          faster-whisper's defaults: beam 5, best_of 5, the same fallback and thresholds
+--batching instead measures encoder ms per window at batch 1, 2 and 4.
 Writes tests/bench/results/quality_bench.json (per-clip texts included); --check
 exits 1 when vox beam5 WER is more than 0.3 points above fw beam5, or the guard
 changes greedy WER.
@@ -70,18 +71,49 @@ def _row(model: str, label: str, references: list[str], texts: list[str], second
             "wall s": round(seconds, 1), "texts": texts}
 
 
+def encoder_batching(model: str, models_dir: Path, audios: list, reps: int = 3) -> list[dict]:
+    """Encoder ms per window when 1, 2 or 4 windows go through one encoder run (median of reps)."""
+    import numpy as np
+
+    from asr.engine import WhisperModel
+    from asr.features import window_mel
+    from asr.model_build import ensure_model
+
+    source, name = MODELS[model]
+    vox = WhisperModel(ensure_model(source, models_dir / name, "int8"), threads=2)
+    mels = [window_mel(audio[: 30 * 16000]) for audio in audios[:4]]
+    vox.sessions.encode(np.stack(mels[:1]))  # warm-up
+    rows = []
+    for batch in (1, 2, 4):
+        times = []
+        for _ in range(reps):
+            started = time.perf_counter()
+            for first in range(0, 4, batch):
+                vox.sessions.encode(np.stack(mels[first : first + batch]))
+            times.append((time.perf_counter() - started) * 1000 / 4)
+        rows.append({"model": model, "encoder batch": batch, "ms per window": round(float(np.median(times)), 1)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quality_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny")
     parser.add_argument("--clips", type=int, default=0, help="first N clips only (0: all)")
     parser.add_argument("--models-dir", default=str(Path("~/.local/share/voxbus/models").expanduser()))
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--batching", action="store_true", help="only measure encoder batching (1, 2, 4 windows)")
     args = parser.parse_args(argv)
     unknown = set(args.models.split(",")) - set(MODELS)
     if unknown:
         parser.error(f"--models: unknown {', '.join(sorted(unknown))} (known: {', '.join(MODELS)})")
     clips = load_manifest()[: args.clips or None]
     audios = [load_audio_16k(clip.path) for clip in clips]
+    if args.batching:
+        batching = [row for model in args.models.split(",")
+                    for row in encoder_batching(model, Path(args.models_dir), audios)]
+        print_table("Encoder batching (4 windows)", batching)
+        write_json("quality_bench_batching", batching)
+        return 0
     rows = []
     for model in args.models.split(","):
         rows += run_model(model, clips, audios, Path(args.models_dir))

@@ -71,6 +71,10 @@ def test_official_openai_client(stack, jfk):
     verbose = client.audio.transcriptions.create(model="whisper-1", file=("jfk.flac", jfk),
                                                  response_format="verbose_json", timestamp_granularities=["segment"])
     assert verbose.duration == pytest.approx(11.0, abs=0.01) and verbose.segments
+    words = client.audio.transcriptions.create(model="whisper-1", file=("jfk.flac", jfk),
+                                               response_format="verbose_json", timestamp_granularities=["word"])
+    assert [w.word.strip(" ,.").lower() for w in words.words][:3] == ["and", "so", "my"]
+    assert all(0 <= w.start <= w.end <= 11.0 for w in words.words)
     srt = client.audio.transcriptions.create(model="whisper-1", file=("jfk.flac", jfk), response_format="srt")
     assert srt.startswith("1\n")
     # tiny.en cannot translate: asr says so as a permanent error (the client deprecates translations)

@@ -26,6 +26,7 @@ def test_transcription_verbose_with_words(oa, pipeline):
     assert result.language == "english" and result.duration == 5.0
     assert [s.start for s in result.segments] == [0.0, 2.0, 4.0] and result.segments[0].text == " part 0."
     assert [w.word for w in result.words] == [" part0", " part1", " part2"]
+    assert pipeline.jobs[-1].options == {"temperature": 0.0, "word_timestamps": True}
     plain = oa.audio.transcriptions.create(model="whisper-1", file=("a.wav", WAV), response_format="verbose_json")
     assert plain.words is None
 

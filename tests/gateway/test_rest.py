@@ -79,6 +79,7 @@ def test_whisper_cpp_inference(client, pipeline):
 
 def test_word_timestamps_are_passed_on_when_asked(client, pipeline):
     r = client.post("/transcribe", files={"audio_file": ("a.wav", WAV)}, data={"word_timestamps": "true"})
+    assert pipeline.jobs[-1].options == {"temperature": 0.0, "word_timestamps": True}
     assert [w["word"] for w in r.json()["words"]] == [" part0", " part1", " part2"]
 
 
