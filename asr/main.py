@@ -11,11 +11,11 @@ import logging
 import os
 import socket
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import zmq
 
-from asr.segment_queue import Queued, SegmentQueue
+from bus.segment_queue import Queued, SegmentQueue
 from asr.worker import SegmentTranscriber
 from bus import schemas, sockets
 from bus.stage import StageRuntime, run_stage
@@ -24,6 +24,10 @@ from config.paths import model_dir
 log = logging.getLogger(__name__)
 POLL_MS = 100
 MODEL_RETRY_S = 10.0
+# Segments this worker takes off the socket ahead of the one it is transcribing. Kept
+# small so work waits in vad's outbox (ordered there, and shared fairly between workers)
+# and a worker that dies takes little with it.
+MAX_LOCAL = 2
 
 
 class AsrLoop:
@@ -77,8 +81,11 @@ class AsrLoop:
             while not self.runtime.stopping.is_set():
                 if self.transcriber is None and time.monotonic() >= self.next_model_try:
                     self.load_model()
-                if pull.poll(POLL_MS):
-                    self.drain(pull)
+                if len(self.queue) < MAX_LOCAL:
+                    if pull.poll(POLL_MS):
+                        self.drain(pull)
+                elif self.pending is not None:
+                    wait([self.pending[1]], timeout=POLL_MS / 1000)
                 self.finish(pub)
                 self.start_next(pool, pub)
                 beat.tick()
@@ -88,7 +95,7 @@ class AsrLoop:
             pub.close()
 
     def drain(self, pull: zmq.Socket) -> None:
-        while True:
+        while len(self.queue) < MAX_LOCAL:
             try:
                 data = pull.recv(zmq.NOBLOCK)
             except zmq.Again:

@@ -1,5 +1,5 @@
 """SegmentQueue: finals first and never dropped, newest partial only, jobs round-robin."""
-from asr.segment_queue import SegmentQueue
+from bus.segment_queue import SegmentQueue
 from bus.schemas import Segment
 
 
@@ -67,3 +67,15 @@ def test_len_counts_everything():
     q.put(seg("partial", utt=2))
     q.put(seg("final", job="j", index=0))
     assert len(q) == 3
+
+
+def test_peek_names_what_pop_takes_and_bytes_are_counted():
+    q = SegmentQueue()
+    q.put(seg("final", job="a", index=0))
+    q.put(seg("final", job="b", index=0))
+    q.put(seg("partial", utt=7))
+    assert q.pcm_bytes == 6
+    while q.peek() is not None:
+        peeked = q.peek()
+        assert q.pop() is peeked
+    assert q.pcm_bytes == 0 and len(q) == 0
