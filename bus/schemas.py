@@ -312,7 +312,32 @@ def _build(cls: type[Message], body: dict) -> Message:
             kwargs[name] = _check(cls.__name__, name, body[name], allowed)
         elif required:
             raise SchemaError(f"{body.get('type')}: missing field {name!r}")
-    return cls(**kwargs)
+    msg = cls(**kwargs)
+    _check_message(msg)
+    return msg
+
+
+def _check_message(msg: Message) -> None:
+    """Rules across fields, and the insides of lists, that field types alone do not catch."""
+    if isinstance(msg, (Transcript, Error, Segment)) and (msg.stream is None) == (msg.job is None):
+        raise SchemaError(f"{msg.TYPE}: exactly one of stream and job is required")
+    if isinstance(msg, Open) and msg.end_silence_ms is not None and not 50 <= msg.end_silence_ms <= 60000:
+        raise SchemaError(f"open.end_silence_ms = {msg.end_silence_ms}: expected 50 to 60000 or none")
+    if isinstance(msg, Transcript):
+        _check_timed_items("segments", msg.segments, text_key="text")
+        if msg.words is not None:
+            _check_timed_items("words", msg.words, text_key=None)
+
+
+def _check_timed_items(name: str, items: list, text_key: str | None) -> None:
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise SchemaError(f"transcript.{name}[{i}]: expected a map")
+        for key in ("start", "end"):
+            if not isinstance(item.get(key), (int, float)) or isinstance(item.get(key), bool):
+                raise SchemaError(f"transcript.{name}[{i}].{key} = {item.get(key)!r:.40}: expected a number")
+        if text_key and not isinstance(item.get(text_key), str):
+            raise SchemaError(f"transcript.{name}[{i}].{text_key}: expected a string")
 
 
 def _check(cls_name: str, name: str, value: Any, allowed: tuple) -> Any:

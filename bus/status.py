@@ -29,11 +29,16 @@ class HealthRow:
 class HealthTable:
     """The last heartbeat of every (stage, instance); pure, no sockets."""
 
-    def __init__(self):
+    def __init__(self, forget_after_s: float = 300.0):
         self._rows: dict[tuple[str, str], HealthRow] = {}
+        # Every restart of a stage is a new instance; a long-running reader forgets old ones.
+        self.forget_after_s = forget_after_s
 
     def see(self, heartbeat: schemas.Heartbeat, now: float) -> None:
         self._rows[(heartbeat.stage, heartbeat.instance)] = HealthRow(heartbeat, now)
+        stale = [key for key, row in self._rows.items() if now - row.received > self.forget_after_s]
+        for key in stale:
+            del self._rows[key]
 
     def rows(self) -> list[HealthRow]:
         """Sorted by stage (in pipeline order), then instance."""

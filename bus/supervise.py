@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping
 
 from config.cores import STAGES
+from config.paths import ensure_private_dir
 
 PRIORITY = {"bus": 10, "capture": 20, "vad": 20, "asr": 20, "gateway": 30}  # bus first
 LOG_MAXBYTES = "10MB"
@@ -221,9 +222,13 @@ def _up_args(parser: argparse.ArgumentParser) -> None:
 
 
 def write_conf(cfg, paths: SupervisorPaths) -> None:
-    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(paths.run_dir)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
-    paths.conf.write_text(render(cfg, paths, sys.executable, os.environ))
+    # The conf holds every VOXBUS_* variable, which may carry a camera URL's credentials.
+    fd = os.open(paths.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(render(cfg, paths, sys.executable, os.environ))
+    os.chmod(paths.conf, 0o600)
     for stale in (paths.pidfile, paths.socket):   # left by a supervisord that was killed
         stale.unlink(missing_ok=True)
 
@@ -233,6 +238,9 @@ def up_main(argv: list[str]) -> int:
     paths = SupervisorPaths.for_config(cfg)
     pid = supervisord_pid(paths)
     if pid is not None:
+        if args.foreground:  # a service manager must not take "already running" for a clean start
+            sys.stderr.write(f"voxbus up: error: already running (supervisord pid {pid}, run dir {paths.run_dir})\n")
+            return 1
         sys.stdout.write(f"voxbus up: already running (supervisord pid {pid}, run dir {paths.run_dir})\n")
         return 0
     try:

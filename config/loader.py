@@ -6,6 +6,7 @@ path, the bad value and what is allowed; nothing falls back silently.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -48,12 +49,23 @@ def load_config(path: str | os.PathLike | None = None,
     problems = []
     _merge(raw, _env_overrides(env), "", problems, from_env=True)
     cfg = _build(raw, problems, str(file_path or ""), env)
+    if cfg is not None:
+        problems.extend(_cross_checks(cfg))
     if cfg is not None and check_cores:
         from config.cores import check_core_map
         problems.extend(check_core_map(cfg.cores))
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def _cross_checks(cfg: Config) -> list[str]:
+    """Settings that are each valid alone but contradict each other."""
+    gw = cfg.gateway
+    if gw.min_end_silence_ms > gw.max_end_silence_ms:
+        return [f"config: gateway.min_end_silence_ms = {gw.min_end_silence_ms} is above "
+                f"gateway.max_end_silence_ms = {gw.max_end_silence_ms}: expected min ≤ max"]
+    return []
 
 
 def _choose_file(path, env) -> Path | None:
@@ -163,6 +175,9 @@ def _coerce_scalar(value, tp, meta, path, problems):
         problems.append(f"config: {path} = {value!r}: expected {_describe(tp, meta)}")
         return value
     value = float(value) if tp is float else value
+    if tp is float and not math.isfinite(value):  # nan slips past every min/max comparison
+        problems.append(f"config: {path} = {value!r}: expected a finite number")
+        return value
     bad = ("choices" in meta and value not in meta["choices"]) \
         or ("min" in meta and value < meta["min"]) or ("max" in meta and value > meta["max"])
     if meta.get("kind") == "endpoint" and not _ENDPOINT.match(value):

@@ -33,3 +33,20 @@ def resolve_models_dir(configured: str, env: Mapping[str, str]) -> Path:
 def model_dir(models_dir: str, model: str) -> Path:
     """A model name is a folder under models_dir; anything with a slash is a path."""
     return Path(model).expanduser() if "/" in model else Path(models_dir) / model
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create the run dir 0700, or check an existing one is ours and not open to others.
+
+    Its sockets accept any local process that can reach them, and the temp-dir
+    fallback has a predictable name, so another user must not own or share it.
+    """
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise OSError(f"run dir {path} belongs to uid {info.st_uid}, not to this user ({os.getuid()})")
+    if info.st_mode & 0o022:
+        raise OSError(f"run dir {path} is writable by others (mode {info.st_mode & 0o777:o}); "
+                      f"chmod go-w it or set VOXBUS_RUN_DIR")
+    return path

@@ -14,7 +14,9 @@ VENV=${VENV:-.venv}
 say() { printf 'setup: %s\n' "$*"; }
 
 # --- system packages ---------------------------------------------------------
-runtime_debs=(libasound2-dev libsndfile1 ffmpeg supervisor)
+# python3-venv: Debian's python3 cannot make a venv without it; build-essential and
+# python3-dev: pyalsaaudio and webrtcvad compile where no wheel fits (e.g. on the Pi).
+runtime_debs=(python3-venv python3-dev build-essential libasound2-dev libsndfile1 ffmpeg)
 test_debs=(espeak-ng sox chromium chromium-driver alsa-utils)
 want=("${runtime_debs[@]}")
 [ "$WITH_TESTS" = 1 ] && want+=("${test_debs[@]}")

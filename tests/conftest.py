@@ -18,6 +18,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session):
+    """In CI (VOXBUS_REQUIRE_EVAL=1) missing eval clips are an error, not a reason to skip."""
+    from tests.bench.common import EVAL_DIR, eval_available
+    if os.environ.get("VOXBUS_REQUIRE_EVAL") == "1" and not eval_available():
+        pytest.exit(f"VOXBUS_REQUIRE_EVAL=1 but {EVAL_DIR}/MANIFEST.tsv is missing: "
+                    f"the eval clips must sit in ../shared/eval beside the checkout", returncode=3)
+
+
 def find_free_port() -> int:
     """A tcp port nobody listens on right now (the kernel picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -189,3 +189,18 @@ def test_fuzz_random_maps_are_decoded_or_refused():
             continue
         decoded += check_only_schema_errors(schemas.decode, data)
     assert decoded >= 0
+
+
+@pytest.mark.parametrize("msg, problem", [
+    (schemas.Transcript(kind="final", utt=1, text="x", start=0, end=1, stream="s", segments=[{"start": 0}]),
+     "segments[0].end"),
+    (schemas.Transcript(kind="final", utt=1, text="x", start=0, end=1, stream="s",
+                        segments=[{"start": 0, "end": 1, "text": 5}]), "segments[0].text"),
+    (schemas.Transcript(kind="final", utt=1, text="x", start=0, end=1, stream="s", words=["w"]), "words[0]"),
+    (schemas.Transcript(kind="final", utt=1, text="x", start=0, end=1, stream="s", job="j"), "exactly one"),
+    (schemas.Error(code="c", message="m"), "exactly one"),
+    (schemas.Open(stream="s", end_silence_ms=-5), "end_silence_ms"),
+])
+def test_cross_field_and_nested_rules(msg, problem):
+    with pytest.raises(schemas.SchemaError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        schemas.decode(schemas.encode(msg))

@@ -124,3 +124,25 @@ def test_every_problem_is_collected_in_one_error():
     assert len(problems) == 3
     assert any("unknown key VOXBUS_NOPE" in p for p in problems)
     assert any("vad.frame_ms = 25: expected one of 10, 20, 30" in p for p in problems)
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"VOXBUS_GATEWAY__MAX_AUDIO_S": "nan"}, "gateway.max_audio_s = nan: expected a finite number"),
+    ({"VOXBUS_VAD__START_RATIO": "inf"}, "vad.start_ratio = inf: expected a finite number"),
+    ({"VOXBUS_GATEWAY__MIN_END_SILENCE_MS": "3000"}, "gateway.min_end_silence_ms = 3000 is above"),
+])
+def test_values_that_slip_past_ranges_are_refused(env, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(env=env)
+    assert len(err.value.problems) == 1 and expected in err.value.problems[0]
+
+
+def test_run_dir_must_be_private(tmp_path):
+    from config.paths import ensure_private_dir
+    made = ensure_private_dir(tmp_path / "run")
+    assert made.stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(OSError, match="writable by others"):
+        ensure_private_dir(shared)
