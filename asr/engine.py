@@ -156,7 +156,8 @@ class WhisperModel:
                 seek += window_frames
                 continue
             pieces, resume_at = self.tokenizer.split_at_timestamps(window.result.tokens, keep_trailing=window.looped)
-            resume_at = None if window.looped else resume_at
+            if window.looped:  # decode again from the loop's start, without the looping text as prompt
+                resume_at = self._loop_resume_step(window.result.tokens)
             new, last_speech = self._segments(pieces, seek, window_frames, window, encoded, decoding, chaining,
                                               last_speech, timings)
             segments += new
@@ -165,7 +166,7 @@ class WhisperModel:
             if resume_at is not None and chaining.word_timestamps and new and new[-1].words:
                 # Whisper: resume after the last word rather than the last timestamp.
                 seek = max(seek, round(new[-1].words[-1]["end"] * FRAMES_PER_SECOND))
-            if not chaining.condition_on_previous_text or \
+            if not chaining.condition_on_previous_text or window.looped or \
                     window.result.temperature > chaining.prompt_reset_on_temperature:
                 prompt_reset_since = len(all_tokens)
         return self._result(segments, decoding.language, language_prob, audio, timings, chaining)
@@ -265,7 +266,12 @@ class WhisperModel:
             detected.append(result)
             return result
 
-        result = decode_with_fallback(decode_at, chaining)
+        timestamp_begin = self.tokenizer.special.timestamp_begin
+
+        def loops(result: DecodingResult) -> bool:
+            return speech_guard.cut_repetition(result.tokens, timestamp_begin) is not None
+
+        result = decode_with_fallback(decode_at, chaining, loops if chaining.repetition_guard else None)
         if detected[0].language_prob is not None:  # keep what the first decode detected
             result = dataclasses.replace(result, language_prob=detected[0].language_prob,
                                          language_probs=detected[0].language_probs)
@@ -281,6 +287,13 @@ class WhisperModel:
                 result = dataclasses.replace(result, tokens=cut, text=text, compression_ratio=compression_ratio(text))
         timings.decode_ms += (time.perf_counter() - started) * 1000
         return _Window(result, silent, cut is not None)
+
+    def _loop_resume_step(self, kept: tuple[int, ...]) -> int | None:
+        """Timestamp step that closes the tokens kept before a loop; None (the window end) if there is none."""
+        if kept and kept[-1] >= self.tokenizer.special.timestamp_begin:
+            step = kept[-1] - self.tokenizer.special.timestamp_begin
+            return step if step > 0 else None
+        return None
 
     def _has_voice(self, audio: np.ndarray, chaining: TranscribeOptions) -> bool:
         if chaining.min_voiced_ms <= 0:

@@ -89,6 +89,7 @@ def _check_threshold(name: str, value: object, low: float | None, high: float | 
 
 DECODING_FIELDS = frozenset(f.name for f in dataclasses.fields(DecodingOptions)) - _ARGUMENT_FIELDS
 TRANSCRIBE_FIELDS = frozenset(f.name for f in dataclasses.fields(TranscribeOptions))
+_DEFAULTS = {f.name: f.default for cls in (DecodingOptions, TranscribeOptions) for f in dataclasses.fields(cls)}
 
 
 def _as_temperatures(value: object) -> tuple[float, ...]:
@@ -101,7 +102,8 @@ def split_options(options: Mapping[str, object]) -> tuple[dict[str, object], Tra
     """(DecodingOptions keywords, TranscribeOptions) from options given by name.
 
     `temperature` may be one number or the fallback list; the DecodingOptions
-    keywords carry its first entry. Lists become tuples (JSON has no tuples).
+    keywords carry its first entry. Lists become tuples (JSON has no tuples);
+    None for an option whose default is not None means that default.
     """
     unknown = set(options) - DECODING_FIELDS - TRANSCRIBE_FIELDS
     if unknown:
@@ -110,6 +112,8 @@ def split_options(options: Mapping[str, object]) -> tuple[dict[str, object], Tra
     decoding: dict[str, object] = {}
     transcribe: dict[str, object] = {}
     for name, value in options.items():
+        if value is None and _DEFAULTS[name] is not None:
+            continue  # JSON null for an option that needs a value: its default
         if name in _TUPLE_FIELDS and isinstance(value, list):
             value = tuple(value)
         if name == "temperature":

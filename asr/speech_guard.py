@@ -76,18 +76,45 @@ def find_loop(text_tokens: list[int], max_period: int = 40) -> tuple[int, int] |
     return best
 
 
+SEGMENT_REPEATS = 4  # the same sentence four times running ("Thank you." x 4) is a loop
+
+
+def _segment_loop_end(tokens: tuple[int, ...], timestamp_begin: int) -> int | None:
+    """Index just after the first of SEGMENT_REPEATS identical timed segments in a row, else None."""
+    units: list[tuple[tuple[int, ...], int]] = []  # (text tokens, index after its closing timestamp)
+    current: list[int] = []
+    for index, token in enumerate(tokens):
+        if token < timestamp_begin:
+            current.append(token)
+        elif current:
+            units.append((tuple(current), index + 1))
+            current = []
+    for first in range(len(units) - SEGMENT_REPEATS + 1):
+        if len({text for text, _ in units[first : first + SEGMENT_REPEATS]}) == 1:
+            return units[first][1]
+    return None
+
+
 def cut_repetition(tokens: tuple[int, ...], timestamp_begin: int) -> tuple[int, ...] | None:
-    """Tokens cut after the first round of a loop (timestamps ignored when looking,
-    a timestamp right after the cut kept to close the segment); None when no loop."""
+    """Tokens cut after the first round of a loop; None when there is no loop.
+
+    A loop is a run of tokens repeated back to back (timestamps ignored when
+    looking; a timestamp right after the cut is kept to close the segment), or
+    SEGMENT_REPEATS identical timed segments in a row.
+    """
+    cuts = []
     text_positions = [i for i, token in enumerate(tokens) if token < timestamp_begin]
     loop = find_loop([tokens[i] for i in text_positions])
-    if loop is None:
-        return None
-    start, period = loop
-    cut = text_positions[start + period - 1] + 1  # just after the first round's last token
-    if cut < len(tokens) and tokens[cut] >= timestamp_begin:
-        cut += 1
-    return tokens[:cut]
+    if loop is not None:
+        start, period = loop
+        cut = text_positions[start + period - 1] + 1  # just after the first round's last token
+        if cut < len(tokens) and tokens[cut] >= timestamp_begin:
+            cut += 1
+        cuts.append(cut)
+    segment_cut = _segment_loop_end(tokens, timestamp_begin)
+    if segment_cut is not None:
+        cuts.append(segment_cut)
+    return tokens[: min(cuts)] if cuts else None
 
 
 def has_words(text: str) -> bool:

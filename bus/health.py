@@ -60,7 +60,9 @@ class GapCounter:
         return gap
 
     def forget(self, stream: str) -> None:
+        """Drop everything about a stream that has ended, so per-id state does not pile up."""
         self.last_seq.pop(stream, None)
+        self.lost.pop(stream, None)
 
     @property
     def total(self) -> int:

@@ -5,7 +5,11 @@ pipe; its lines are logged with credentials removed. No bytes on stdout for
 `stall_timeout_s` means a stalled input: the child is killed and SourceLost
 raised, and the worker restarts it with back-off. A local file that ffmpeg
 finishes with exit code 0 is the end of the source; a network input that ends
-is lost (cameras and streams come back).
+is lost (cameras and streams come back). Every wait on the child is bounded: one
+that does not exit after closing its output is killed.
+
+The URL is ffmpeg's argument, so credentials in it are visible to local users in
+the process list (/proc/<pid>/cmdline); see README "Credentials".
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 READ_BYTES = 6400          # 200 ms of output
 SELECT_S = 0.1
 STDERR_LINES_KEPT = 20
+EXIT_WAIT_S = 2.0          # how long a child that closed stdout (or was terminated) may take to exit
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]+@")
 
 
@@ -77,6 +82,7 @@ class FfmpegReader:
         self.stderr_tail: list[str] = []
         self.stalls = 0
         self.exits = 0
+        self.kills = 0
 
     def open(self) -> None:
         if shutil.which(self.binary) is None:
@@ -107,7 +113,7 @@ class FfmpegReader:
         return b""
 
     def _ended(self, proc: subprocess.Popen) -> bytes | None:
-        code = proc.wait()
+        code = self._reap(proc, terminate=False)
         self.exits += 1
         if self._stderr_thread is not None:
             self._stderr_thread.join(timeout=1.0)
@@ -116,6 +122,21 @@ class FfmpegReader:
             return None
         last = self.stderr_tail[-1] if self.stderr_tail else "no message"
         raise SourceLost(f"ffmpeg exited with code {code} reading {self.safe_url}: {last}")
+
+    def _reap(self, proc: subprocess.Popen, terminate: bool) -> int | None:
+        """Wait EXIT_WAIT_S for the child, then SIGKILL it; never block for ever."""
+        try:
+            return proc.wait(timeout=EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("ffmpeg did not exit %s: killed", "when terminated" if terminate else "after closing its output",
+                        extra={"stream": self.cfg.stream, "pid": proc.pid, "url": self.safe_url})
+            self.kills += 1
+            proc.kill()
+        try:
+            return proc.wait(timeout=EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:  # stuck in the kernel (D state): leave it, report it
+            log.error("ffmpeg survived SIGKILL", extra={"stream": self.cfg.stream, "pid": proc.pid})
+            return None
 
     def _drain_stderr(self, proc: subprocess.Popen) -> None:
         for raw in iter(proc.stderr.readline, b""):
@@ -131,15 +152,11 @@ class FfmpegReader:
             return
         if proc.poll() is None:
             proc.terminate()
-            try:
-                proc.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            self._reap(proc, terminate=True)
         for pipe in (proc.stdout, proc.stderr):
             pipe.close()
         if self._stderr_thread is not None:
             self._stderr_thread.join(timeout=1.0)
 
     def counters(self) -> dict:
-        return {"stalls": self.stalls, "exits": self.exits}
+        return {"stalls": self.stalls, "exits": self.exits, "kills": self.kills}

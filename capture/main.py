@@ -7,9 +7,12 @@ workers close their devices and each stream gets a `close`.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import stat
 import sys
 import time
+from urllib.parse import urlsplit
 
 from bus import schemas, sockets
 from bus.stage import StageRuntime, run_stage
@@ -61,6 +64,41 @@ def check_sources(sources: tuple[SourceConfig, ...]) -> list[str]:
     return problems
 
 
+def credential_warnings(sources: tuple[SourceConfig, ...], config_file: str) -> list[str]:
+    """ffmpeg takes its URL as an argument: credentials in it show in the process list."""
+    streams = [s.stream for s in sources if s.kind == "ffmpeg" and _has_userinfo(s.url)]
+    if not streams:
+        return []
+    lines = [f"ffmpeg source(s) {', '.join(streams)}: the URL carries credentials; every local user can read "
+             f"them in the process list (ffmpeg's command line)"]
+    try:
+        mode = os.stat(config_file).st_mode if config_file else 0
+    except OSError:
+        mode = 0
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        lines.append(f"{config_file} holds credentials but other users may read it (mode {stat.filemode(mode)}): "
+                     f"chmod 600")
+    return lines
+
+
+def _has_userinfo(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(parts.username or parts.password)
+
+
+def source_status(sources: dict[str, dict]) -> tuple[bool, str]:
+    """(ok, status) from every source's snapshot: a failing source is named with its problem."""
+    failing = [f"{stream}: {snap['reason']}" for stream, snap in sources.items() if snap["state"] == "failing"]
+    if failing:
+        return False, f"failing: {'; '.join(failing)}"[:300]
+    if any(snap["state"] in ("device_missing", "restarting") for snap in sources.values()):
+        return False, "device_missing"
+    return True, "ok"
+
+
 class CaptureLoop:
     def __init__(self, runtime: StageRuntime, reader_factory=make_reader):
         self.rt = runtime
@@ -68,7 +106,8 @@ class CaptureLoop:
         self.dropped = 0
         self.published = 0
         self.workers = [SourceWorker(src, runtime.config.capture.frame_ms, reader_factory, self.emit,
-                                     runtime.stopping, describe=describe(src))
+                                     runtime.stopping, describe=describe(src),
+                                     open_every_s=runtime.config.capture.open_every_s)
                         for src in runtime.config.capture.sources]
 
     def emit(self, msg: schemas.Message) -> None:
@@ -81,10 +120,8 @@ class CaptureLoop:
 
     def state(self) -> tuple[bool, str, dict]:
         sources = {w.cfg.stream: w.snapshot() for w in self.workers}
-        missing = [s for s, snap in sources.items() if snap["state"] in ("device_missing", "restarting")]
-        status = "device_missing" if missing else "ok"
-        return not missing, status, {"sources": sources, "published": self.published, "dropped": self.dropped,
-                                     "queued": self.outbox.qsize()}
+        return (*source_status(sources), {"sources": sources, "published": self.published, "dropped": self.dropped,
+                                          "queued": self.outbox.qsize()})
 
     def run(self) -> None:
         pub = sockets.publisher(self.rt.ctx, self.rt.config.bus)
@@ -125,6 +162,8 @@ def loop(runtime: StageRuntime) -> None:
         for line in problems:
             sys.stderr.write(f"voxbus-capture: config: {line}\n")
         raise SystemExit(2)
+    for line in credential_warnings(runtime.config.capture.sources, runtime.config.source_file):
+        log.warning(line)
     CaptureLoop(runtime).run()
 
 

@@ -69,6 +69,7 @@ class SourceConfig:
 @dataclass(frozen=True)
 class CaptureConfig:
     frame_ms: int = _f(20, choices=(10, 20, 30, 40, 50, 100))
+    open_every_s: float = _f(5.0, min=0.1, max=3600.0)
     sources: tuple[SourceConfig, ...] = _f([])
 
 
@@ -88,6 +89,7 @@ class VadConfig:
     stream_ttl_s: float = _f(60.0, min=1.0, max=86400.0)
     job_max_segment_s: float = _f(30.0, min=2.0, max=30.0)
     energy_gate_dbfs: float = _f(-100.0, min=-100.0, max=0.0)
+    outbox_max_mb: int = _f(256, min=1, max=65536)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,9 @@ class GatewayConfig:
     ws_ping_interval_s: float = _f(20.0, min=1.0, max=3600.0)
     min_end_silence_ms: int = _f(300, min=100, max=10000)
     max_end_silence_ms: int = _f(2000, min=100, max=10000)
+    max_jobs: int = _f(4, min=1, max=1000)
+    allowed_origins: tuple[str, ...] = _f([])
+    allowed_hosts: tuple[str, ...] = _f([])
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,18 @@ from pathlib import Path
 import zmq
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from config import Config
-from gateway import events, openai_compat, rest
+from gateway import events, openai_compat, origins, rest
 from gateway.bridge import Bridge
 from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
+from gateway.service import JobSlots
 from gateway.ws_session import SessionSlots, stream_endpoint
 
 log = logging.getLogger(__name__)
@@ -59,24 +62,32 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None) -> Starlette:
 
     `app.state.shutdown` is set by the server when it starts to stop, so long-lived
     streams (WebSocket, SSE) finish on their own instead of being cut off.
+    ValueError names a bad gateway.allowed_hosts pattern.
     """
     shutdown = threading.Event()
+    hosts = origins.allowed_hosts(cfg.gateway.host, cfg.gateway.allowed_hosts)
+    problems = origins.host_pattern_problems(hosts)
+    if problems:
+        raise ValueError("; ".join(problems))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         own_ctx = ctx is None
         context = zmq.Context() if own_ctx else ctx
-        slots = SessionSlots(cfg.gateway.max_sessions)
-        bridge = Bridge(cfg, context, lambda: {"sessions_active": slots.active, "sessions_refused": slots.refused})
+        slots, job_slots = SessionSlots(cfg.gateway.max_sessions), JobSlots(cfg.gateway.max_jobs)
+        bridge = Bridge(cfg, context, lambda: {"sessions_active": slots.active, "sessions_refused": slots.refused,
+                                               "jobs_active": job_slots.active, "jobs_refused": job_slots.refused})
         await bridge.start()
         try:
-            yield {"bridge": bridge, "config": cfg, "sessions": slots, "shutdown": shutdown}
+            yield {"bridge": bridge, "config": cfg, "sessions": slots, "jobs": job_slots, "shutdown": shutdown}
         finally:
             await bridge.stop()
             if own_ctx:
                 context.term()
 
-    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={
-        ApiError: api_error_handler, HTTPException: http_error_handler, Exception: unexpected_error_handler})
+    app = Starlette(routes=ROUTES, lifespan=lifespan,
+                    middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts)],
+                    exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler,
+                                        Exception: unexpected_error_handler})
     app.state.shutdown = shutdown
     return app

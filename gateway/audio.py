@@ -16,10 +16,12 @@ import numpy as np
 import soundfile
 import soxr
 
+from bus.schemas import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 BLOCK_FRAMES = 65536
+UNKNOWN_FRAMES = 2 ** 62  # libsndfile says SF_COUNT_MAX when a header gives no length (a streamed FLAC)
 FFMPEG_TIMEOUT_S = 300.0
 
 
@@ -43,14 +45,17 @@ def decode_upload(data: bytes, max_seconds: float) -> np.ndarray:
         raise AudioError("empty_audio", "the audio file is empty (0 bytes)")
     try:
         pcm = _decode_soundfile(data, max_seconds)
+        reason = "its header gives no length"  # why ffmpeg reads it, if pcm is None
     except (soundfile.SoundFileError, RuntimeError) as exc:
+        pcm, reason = None, str(exc)
+    if pcm is None:
         container = ffmpeg_container(data)
         if container is None:
             raise AudioError("unsupported_format", "could not decode the audio: not a WAV, FLAC, MP3, OGG, "
                                                    "WebM/Opus, M4A/MP4 or AAC file (the first bytes match none), "
-                                                   f"or it is corrupt ({exc})") from None
-        log.debug("soundfile cannot read upload, trying ffmpeg", extra={"reason": str(exc), "container": container})
-        pcm = _decode_ffmpeg(data, max_seconds)
+                                                   f"or it is corrupt ({reason})")
+        log.debug("soundfile cannot read upload, trying ffmpeg", extra={"reason": reason, "container": container})
+        pcm = _decode_ffmpeg(data, max_seconds, reason)
     if pcm.size == 0:
         raise AudioError("empty_audio", "the audio file decodes to no samples")
     return pcm
@@ -62,6 +67,8 @@ def ffmpeg_container(data: bytes) -> str | None:
     Sniffing first keeps garbage uploads cheap: no subprocess for bytes no decoder could take.
     """
     head = data[:16]
+    if head.startswith(b"fLaC"):
+        return "flac"  # soundfile reads FLAC, except one without a length (soundfile cannot read past its end)
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "webm"
     if head[4:8] == b"ftyp":
@@ -75,19 +82,26 @@ def ffmpeg_container(data: bytes) -> str | None:
     return None
 
 
-def _too_long(seconds: float, max_seconds: float) -> AudioError:
-    return AudioError("audio_too_long", f"audio is {seconds:.1f} s long; the limit is {max_seconds:g} s "
+def _too_long(seconds: float, max_seconds: float, at_least: bool = False) -> AudioError:
+    length = f"more than {max_seconds:g} s" if at_least else f"{seconds:.1f} s"
+    return AudioError("audio_too_long", f"audio is {length} long; the limit is {max_seconds:g} s "
                                         f"(gateway.max_audio_s)")
 
 
-def _decode_soundfile(data: bytes, max_seconds: float) -> np.ndarray:
+def _decode_soundfile(data: bytes, max_seconds: float) -> np.ndarray | None:
+    """None when the header gives no length: soundfile's reads seek, and such a file cannot seek."""
     with soundfile.SoundFile(io.BytesIO(data)) as f:
-        if f.frames > 0 and f.frames / f.samplerate > max_seconds:
+        if f.frames >= UNKNOWN_FRAMES:
+            return None
+        if f.frames / f.samplerate > max_seconds:
             raise _too_long(f.frames / f.samplerate, max_seconds)
         resampler = soxr.ResampleStream(f.samplerate, SAMPLE_RATE, 1, dtype="float32") \
             if f.samplerate != SAMPLE_RATE else None
-        parts = []
+        parts, read = [], 0
         for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+            read += block.shape[0]
+            if read > max_seconds * f.samplerate:  # counted, not trusted: a header can be wrong
+                raise _too_long(read / f.samplerate, max_seconds, at_least=True)
             mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
             parts.append(float_to_int16(resampler.resample_chunk(mono) if resampler else mono))
         if resampler:
@@ -95,12 +109,13 @@ def _decode_soundfile(data: bytes, max_seconds: float) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, "<i2")
 
 
-def _decode_ffmpeg(data: bytes, max_seconds: float) -> np.ndarray:
-    """WebM/Opus, M4A and the rest; a temp file because MP4 needs a seekable input."""
+def _decode_ffmpeg(data: bytes, max_seconds: float, why: str) -> np.ndarray:
+    """WebM/Opus, M4A, FLAC without a length and the rest; a temp file because MP4 needs a seekable input.
+    `why`: soundfile's reason for not reading it, for the error when ffmpeg is missing."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise AudioError("unsupported_format", "not a WAV, FLAC, MP3 or OGG file, and ffmpeg (needed for "
-                                               "WebM/Opus/M4A) is not installed")
+        raise AudioError("unsupported_format", f"this file needs ffmpeg, which is not installed (soundfile "
+                                               f"cannot read it: {why})")
     with tempfile.NamedTemporaryFile(prefix="voxbus-upload-") as tmp:
         tmp.write(data)
         tmp.flush()
@@ -117,8 +132,8 @@ def _decode_ffmpeg(data: bytes, max_seconds: float) -> np.ndarray:
         raise AudioError("unsupported_format", "could not decode the audio: not a WAV, FLAC, MP3, OGG, "
                                                f"WebM/Opus or M4A file, or it is corrupt (ffmpeg: {reason[:200]})")
     pcm = np.frombuffer(done.stdout[: len(done.stdout) // 2 * 2], "<i2")
-    if pcm.size > max_seconds * SAMPLE_RATE:
-        raise _too_long(pcm.size / SAMPLE_RATE, max_seconds)
+    if pcm.size > max_seconds * SAMPLE_RATE:  # ffmpeg stopped at max + 1 s: the true length is unknown
+        raise _too_long(pcm.size / SAMPLE_RATE, max_seconds, at_least=True)
     return pcm
 
 

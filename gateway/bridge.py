@@ -4,6 +4,11 @@ Created by the app's lifespan, used only from the event loop's thread. The SUB i
 subscribed to job/, text/, vad/ and health/ from the start, so a job's answers can
 never race its subscription (the zguide slow-joiner problem); audio is not
 subscribed, so the gateway never carries the heavy traffic back.
+
+If the receive or heartbeat task ends while the gateway runs, the gateway is deaf or
+silent: the heartbeat then says ok=false with a status naming the task (a dead
+heartbeat task shows as the gateway missing from `voxbus status`), and /health
+answers 503. The process stays up, so the cause stays in its log; a restart heals it.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ class Bridge:
         self.jobs_push: zmq.asyncio.Socket | None = None
         self.heartbeat_pub: zmq.Socket | None = None
         self.tasks: list[asyncio.Task] = []
+        self.stopping = False
 
     async def start(self) -> None:
         bus = self.cfg.bus
@@ -56,6 +62,7 @@ class Bridge:
                                             "jobs": self.cfg.vad.jobs})
 
     async def stop(self) -> None:
+        self.stopping = True
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -66,11 +73,11 @@ class Bridge:
     def publish(self, msg: schemas.Message) -> None:
         sockets.publish(self.pub, msg)
 
-    async def push_job(self, job: schemas.Job, timeout_ms: int) -> bool:
-        """Hand a job to vad; False when no vad takes it within the timeout (never queued blindly)."""
+    async def push_job(self, payload: bytes, timeout_ms: int) -> bool:
+        """Hand an encoded Job to vad; False when no vad takes it within the timeout (never queued blindly)."""
         if not await self.jobs_push.poll(timeout_ms, zmq.POLLOUT):
             return False
-        await self.jobs_push.send(schemas.encode(job), copy=False)
+        await self.jobs_push.send(payload, copy=False)
         return True
 
     async def _receive_loop(self) -> None:
@@ -83,7 +90,11 @@ class Bridge:
                 log.warning("ignored a malformed bus message", extra={"reason": str(exc),
                                                                       "topic": frames[0][:64].decode(errors="replace")})
                 continue
-            self.router.route(msg, time.monotonic())
+            try:
+                self.router.route(msg, time.monotonic())
+            except Exception:  # a bug with one message must not deafen the gateway to every other one
+                self.router.counters["route_errors"] += 1
+                log.exception("failed to route a bus message", extra={"type": msg.TYPE})
 
     async def _heartbeat_loop(self) -> None:
         beater = Heartbeater(self.heartbeat_pub, "gateway", self._heartbeat_state,
@@ -92,11 +103,25 @@ class Bridge:
             beater.tick()
             await asyncio.sleep(HEARTBEAT_POLL_S)
 
+    def dead_tasks(self) -> list[str]:
+        """The essential tasks that ended while the gateway runs, each as "name (why)"."""
+        if self.stopping:
+            return []
+        dead = []
+        for task in self.tasks:
+            if task.done():
+                exc = None if task.cancelled() else task.exception()
+                why = f"{type(exc).__name__}: {exc}" if exc is not None else "cancelled" if task.cancelled() \
+                    else "returned"
+                dead.append(f"{task.get_name()} ({why})")
+        return dead
+
     def _heartbeat_state(self) -> tuple[bool, str, dict]:
         counters = dict(self.router.counters)
         counters.update(self.counters)
         counters.update(self.state())
-        return True, "ok", counters
+        dead = self.dead_tasks()
+        return not dead, "task died: " + "; ".join(dead) if dead else "ok", counters
 
 
 def _log_task_death(task: asyncio.Task) -> None:

@@ -17,12 +17,14 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """A request the gateway refuses or cannot serve; `status` is the HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str, param: str | None = None):
+    def __init__(self, status: int, code: str, message: str, param: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.param = param
+        self.headers = headers  # e.g. Retry-After on a 503
 
 
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict:
@@ -34,7 +36,8 @@ async def api_error_handler(request: Request, exc: ApiError) -> JSONResponse:
     if exc.status >= 500:
         log.warning("request failed", extra={"path": request.url.path, "status": exc.status, "code": exc.code,
                                              "detail": exc.message})
-    return JSONResponse(error_body(exc.status, exc.code, exc.message, exc.param), status_code=exc.status)
+    return JSONResponse(error_body(exc.status, exc.code, exc.message, exc.param), status_code=exc.status,
+                        headers=exc.headers)
 
 
 async def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:

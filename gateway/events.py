@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from bus import schemas
+from gateway import origins
 from gateway.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,11 @@ async def _event_source(router, stream: str | None, job: str | None, shutdown):
 
 async def events(request: Request) -> StreamingResponse:
     """GET /events[?stream=ID][&job=ID]: Server-Sent Events of every transcript and vad event."""
+    refusal = origins.origin_refusal(request.headers, request.state.config.gateway.allowed_origins)
+    if refusal is not None:
+        request.state.bridge.counters["origins_refused"] += 1
+        log.warning("refused a cross-origin event stream", extra={"origin": request.headers.get("origin")})
+        raise ApiError(403, "origin_not_allowed", refusal)
     stream, job = request.query_params.get("stream"), request.query_params.get("job")
     for name, value in (("stream", stream), ("job", job)):
         if value is not None:

@@ -23,6 +23,14 @@ ACK_BASE_S = 15.0
 ACK_PER_AUDIO_S = 0.05
 
 
+@dataclass(frozen=True)
+class EncodedJob:
+    """A Job already encoded for the PUSH socket (encoding a long upload is work for a worker thread)."""
+    job: str
+    payload: bytes
+    duration: float   # seconds of audio
+
+
 @dataclass
 class JobResult:
     text: str
@@ -101,16 +109,16 @@ def failure(error: schemas.Error) -> ApiError:
                                                                f"(may pass on retry): {error.message}")
 
 
-async def run_job(bridge, job: schemas.Job, duration_s: float, timeout_s: float) -> JobResult:
+async def run_job(bridge, job: EncodedJob, timeout_s: float) -> JobResult:
     """Push the job and wait for its finals; ApiError on refusal, failure or deadline."""
     queue = bridge.router.watch_job(job.job)  # watch first: answers may come before push returns
     assembler = JobAssembler(job.job)
     started = time.monotonic()
     try:
-        if not await bridge.push_job(job, PUSH_TIMEOUT_MS):
+        if not await bridge.push_job(job.payload, PUSH_TIMEOUT_MS):
             raise ApiError(503, "vad_unavailable", f"the vad stage did not take the job within "
                                                    f"{PUSH_TIMEOUT_MS} ms (is it running?)")
-        ack_deadline = started + ACK_BASE_S + ACK_PER_AUDIO_S * duration_s
+        ack_deadline = started + ACK_BASE_S + ACK_PER_AUDIO_S * job.duration
         deadline = started + timeout_s
         while not assembler.done:
             now = time.monotonic()

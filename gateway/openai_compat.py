@@ -17,7 +17,6 @@ from gateway.errors import ApiError
 
 DEFAULT_MODEL = "whisper-1"
 GRANULARITIES = ("segment", "word")
-PROMPT_MAX_CHARS = 1000
 CREATED = 1700000000  # a fixed "created" time: models here have no creation date worth reporting
 
 
@@ -44,7 +43,7 @@ async def _audio(request: Request, task: str) -> Response:
     req = service.Request(
         data=upload.data, task=task,
         language=params.language(form.get("language")) if task == "transcribe" else "auto",
-        prompt=params.text(form.get("prompt"), PROMPT_MAX_CHARS, "prompt"),
+        prompt=params.text(form.get("prompt"), params.PROMPT_MAX_CHARS, "prompt"),
         temperature=temperature, words=words)
     outcome = await service.transcribe(bridge, cfg.gateway, req)
     result = outcome.result
@@ -55,11 +54,13 @@ async def _audio(request: Request, task: str) -> Response:
 
 
 async def transcriptions(request: Request) -> Response:
-    return await _audio(request, "transcribe")
+    with request.state.jobs.hold():  # before the body is read: a refused job costs no memory
+        return await _audio(request, "transcribe")
 
 
 async def translations(request: Request) -> Response:
-    return await _audio(request, "translate")
+    with request.state.jobs.hold():
+        return await _audio(request, "translate")
 
 
 async def models(request: Request) -> JSONResponse:

@@ -14,7 +14,6 @@ from gateway.errors import ApiError
 TRANSCRIBE_FIELDS = ("audio_file", "language", "task", "normalize", "trim_silence", "response_format",
                      "prompt", "temperature", "word_timestamps")
 BASE64_FIELDS = tuple(f for f in TRANSCRIBE_FIELDS if f != "audio_file")
-PROMPT_MAX_CHARS = 1000
 
 
 def _state(request: Request):
@@ -38,6 +37,10 @@ async def info(request: Request) -> JSONResponse:
 async def health_check(request: Request) -> JSONResponse:
     bridge, cfg = _state(request)
     ok, body = health.report(bridge.router.health, time.monotonic(), cfg.bus.heartbeat_timeout_s)
+    dead = bridge.dead_tasks()
+    if dead:  # the gateway itself is broken, whatever the other stages say
+        ok = False
+        body.update(status="unavailable", missing=body["missing"] + [f"gateway (task died: {'; '.join(dead)})"])
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -52,7 +55,7 @@ def _job_request(data: bytes, fields, default_format: str) -> tuple[service.Requ
     words = params.flag(fields.get("word_timestamps"), False, "word_timestamps")
     req = service.Request(
         data=data, language=params.language(fields.get("language")), task=params.task(fields.get("task")),
-        prompt=params.text(fields.get("prompt"), PROMPT_MAX_CHARS, "prompt"),
+        prompt=params.text(fields.get("prompt"), params.PROMPT_MAX_CHARS, "prompt"),
         temperature=temperature, words=words,
         normalize=params.flag(fields.get("normalize"), False, "normalize"),
         trim_silence=params.flag(fields.get("trim_silence"), False, "trim_silence"))
@@ -73,6 +76,11 @@ def _transcribe_response(outcome: service.Outcome, fmt: str, req: service.Reques
 
 async def transcribe(request: Request) -> Response:
     """POST /transcribe: multipart `audio_file` plus options."""
+    with request.state.jobs.hold():  # before the body is read: a refused job costs no memory
+        return await _transcribe(request)
+
+
+async def _transcribe(request: Request) -> Response:
     started = time.monotonic()
     bridge, cfg = _state(request)
     upload = await uploads.read_upload(request, "audio_file", cfg.gateway.max_upload_mb * 1024 * 1024)
@@ -85,6 +93,11 @@ async def transcribe(request: Request) -> Response:
 
 async def transcribe_base64(request: Request) -> Response:
     """POST /transcribe/base64: JSON `audio_base64` plus the same options."""
+    with request.state.jobs.hold():
+        return await _transcribe_base64(request)
+
+
+async def _transcribe_base64(request: Request) -> Response:
     started = time.monotonic()
     bridge, cfg = _state(request)
     data, fields = await uploads.read_json_audio(request, cfg.gateway.max_upload_mb * 1024 * 1024)
@@ -103,6 +116,11 @@ async def inference(request: Request) -> Response:
 
     whisper.cpp clients send many tuning fields we do not have; they are ignored, as there.
     """
+    with request.state.jobs.hold():
+        return await _inference(request)
+
+
+async def _inference(request: Request) -> Response:
     bridge, cfg = _state(request)
     upload = await uploads.read_upload(request, "file", cfg.gateway.max_upload_mb * 1024 * 1024)
     form = upload.form

@@ -62,9 +62,12 @@ async def _serve_until_stopped(server: uvicorn.Server, listener: socket.socket, 
 
 def serve(runtime: StageRuntime) -> None:
     gw = runtime.config.gateway
-    listener = bind_listener(gw.host, gw.port)
     try:
         app = build_app(runtime.config, runtime.ctx)
+    except ValueError as exc:
+        raise SystemExit(f"voxbus-gateway: {exc}") from None
+    listener = bind_listener(gw.host, gw.port)
+    try:
         server = uvicorn.Server(uvicorn_config(runtime, app))
         log.info("serving", extra={"host": gw.host, "port": gw.port})
         asyncio.run(_serve_until_stopped(server, listener, runtime.stopping, app.state.shutdown))

@@ -1,7 +1,8 @@
-"""The one path every upload endpoint takes: decode, check limits, run the job, time it."""
+"""The one path every upload endpoint takes: a job slot, decode, check limits, run the job, time it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -13,6 +14,31 @@ from gateway import audio, jobs
 from gateway.errors import ApiError
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5  # what a refused client is told to wait: a short job takes about this long
+
+
+class JobSlots:
+    """Counts file jobs in progress (from reading the body to the answer) against gateway.max_jobs:
+    every job holds its upload and decoded audio in memory, and they share the asr workers."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.active = 0
+        self.refused = 0
+
+    @contextlib.contextmanager
+    def hold(self):
+        if self.active >= self.limit:
+            self.refused += 1
+            raise ApiError(503, "too_many_jobs", f"the gateway is already running {self.limit} file jobs "
+                                                 f"(gateway.max_jobs); retry in a few seconds",
+                           headers={"Retry-After": str(RETRY_AFTER_S)})
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
 
 
 @dataclass
@@ -50,7 +76,6 @@ class Outcome:
 
 
 def decode(data: bytes, max_seconds: float, normalize: bool, trim: bool) -> np.ndarray:
-    """Runs in a worker thread: decoding must never block the event loop."""
     pcm = audio.decode_upload(data, max_seconds)
     if trim:
         pcm = audio.trim_silence(pcm)
@@ -59,25 +84,31 @@ def decode(data: bytes, max_seconds: float, normalize: bool, trim: bool) -> np.n
     return audio.normalize_peak(pcm) if normalize else pcm
 
 
-async def transcribe(bridge, gateway_cfg, req: Request) -> Outcome:
-    started = time.monotonic()
+def prepare(req: Request, max_seconds: float) -> jobs.EncodedJob:
+    """Runs in a worker thread: decoding, the PCM copy and the msgpack encoding of an hour of
+    audio (~115 MB each) would otherwise stall every stream and request for their duration."""
     try:
-        pcm = await asyncio.to_thread(decode, req.data, gateway_cfg.max_audio_s, req.normalize, req.trim_silence)
+        pcm = decode(req.data, max_seconds, req.normalize, req.trim_silence)
     except audio.AudioError as exc:
         raise ApiError(400, exc.code, exc.message) from None
-    duration = pcm.size / schemas.SAMPLE_RATE
     job = schemas.Job(job=jobs.new_job_id(), pcm=pcm.tobytes(), language=req.language, task=req.task,
                       prompt=req.prompt, options=req.options(), ts=time.time())
+    return jobs.EncodedJob(job.job, schemas.encode(job), pcm.size / schemas.SAMPLE_RATE)
+
+
+async def transcribe(bridge, gateway_cfg, req: Request) -> Outcome:
+    started = time.monotonic()
+    job = await asyncio.to_thread(prepare, req, gateway_cfg.max_audio_s)
     bridge.counters["jobs_started"] += 1
     pushed = time.monotonic()
     try:
-        result = await jobs.run_job(bridge, job, duration, gateway_cfg.job_timeout_s)
+        result = await jobs.run_job(bridge, job, gateway_cfg.job_timeout_s)
     except ApiError:
         bridge.counters["jobs_failed"] += 1
         raise
     finished = time.monotonic()
     bridge.counters["jobs_done"] += 1
-    log.info("job done", extra={"job": job.job, "audio_s": round(duration, 2),
+    log.info("job done", extra={"job": job.job, "audio_s": round(job.duration, 2),
                                 "seconds": round(finished - pushed, 3), "segments": len(result.segments)})
-    return Outcome(result, job.job, duration, round(finished - pushed, 4), round(finished - started, 4),
+    return Outcome(result, job.job, job.duration, round(finished - pushed, 4), round(finished - started, 4),
                    result.language or (req.language if req.language != "auto" else None))

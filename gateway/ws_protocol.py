@@ -20,10 +20,10 @@ from config.schema import GatewayConfig
 from gateway.audio import AudioError, PcmConverter
 from gateway.events import client_event
 from gateway.languages import language_code
+from gateway.params import PROMPT_MAX_CHARS
 
 FLUSH_SETTLE_S = 1.0   # after eof, how long vad may take to show an utterance that was still open
 DRAIN_MAX_S = 30.0     # after eof, the longest wait for the last final
-PROMPT_MAX_CHARS = 1000
 MIN_RATE, MAX_RATE = 8000, 192000
 # Audio on the bus is PUB/SUB, which drops at its high-water mark: a client sending far faster
 # than real time (a file pushed as fast as the network allows) is slowed to this pace after a burst.

@@ -14,9 +14,12 @@ import logging
 import time
 import uuid
 
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bus import schemas
+from gateway import origins
+from gateway.errors import error_body
 from gateway.ws_protocol import ProtocolError, Session, SessionConfig, SessionState, parse_config
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,11 @@ class SessionSlots:
 
 async def stream_endpoint(websocket: WebSocket) -> None:
     bridge, cfg, slots = websocket.state.bridge, websocket.state.config, websocket.state.sessions
+    refusal = origins.origin_refusal(websocket.headers, cfg.gateway.allowed_origins)
+    if refusal is not None:
+        bridge.counters["origins_refused"] += 1
+        await _deny(websocket, refusal)
+        return
     await websocket.accept()
     if not slots.acquire():
         await _refuse(websocket, "too_many_sessions", f"the gateway already serves {slots.limit} streams "
@@ -64,6 +72,16 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         await StreamHandler(websocket, bridge, session, cfg.gateway.ws_idle_timeout_s).run()
     finally:
         slots.release()
+
+
+async def _deny(websocket: WebSocket, message: str) -> None:
+    """Refuse the handshake itself: HTTP 403, with our JSON error where the server can send a body."""
+    log.warning("refused a cross-origin stream", extra={"origin": websocket.headers.get("origin")})
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(error_body(403, "origin_not_allowed", message),
+                                                          status_code=403))
+    else:
+        await websocket.close(1008, reason="origin_not_allowed")  # before accept: the server answers 403
 
 
 async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int) -> None:

@@ -1,46 +1,30 @@
 """The vad process: wires the bus, the job PULL and the segment PUSH around StreamTable.
 
 SUB audio/ and ctl/ → StreamTable → PUB vad/ events (and errors), PUSH segments
-through a SegmentOutbox (finals first, never dropped). PULL vad.jobs → cut_job →
-PUB job_segments, PUSH pieces. One thread owns every socket.
+through a SegmentOutbox (queue policy of bus.segment_queue, bounded by
+vad.outbox_max_mb). PULL vad.jobs → JobWorker (cuts in its own thread, one job at
+a time) → PUB job_segments, PUSH pieces. The loop thread owns every socket.
+On SIGTERM open utterances are finished and the outbox gets ~1 s to drain.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
 import zmq
 
 from bus import schemas, sockets
 from bus.stage import StageRuntime, run_stage
-from config.schema import VadConfig
-from vad.detector import VoiceDetector
-from vad.jobs import cut_job
-from vad.outbox import SegmentOutbox
+from vad.job_worker import CutResult, JobWorker
+from vad.outbox import STALL_S, SegmentOutbox
 from vad.streams import StreamTable
 
 log = logging.getLogger(__name__)
 POLL_MS = 50
 MAX_BATCH = 500  # bus messages handled per turn before the outbox and heartbeat get their turn
 EXPIRE_EVERY_S = 1.0
-
-
-class JobCutter:
-    """Turns a Job into its JobSegments announcement and Segment pieces."""
-
-    def __init__(self, cfg: VadConfig):
-        self.cfg = cfg
-        self.detector = VoiceDetector(cfg.aggressiveness, cfg.frame_ms, cfg.energy_gate_dbfs)
-
-    def cut(self, job: schemas.Job) -> tuple[schemas.JobSegments, list[schemas.Segment]]:
-        pieces = cut_job(job.pcm, self.detector, self.cfg.job_max_segment_s)
-        count = len(pieces)
-        segments = [schemas.Segment(utt=i, kind="final", offset=p.offset, pcm=p.pcm, job=job.job,
-                                    language=job.language, task=job.task, prompt=job.prompt, index=i,
-                                    count=count, options=job.options, ts_end_of_speech=job.ts)
-                    for i, p in enumerate(pieces)]
-        duration = len(job.pcm) / 2 / 16000
-        return schemas.JobSegments(job=job.job, count=count, duration=round(duration, 3)), segments
+DRAIN_ON_STOP_S = 1.0  # on SIGTERM: how long finished segments may wait for a worker
 
 
 class VadLoop:
@@ -48,43 +32,54 @@ class VadLoop:
         self.rt = runtime
         cfg = runtime.config
         self.table = StreamTable(cfg.vad)
-        self.outbox = SegmentOutbox()
-        self.cutter = JobCutter(cfg.vad)
+        self.outbox = SegmentOutbox(cfg.vad.outbox_max_mb * 1024 * 1024)
+        self.job_worker = JobWorker(cfg.vad)
         self.bad_messages = 0
         self.jobs = 0
         self.bad_jobs = 0
+        self.unsent_at_stop = 0
         self.next_expire = 0.0
 
     def state(self) -> tuple[bool, str, dict]:
         counters = self.table.snapshot()
         counters.update(bad_messages=self.bad_messages, jobs=self.jobs, bad_jobs=self.bad_jobs,
-                        outbox_depth=len(self.outbox), **{f"outbox_{k}": v for k, v in vars(self.outbox.counters).items()})
-        status = "backlog" if len(self.outbox) > self.rt.config.bus.push_hwm else "ok"
-        return True, status, counters
+                        job_cutting=self.job_worker.busy, outbox_depth=len(self.outbox),
+                        outbox_mb=round(self.outbox.pcm_bytes / 2 ** 20, 1),
+                        **{f"outbox_{k}": v for k, v in vars(self.outbox.counters).items()})
+        if self.outbox.stalled_for() > STALL_S:
+            return False, f"backlog: {len(self.outbox)} segments waiting, no asr worker?", counters
+        return True, "ok", counters
 
     def run(self) -> None:
         cfg, ctx = self.rt.config, self.rt.ctx
         sub = pub = jobs = segments = None
+        self.job_worker.start()
         try:
             sub = sockets.subscriber(ctx, cfg.bus, [b"audio/", b"ctl/"])
             pub = sockets.publisher(ctx, cfg.bus)
             jobs = sockets.puller(ctx, cfg.vad.jobs, cfg.bus, bind=True)
             segments = sockets.pusher(ctx, cfg.vad.segments, cfg.bus, bind=True)
             heart = self.rt.heartbeater(pub, self.state)
-            poller = zmq.Poller()
-            poller.register(sub, zmq.POLLIN)
-            poller.register(jobs, zmq.POLLIN)
+            bus_only, bus_and_jobs = zmq.Poller(), zmq.Poller()
+            bus_only.register(sub, zmq.POLLIN)
+            bus_and_jobs.register(sub, zmq.POLLIN)
+            bus_and_jobs.register(jobs, zmq.POLLIN)
             log.info("vad ready", extra={"jobs": cfg.vad.jobs, "segments": cfg.vad.segments})
             while not self.rt.stopping.is_set():
+                # A new job is read only when the cutter is free: the PUSH pipe holds the rest.
+                poller = bus_only if self.job_worker.busy else bus_and_jobs
                 ready = dict(poller.poll(POLL_MS if not self.outbox else 10))
                 if sub in ready:
                     self.drain_bus(sub, pub)
                 if jobs in ready:
-                    self.take_job(jobs, pub)
+                    self.job_worker.submit(jobs.recv(zmq.NOBLOCK))
+                self.collect_jobs(pub)
                 self.send_segments(segments)
                 self.expire(pub)
                 heart.tick()
+            self.finish(pub, segments)
         finally:
+            self.job_worker.stop(timeout=0.5)
             for sock in (sub, pub, jobs, segments):
                 if sock is not None:
                     sock.close(linger=0 if sock is sub else cfg.bus.linger_ms)
@@ -108,40 +103,76 @@ class VadLoop:
     def route(self, messages: list[schemas.Message], pub: zmq.Socket) -> None:
         for msg in messages:
             if isinstance(msg, schemas.Segment):
-                self.outbox.add(msg)
+                self.queue_segment(msg, pub)
             else:
                 sockets.publish(pub, msg)
 
-    def take_job(self, jobs: zmq.Socket, pub: zmq.Socket) -> None:
-        data = jobs.recv(zmq.NOBLOCK)
-        try:
-            job = schemas.decode(data)
-            if not isinstance(job, schemas.Job):
-                raise schemas.SchemaError(f"expected a job on vad.jobs, got a {job.TYPE}")
-            announce, pieces = self.cutter.cut(job)
-        except (schemas.SchemaError, ValueError) as exc:
+    def queue_segment(self, segment: schemas.Segment, pub: zmq.Socket) -> None:
+        """Into the outbox; a final pushed out by the memory bound is reported on the bus."""
+        for dropped in self.outbox.add(segment):
+            self.report_unsent(pub, dropped, "overloaded",
+                               f"vad's outbox is over vad.outbox_max_mb ({self.rt.config.vad.outbox_max_mb} MB) "
+                               f"with no asr worker keeping up: segment dropped")
+            if self.outbox.counters.dropped_finals % 100 == 1:
+                log.error("outbox full: final segments dropped", extra={
+                    "dropped_finals": self.outbox.counters.dropped_finals, "stream": dropped.stream,
+                    "job": dropped.job, "utt": dropped.utt})
+
+    def report_unsent(self, pub: zmq.Socket, segment: schemas.Segment, code: str, message: str) -> None:
+        sockets.publish(pub, schemas.Error(code=code, message=message, stream=segment.stream, job=segment.job,
+                                           utt=segment.utt, index=segment.index, permanent=False, stage="vad"))
+
+    def collect_jobs(self, pub: zmq.Socket) -> None:
+        for result in self.job_worker.results():
+            self.take_cut(result, pub)
+
+    def take_cut(self, result: CutResult, pub: zmq.Socket) -> None:
+        if result.error:
             self.bad_jobs += 1
-            log.error("bad job dropped", extra={"error": str(exc), "count": self.bad_jobs})
+            log.error("bad job dropped", extra={"job": result.job, "error": result.error, "count": self.bad_jobs})
+            if result.job is not None:
+                sockets.publish(pub, schemas.Error(code="bad_job" if result.permanent else "internal",
+                                                   message=result.error, job=result.job,
+                                                   permanent=result.permanent, stage="vad"))
             return
         self.jobs += 1
-        sockets.publish(pub, announce)
-        for piece in pieces:
-            self.outbox.add(piece)
-        log.info("job cut", extra={"job": job.job, "count": announce.count, "duration_s": announce.duration})
+        sockets.publish(pub, result.announce)
+        for piece in result.pieces:
+            self.queue_segment(piece, pub)
+        log.info("job cut", extra={"job": result.job, "count": result.announce.count,
+                                   "duration_s": result.announce.duration})
 
-    def send_segments(self, segments: zmq.Socket) -> None:
+    def send_segments(self, segments: zmq.Socket, timeout_ms: int = 0) -> None:
         while self.outbox:
-            if not sockets.push(segments, self.outbox.peek(), timeout_ms=0):
+            if not sockets.push(segments, self.outbox.peek(), timeout_ms=timeout_ms):
                 self.outbox.counters.blocked += 1
                 return
             self.outbox.pop()
 
     def expire(self, pub: zmq.Socket) -> None:
-        now = time.time()
         if time.monotonic() < self.next_expire:
             return
         self.next_expire = time.monotonic() + EXPIRE_EVERY_S
-        self.route(self.table.expire(now), pub)
+        self.route(self.table.expire(time.time()), pub)
+
+    def finish(self, pub: zmq.Socket, segments: zmq.Socket) -> None:
+        """On stop: finish open utterances, give the outbox DRAIN_ON_STOP_S, report what is left."""
+        self.route(self.table.flush_all(time.time()), pub)
+        deadline = time.monotonic() + DRAIN_ON_STOP_S
+        while self.outbox and time.monotonic() < deadline:
+            self.send_segments(segments, timeout_ms=max(1, min(50, int((deadline - time.monotonic()) * 1000))))
+        left: Counter[str] = Counter()
+        for segment in self.outbox.take_all():
+            left["job_pieces" if segment.job is not None else f"{segment.kind}s"] += 1
+            if segment.kind == "final":  # a client waits for it: say it will not come
+                self.report_unsent(pub, segment, "stopping", "vad stopped before an asr worker took this segment")
+        self.unsent_at_stop = sum(left.values())
+        if self.job_worker.busy:
+            log.warning("stopping while a job was being cut: it is dropped", extra={"job": self.job_worker.current})
+        if self.unsent_at_stop:
+            log.warning("stopping with segments no asr worker took", extra={"unsent": self.unsent_at_stop, **left})
+        else:
+            log.info("stopped with the outbox empty")
 
 
 def loop(runtime: StageRuntime) -> None:

@@ -1,17 +1,22 @@
-"""Segments waiting for an asr worker: finals first, never dropped.
+"""Segments waiting for an asr worker, in the shared queue order, bounded in memory.
 
-PUSH blocks when no worker is connected or every worker is behind, and the vad
-loop must keep reading audio meanwhile, so segments wait here. Finals (and file
-job pieces) are kept in order, all of them. A queued partial is replaced by a
-newer partial or the final of the same utterance — asr would discard the older
-one anyway (ARCHITECTURE.md §5.4) — and each replacement is counted.
+PUSH blocks when no worker is connected or every worker is behind (bus.push_hwm
+is small on purpose), and the vad loop must keep reading audio meanwhile, so
+segments wait here, ordered by `bus.segment_queue.SegmentQueue`: live finals
+first, only the newest partial per utterance, file-job pieces round-robin across
+jobs. The outbox holds at most `max_bytes` of PCM: past that the oldest partials
+go first, then the oldest finals and job pieces; every dropped final is returned
+to the caller (which reports it on the bus) and counted — never dropped silently.
 """
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+import time
 from dataclasses import dataclass
 
 from bus.schemas import Segment
+from bus.segment_queue import Queued, SegmentQueue
+
+STALL_S = 5.0  # segments waiting this long with no successful send: no asr worker, or all stuck
 
 
 @dataclass
@@ -21,39 +26,81 @@ class OutboxCounters:
     partials_superseded: int = 0
     blocked: int = 0          # times a send found no worker ready
     max_depth: int = 0
+    dropped_partials: int = 0  # over max_bytes
+    dropped_finals: int = 0    # over max_bytes: each one reported as an `overloaded` error
 
 
 class SegmentOutbox:
-    def __init__(self):
-        self.finals: deque[Segment] = deque()
-        self.partials: OrderedDict[tuple, Segment] = OrderedDict()
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024, clock=time.monotonic):
+        self.queue = SegmentQueue()
+        self.max_bytes = max_bytes
         self.counters = OutboxCounters()
+        self._clock = clock
+        self._progress = clock()  # last successful send, or when the outbox last became non-empty
 
     def __len__(self) -> int:
-        return len(self.finals) + len(self.partials)
+        return len(self.queue)
 
-    def add(self, segment: Segment) -> None:
-        key = (segment.stream, segment.job, segment.utt)
-        if key in self.partials:
-            del self.partials[key]
-            self.counters.partials_superseded += 1
-        if segment.kind == "partial":
-            self.partials[key] = segment
-        else:
-            self.finals.append(segment)
+    @property
+    def pcm_bytes(self) -> int:
+        return self.queue.pcm_bytes
+
+    def add(self, segment: Segment) -> list[Segment]:
+        """Queue a segment; return the finals (and job pieces) dropped to stay under max_bytes."""
+        if not self.queue:
+            self._progress = self._clock()
+        self.queue.put(segment, self._clock())
         self.counters.queued += 1
-        self.counters.max_depth = max(self.counters.max_depth, len(self))
+        self.counters.partials_superseded = self.queue.partials_superseded
+        self.counters.max_depth = max(self.counters.max_depth, len(self.queue))
+        dropped: list[Segment] = []
+        while self.queue.pcm_bytes > self.max_bytes and self.queue:
+            item = self._drop_oldest()
+            if item.segment.kind == "partial":
+                self.counters.dropped_partials += 1
+            else:
+                self.counters.dropped_finals += 1
+                dropped.append(item.segment)
+        return dropped
 
     def peek(self) -> Segment | None:
-        if self.finals:
-            return self.finals[0]
-        if self.partials:
-            return next(iter(self.partials.values()))
-        return None
+        item = self.queue.peek()
+        return item.segment if item is not None else None
 
     def pop(self) -> Segment:
         """Remove what `peek` returned, once it has been sent."""
+        item = self.queue.pop()
+        if item is None:
+            raise IndexError("pop from an empty outbox")
         self.counters.sent += 1
-        if self.finals:
-            return self.finals.popleft()
-        return self.partials.popitem(last=False)[1]
+        self._progress = self._clock()
+        return item.segment
+
+    def take_all(self) -> list[Segment]:
+        """Empty the outbox without counting anything as sent (on shutdown, to report what is left)."""
+        left = []
+        while (item := self.queue.pop()) is not None:
+            left.append(item.segment)
+        return left
+
+    def stalled_for(self) -> float:
+        """Seconds segments have waited without a successful send (0 when empty)."""
+        return self._clock() - self._progress if self.queue else 0.0
+
+    def _drop_oldest(self) -> Queued:
+        """The oldest partial if any, else the oldest final or job piece (by arrival)."""
+        q = self.queue
+        if q.partials:
+            item = q.partials.popitem(last=False)[1]
+        else:
+            heads = [(q.live_finals[0].received, "live", None)] if q.live_finals else []
+            heads += [(items[0].received, "job", job) for job, items in q.jobs.items()]
+            _, where, job = min(heads, key=lambda h: h[0])
+            if where == "live":
+                item = q.live_finals.popleft()
+            else:
+                item = q.jobs[job].popleft()
+                if not q.jobs[job]:
+                    del q.jobs[job]
+        q.pcm_bytes -= len(item.segment.pcm)
+        return item

@@ -2,16 +2,24 @@
 
 `StreamTable.handle(msg, now)` takes a decoded `open`, `audio`, `flush` or `close`
 and returns the messages it causes: `SpeechStart`/`SpeechEnd`/`Error` to publish
-and `Segment`s to push. Bad input is counted and logged, never raised:
-audio for a stream never opened opens it with defaults (a subscriber that joins
-late misses the `open`), odd-length PCM and audio of a stream whose `open` named
-another sample rate are dropped.
+and `Segment`s to push. `now` is wall-clock time, carried only into
+`ts_end_of_speech` for latency measurement; the TTL runs on `clock` (monotonic).
+Bad input is counted and logged, never raised: audio for a stream never opened
+opens it with defaults (a subscriber that joins late misses the `open`),
+odd-length PCM and audio of a stream whose `open` named another sample rate are
+dropped. Sources repeat their `open` (vad may have restarted or joined late): an
+`open` equal to the stream's current one changes nothing.
+
+Utterance numbers go on across a reopen and a close: (stream, utt) never repeats
+within the process. Closed streams' next numbers are remembered for the last
+`CLOSED_REMEMBERED` streams; a stream not remembered starts at a floor above every
+number a forgotten stream reached, so the guarantee holds with bounded memory.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from bus import schemas
@@ -22,23 +30,29 @@ from vad.segmenter import SegmenterSettings, SpeechEnded, SpeechStarted, StreamS
 
 log = logging.getLogger(__name__)
 LOG_EVERY = 1000  # a repeated problem is logged at its 1st, 1001st, ... occurrence per stream
+CLOSED_REMEMBERED = 4096  # closed streams whose next utterance number is kept
+NO_STREAM = "-"  # problems of streams vad holds no state for are counted here, not per id
 
 
 @dataclass
 class StreamState:
     options: schemas.Open
     segmenter: StreamSegmenter | None  # None: rejected (bad open) until a valid open arrives
-    last_audio: float
+    last_audio: float  # monotonic
     implicit: bool = False
+    next_utt: int = 0  # kept while rejected, so a healing open numbers on
 
 
 class StreamTable:
-    def __init__(self, cfg: VadConfig):
+    def __init__(self, cfg: VadConfig, clock=time.monotonic):
         self.cfg = cfg
+        self.clock = clock
         self.streams: dict[str, StreamState] = {}
         self.gaps = GapCounter()
         self.counters: Counter[str] = Counter()
-        self._problems: Counter[tuple[str, str]] = Counter()
+        self._problems: dict[str, Counter[str]] = {}
+        self._closed_next_utt: OrderedDict[str, int] = OrderedDict()
+        self._utt_floor = 0
 
     def handle(self, msg: schemas.Message, now: float) -> list[schemas.Message]:
         if isinstance(msg, schemas.Audio):
@@ -55,18 +69,23 @@ class StreamTable:
     def on_open(self, msg: schemas.Open, now: float) -> list[schemas.Message]:
         out: list[schemas.Message] = []
         old = self.streams.get(msg.stream)
+        if old is not None and old.options == msg and not old.implicit:
+            self.counters["repeated_opens"] += 1  # the periodic re-announcement: nothing changed
+            return out
+        next_utt = self._next_utt(msg.stream, old)
         if old is not None and old.segmenter is not None:
             out += self._finish(msg.stream, old, now, "reopen")
+            next_utt = old.segmenter.next_utt
             self.counters["reopens"] += 1
         if msg.sample_rate != SAMPLE_RATE:
             self.counters["bad_opens"] += 1
             log.error("open rejected: audio on the bus must be 16000 Hz",
                       extra={"stream": msg.stream, "sample_rate": msg.sample_rate})
-            self.streams[msg.stream] = StreamState(msg, None, now)
+            self.streams[msg.stream] = StreamState(msg, None, self.clock(), next_utt=next_utt)
             return out + [schemas.Error(code="bad_sample_rate", stream=msg.stream, permanent=True, stage="vad",
                                         message=f"open says sample_rate={msg.sample_rate}; the bus carries "
                                                 f"16000 Hz mono int16 only")]
-        self.streams[msg.stream] = StreamState(msg, self._segmenter(msg), now)
+        self.streams[msg.stream] = StreamState(msg, self._segmenter(msg, next_utt), self.clock())
         self.gaps.forget(msg.stream)
         self.counters["opens"] += 1
         log.info("stream opened", extra={"stream": msg.stream, "source": msg.source, "language": msg.language,
@@ -81,8 +100,8 @@ class StreamTable:
             self._problem(msg.stream, "lost_frames", f"{lost} audio frame(s) lost before seq {msg.seq}")
         state = self.streams.get(msg.stream)
         if state is None:
-            state = self._open_implicitly(msg.stream, now)
-        state.last_audio = now
+            state = self._open_implicitly(msg.stream)
+        state.last_audio = self.clock()
         if state.segmenter is None:
             self.counters["rejected_frames"] += 1
             self._problem(msg.stream, "rejected_frames", "audio dropped: this stream's open was rejected")
@@ -108,32 +127,62 @@ class StreamTable:
         if state is None:
             self._problem(stream, "unknown_stream_ctl", "close for a stream that is not open")
             return []
+        self._problems.pop(stream, None)
         self.counters["closes"] += 1
         log.info("stream closed", extra={"stream": stream, "reason": reason})
-        return self._finish(stream, state, now, reason) if state.segmenter else []
+        out = self._finish(stream, state, now, reason) if state.segmenter else []
+        self._remember_next_utt(stream, state.segmenter.next_utt if state.segmenter else state.next_utt)
+        return out
 
-    def expire(self, now: float) -> list[schemas.Message]:
-        """Close streams that sent no audio for `stream_ttl_s`."""
+    def flush_all(self, now: float) -> list[schemas.Message]:
+        """Finish every open utterance (on shutdown), keeping the streams."""
         out: list[schemas.Message] = []
-        for stream in [s for s, st in self.streams.items() if now - st.last_audio > self.cfg.stream_ttl_s]:
+        for stream, state in list(self.streams.items()):
+            if state.segmenter is not None and state.segmenter.utt is not None:
+                out += self.on_flush(stream, now)
+        return out
+
+    def expire(self, now: float | None = None) -> list[schemas.Message]:
+        """Close streams that sent no audio for `stream_ttl_s` (on the monotonic clock)."""
+        mono = self.clock()
+        wall = time.time() if now is None else now
+        out: list[schemas.Message] = []
+        for stream in [s for s, st in self.streams.items() if mono - st.last_audio > self.cfg.stream_ttl_s]:
             self.counters["ttl_closed"] += 1
-            out += self.on_close(stream, now, reason="ttl")
+            out += self.on_close(stream, wall, reason="ttl")
         return out
 
     def _finish(self, stream: str, state: StreamState, now: float, reason: str) -> list[schemas.Message]:
         return self._messages(stream, state, state.segmenter.flush(now, reason=reason))
 
-    def _segmenter(self, msg: schemas.Open) -> StreamSegmenter:
+    def _segmenter(self, msg: schemas.Open, next_utt: int) -> StreamSegmenter:
         settings = SegmenterSettings.from_config(self.cfg, msg.end_silence_ms, msg.partials)
         detector = VoiceDetector(self.cfg.aggressiveness, self.cfg.frame_ms, self.cfg.energy_gate_dbfs)
-        return StreamSegmenter(settings, detector)
+        segmenter = StreamSegmenter(settings, detector)
+        segmenter.next_utt = next_utt
+        return segmenter
 
-    def _open_implicitly(self, stream: str, now: float) -> StreamState:
+    def _next_utt(self, stream: str, state: StreamState | None) -> int:
+        """Where a (re)opened stream's utterance numbers go on."""
+        if state is not None:
+            return state.segmenter.next_utt if state.segmenter else state.next_utt
+        return self._closed_next_utt.pop(stream, self._utt_floor)
+
+    def _remember_next_utt(self, stream: str, next_utt: int) -> None:
+        if next_utt <= self._utt_floor:
+            return  # a stream not remembered starts at the floor anyway
+        self._closed_next_utt[stream] = next_utt
+        while len(self._closed_next_utt) > CLOSED_REMEMBERED:
+            _, forgotten = self._closed_next_utt.popitem(last=False)
+            self._utt_floor = max(self._utt_floor, forgotten)
+
+    def _open_implicitly(self, stream: str) -> StreamState:
         self.counters["implicit_opens"] += 1
         log.warning("audio for a stream never opened: opening it with defaults",
                     extra={"stream": stream})
         options = schemas.Open(stream=stream, source="implicit")
-        state = StreamState(options, self._segmenter(options), now, implicit=True)
+        state = StreamState(options, self._segmenter(options, self._next_utt(stream, None)), self.clock(),
+                            implicit=True)
         self.streams[stream] = state
         return state
 
@@ -153,8 +202,11 @@ class StreamTable:
         return out
 
     def _problem(self, stream: str, kind: str, message: str) -> None:
-        self._problems[(stream, kind)] += 1
-        count = self._problems[(stream, kind)]
+        # Per stream only while vad holds the stream (pruned on close): ids of bad input never pile up.
+        key = stream if stream in self.streams else NO_STREAM
+        problems = self._problems.setdefault(key, Counter())
+        problems[kind] += 1
+        count = problems[kind]
         if count % LOG_EVERY == 1:
             log.warning(message, extra={"stream": stream, "problem": kind, "occurrences": count})
 

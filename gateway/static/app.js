@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const finals = [];          // {start, end, text} in seconds on the transcript's timeline
-let live = null;            // {ws, context, stream, node}
+let live = null;            // {ws, context, stream, source, node, offset}
 let fileOffset = 0;         // uploaded files are placed after everything already in the transcript
 
 function setStatus(text, isError = false) {
@@ -65,19 +65,45 @@ function showLevel(rms) {
   bar.className = db > -3 ? "clipping" : db > -12 ? "loud" : "";
 }
 
+// The microphone and the audio graph. If any step fails, what was already opened is released here:
+// nothing else holds it yet, and a forgotten track keeps the browser's recording indicator on.
+async function openAudio() {
+  let stream = null;
+  let context = null;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
+    context = new AudioContext();
+    await context.audioWorklet.addModule("worklet.js");
+    const node = new AudioWorkletNode(context, "pcm-16k");
+    const mute = context.createGain();
+    mute.gain.value = 0;   // pulled by the destination so the graph runs, but silent
+    const source = context.createMediaStreamSource(stream);
+    source.connect(node).connect(mute).connect(context.destination);
+    return { stream, context, source, node };
+  } catch (err) {
+    if (stream) stream.getTracks().forEach((t) => t.stop());
+    if (context) context.close();
+    throw err;
+  }
+}
+
+// After eof (or on close) no more audio may go out: a stopped track still feeds the worklet silence.
+function detachAudio(audio) {
+  audio.stream.getTracks().forEach((t) => t.stop());
+  audio.node.port.onmessage = null;
+  audio.node.port.postMessage("stop");
+  audio.source.disconnect();
+  audio.node.disconnect();
+}
+
 async function startMic() {
-  const stream = await navigator.mediaDevices.getUserMedia({
-    audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-  });
-  const context = new AudioContext();
-  await context.audioWorklet.addModule("worklet.js");
-  const node = new AudioWorkletNode(context, "pcm-16k");
-  const mute = context.createGain();
-  mute.gain.value = 0;   // pulled by the destination so the graph runs, but silent
-  context.createMediaStreamSource(stream).connect(node).connect(mute).connect(context.destination);
+  const audio = await openAudio();
+  const { node } = audio;
   const ws = new WebSocket(streamUrl());
   ws.binaryType = "arraybuffer";
-  live = { ws, context, stream, node, offset: finals.length ? finals[finals.length - 1].end : 0 };
+  live = { ...audio, ws, offset: finals.length ? finals[finals.length - 1].end : 0 };
   node.port.onmessage = ({ data }) => {
     if (data.level !== undefined) showLevel(data.level);
     if (data.pcm && ws.readyState === WebSocket.OPEN) ws.send(data.pcm.buffer);
@@ -95,7 +121,7 @@ async function startMic() {
 
 function stopAudio() {
   if (!live) return;
-  live.stream.getTracks().forEach((t) => t.stop());
+  detachAudio(live);
   live.context.close();
   $("level").style.width = "0";
   $("mic").textContent = "Start microphone";
@@ -106,7 +132,7 @@ function stopAudio() {
 function stopMic() {
   if (!live) return;
   setStatus("Finishing the last sentence…");
-  live.stream.getTracks().forEach((t) => t.stop());
+  detachAudio(live);
   if (live.ws.readyState === WebSocket.OPEN) live.ws.send(JSON.stringify({ type: "eof" }));
   else stopAudio();
 }

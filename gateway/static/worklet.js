@@ -17,6 +17,8 @@ class Pcm16kProcessor extends AudioWorkletProcessor {
     this.filled = 0;
     this.sumSquares = 0;
     this.levelCount = 0;
+    this.stopped = false;
+    this.port.onmessage = ({ data }) => { if (data === "stop") this.stopped = true; };
   }
 
   kernel(d) {
@@ -61,6 +63,7 @@ class Pcm16kProcessor extends AudioWorkletProcessor {
   }
 
   process(inputs) {
+    if (this.stopped) return false;   // the page detached us: let the node be collected
     const channels = inputs[0];
     if (channels && channels.length > 0) {
       const mono = new Float32Array(channels[0].length);

@@ -47,3 +47,10 @@ def test_thresholds_off_means_no_fallback():
     options = TranscribeOptions(compression_ratio_threshold=None, logprob_threshold=None)
     decode, tried = _decoder([_result(0.0, ratio=9.0, avg_logprob=-9.0)])
     assert decode_with_fallback(decode, options).temperature == 0.0 and tried == [0.0]
+
+
+def test_a_loop_found_by_the_repetition_guard_is_a_failure():
+    decode, tried = _decoder([_result(0.0), _result(0.2)])
+    looping_at_zero = lambda result: result.temperature == 0.0  # noqa: E731
+    kept = decode_with_fallback(decode, TranscribeOptions(), looping_at_zero)
+    assert kept.temperature == 0.2 and tried == [0.0, 0.2]

@@ -38,7 +38,7 @@ def test_unknown_option_is_named():
     ("repetition_guard", 1),
     ("initial_prompt", 42),
     ("prompt_reset_on_temperature", -1),
-    ("append_punctuations", None),
+    ("append_punctuations", 5),
 ])
 def test_bad_transcribe_options_name_the_option(name, value):
     with pytest.raises(ValueError, match=name):
@@ -50,3 +50,9 @@ def test_defaults_are_whispers():
     assert options.temperature == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     assert (options.compression_ratio_threshold, options.logprob_threshold, options.no_speech_threshold) == \
         (2.4, -1.0, 0.6)
+
+
+def test_null_means_the_default():
+    decoding, chaining = split_options({"temperature": None, "beam_size": None, "word_timestamps": None,
+                                        "suppress_tokens": None})
+    assert chaining == TranscribeOptions() and decoding == {"beam_size": None, "temperature": 0.0}

@@ -57,3 +57,13 @@ def test_voiced_ms_on_silence_noise_and_speech(eval_clips):
     assert voiced_ms((rng.standard_normal(16000 * 5) * 0.003).astype(np.float32)) < 150
     speech = load_audio(eval_clips["ps-cards-001"]["file"])  # the shortest clip: 1.1 s
     assert voiced_ms(speech) >= 300
+
+
+def test_identical_timed_segments_in_a_row_are_a_loop():
+    hello = [7, 8]  # " Hello", "." : too short a unit for the token rule
+    tokens = [TS]
+    for second in range(1, 7):
+        tokens += [*hello, TS + 50 * second, TS + 50 * second]
+    assert cut_repetition(tuple(tokens), TS) == (TS, 7, 8, TS + 50)
+    three = (TS, *hello, TS + 50, TS + 50, *hello, TS + 100, TS + 100, *hello, TS + 150)
+    assert cut_repetition(three, TS) is None  # "Hello. Hello. Hello." can be speech

@@ -9,6 +9,10 @@
 3. Added latency: a short stream published at real time into the real vad; for each
    utterance, time from publishing the frame that completes `end_silence_ms` of
    silence to receiving `speech_end` on the bus.
+4. Live stream during a file job (`--job-hours`, default 1): a synthetic (espeak-ng)
+   live stream at real time while a job of that many hours is pushed; the longest gap
+   between vad heartbeats (interval 0.5 s, beaten by the loop thread) and the
+   speech_end latency show whether cutting the job stalls live streams.
 Writes tests/bench/results/vad_bench.json.
 """
 from __future__ import annotations
@@ -122,11 +126,89 @@ def added_latency(stack: Stack, clips: int) -> dict:
                     "includes up to one 30 ms vad frame of re-framing"}
 
 
+JOB_SENTENCES = ["The quick brown fox jumps over the lazy dog.", "Please send the report before noon tomorrow.",
+                 "It was a bright cold day in April.", "We will meet again at the station at six."]
+
+
+def _stamped_drain(client: BusClient, seconds: float, stamps: list[float]) -> None:
+    """Drain, remembering when each new message arrived (same index as client.seen)."""
+    client.drain(seconds)
+    stamps.extend([time.monotonic()] * (len(client.seen) - len(stamps)))
+
+
+def first_speech_end_s(pcm: bytes) -> float:
+    from vad.streams import StreamTable
+    table = StreamTable(VadConfig())
+    for i, (offset, chunk) in enumerate(frames_of(pcm)):
+        for msg in table.handle(schemas.Audio(stream="x", seq=i, offset=offset, pcm=chunk), 0.0):
+            if isinstance(msg, schemas.SpeechEnd):
+                return msg.offset / 16000
+    raise RuntimeError("the live stream has no utterance")
+
+
+def job_stall(stack: Stack, hours: float) -> dict:
+    """Publish a live stream at real time, push a long job as an utterance ends; measure the loop's stalls."""
+    import zmq
+    from tests.vad.kit import synth_stream
+    live = synth_stream(JOB_SENTENCES * 2, gap_s=1.5)
+    pattern = np.frombuffer(synth_stream(JOB_SENTENCES, gap_s=1.0, tail_s=1.0), "<i2")
+    job_pcm = np.tile(pattern, int(hours * 3600 * 16000 / len(pattern)) + 1)[:int(hours * 3600 * 16000)].tobytes()
+    job_bytes = schemas.encode(schemas.Job(job="long", pcm=job_pcm))
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"ipc://{stack.run_dir}/vad-jobs")
+    # push the job just before the first utterance's speech_end is due, so a stall shows in its latency
+    push_at = first_speech_end_s(live) + 0.1
+    client, stamps = stack.client, []
+    client.drain(0.5)
+    stamps.extend([0.0] * len(client.seen))
+    first = len(client.seen)
+    client.publish(schemas.Open(stream="busy", partials=False))
+    t0, pushed_at = time.monotonic(), None
+    for i, (offset, chunk) in enumerate(frames_of(live)):
+        due = t0 + i * 0.02
+        while time.monotonic() < due:
+            _stamped_drain(client, max(0.0, due - time.monotonic()), stamps)
+        if pushed_at is None and i * 0.02 >= push_at:
+            push.send(job_bytes, copy=False)
+            pushed_at = time.monotonic()
+        client.publish(schemas.Audio(stream="busy", seq=i, offset=offset, pcm=chunk, ts=time.time()))
+    _stamped_drain(client, 1.5, stamps)
+    push.close(linger=0)
+    ctx.term()
+    new = list(zip(client.seen[first:], stamps[first:]))
+    beats = [t for m, t in new if isinstance(m, schemas.Heartbeat) and m.stage == "vad"]
+    beat_ts = [m.ts for m, _ in new if isinstance(m, schemas.Heartbeat) and m.stage == "vad"]
+    announced = [t for m, t in new if isinstance(m, schemas.JobSegments)]
+    ends = [m for m, _ in new if isinstance(m, schemas.SpeechEnd) and m.stream == "busy"]
+    cfg = VadConfig()
+    end_silence_s = -(-cfg.end_silence_ms // cfg.frame_ms) * cfg.frame_ms / 1000
+    # speech_end.ts minus the wall time the frame completing the end silence was due
+    t0_wall = time.time() - (time.monotonic() - t0)
+    lat = [(m.ts - (t0_wall + m.offset / 16000 + end_silence_s)) * 1000 for m in ends]
+    return {"job_hours": hours, "job_cut_s": round(announced[0] - pushed_at, 2) if announced else None,
+            "heartbeat_gap_max_s": round(float(np.max(np.diff(beats))), 2) if len(beats) > 1 else None,
+            "heartbeat_gap_max_s_vad_clock": round(float(np.max(np.diff(beat_ts))), 2) if len(beat_ts) > 1 else None,
+            "utterances": len(ends), "speech_end_ms_median": round(float(np.median(lat)), 1) if lat else None,
+            "speech_end_ms_max": round(float(np.max(lat)), 1) if lat else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vad_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=4, help="parallel streams for the process RTF")
     parser.add_argument("--latency-clips", type=int, default=4)
+    parser.add_argument("--job-hours", type=float, default=1.0, help="length of the file job pushed in step 4")
+    parser.add_argument("--only-job", action="store_true", help="run step 4 alone")
     args = parser.parse_args(argv)
+    if args.only_job:
+        stack = Stack()
+        try:
+            stall = job_stall(stack, args.job_hours)
+        finally:
+            stack.close()
+        print_table("live stream while a file job is cut", [stall])
+        sys.stdout.write(f"\nwrote {write_json('vad_bench_job', stall)}\n")
+        return 0
     pcm, placed = long_stream()
     rows = [in_process_rtf(pcm)]
     stack = Stack()
@@ -134,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(process_rtf(stack, pcm, 1))
         rows.append(process_rtf(stack, pcm, args.streams))
         latency = added_latency(stack, args.latency_clips)
+        stall = job_stall(stack, args.job_hours)
     finally:
         stack.close()
     print_table(f"vad CPU ({len(placed)} utterances, {len(pcm) / 32000:.0f} s of audio)", rows)
     print_table("vad added latency beyond end_silence_ms", [latency])
-    path = write_json("vad_bench", {"rtf": rows, "latency": latency})
+    print_table("live stream while a file job is cut", [stall])
+    path = write_json("vad_bench", {"rtf": rows, "latency": latency, "job_stall": stall})
     sys.stdout.write(f"\nwrote {path}\n")
     return 0
 

@@ -141,3 +141,18 @@ def test_ffmpeg_stream_source_restarts_after_a_crash_and_never_logs_secrets(spaw
     log = capture.output()
     assert "source restarting" in log and "hunter2" not in log and "tok987" not in log
     client.close()
+
+
+def test_a_child_that_closes_its_output_but_never_exits_is_killed(tmp_path, monkeypatch):
+    monkeypatch.setattr("capture.ffmpeg.EXIT_WAIT_S", 0.3)
+    fake = tmp_path / "fake-ffmpeg"
+    fake.write_text("#!/bin/sh\nexec 1>&-\nexec sleep 30\n")
+    fake.chmod(0o755)
+    reader = FfmpegReader(SourceConfig(stream="hang", kind="ffmpeg", url="rtsp://cam.local/live"), binary=str(fake))
+    reader.open()
+    try:
+        with pytest.raises(SourceLost, match="code -9"):
+            read_all(reader, limit_s=10.0)
+        assert reader.counters()["kills"] == 1
+    finally:
+        reader.close()

@@ -142,3 +142,82 @@ def test_alsa_reader_paces_a_device_that_never_blocks():
     for _ in range(10):
         reader.read()  # 1 s of 48 kHz audio in no time at all
     assert abs(sum(slept) - (1.0 - 0.2)) < 1e-6  # stays at most 0.2 s ahead of real time
+
+
+class BrokenReader(FakeReader):
+    """Gives `chunks` chunks, then raises what a library might (not SourceLost)."""
+
+    def __init__(self, script, exc, channels=1):
+        super().__init__(script)
+        self.exc = exc
+        self.channels = channels
+        self.opened = 0
+
+    def open(self):
+        self.opened += 1
+
+    def read(self):
+        if self.script["chunks"] <= 0:
+            raise self.exc
+        self.script["chunks"] -= 1
+        return bytes(640)
+
+
+def start_broken(exc, cfg=CFG, chunks=3, channels=1):
+    sent, readers, stop = [], [], threading.Event()
+
+    def make(c):
+        readers.append(BrokenReader({"chunks": chunks}, exc, channels))
+        return readers[-1]
+
+    worker = SourceWorker(cfg, 20, make, sent.append, stop, backoff=Backoff((0.01,)), describe="file:/x.flac")
+    worker.start()
+    return worker, sent, readers, stop
+
+
+def test_an_unexpected_exception_is_logged_with_its_traceback_and_retried(caplog):
+    with caplog.at_level(logging.INFO):
+        worker, sent, readers, stop = start_broken(RuntimeError("Internal psf_fseek() failed"))
+        wait_for(lambda: worker.failures >= 3, timeout=5, what="retries after the failure")
+        assert worker.is_alive() and worker.state == "failing"
+        snap = worker.snapshot()
+        stop.set()
+        worker.join(5)
+    assert snap["state"] == "failing" and "RuntimeError: Internal psf_fseek() failed" in snap["reason"]
+    assert len(readers) >= 3  # reopened each time
+    failures = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert len(failures) >= 3 and all(r.exc_info and r.levelno == logging.ERROR for r in failures)
+    assert isinstance(sent[-1], schemas.Close) and worker.state == "stopped"
+
+
+def test_a_device_granting_fewer_channels_than_picked_is_a_failing_source_named_in_the_heartbeat():
+    from capture.main import source_status
+    cfg = SourceConfig(stream="mic1", kind="alsa", device="fake", channels=2, channel=1)
+    worker, sent, readers, stop = start_broken(RuntimeError("unused"), cfg=cfg, channels=1)
+    wait_for(lambda: worker.state == "failing", timeout=5, what="failing")
+    ok, status = source_status({"mic1": worker.snapshot(), "other": {"state": "running", "reason": ""}})
+    stop.set()
+    worker.join(5)
+    assert not ok and status.startswith("failing: mic1: ValueError: channel 1 picked")
+    assert not any(isinstance(m, schemas.Audio) for m in sent)
+
+
+def test_the_open_is_repeated_while_the_source_runs_in_order_with_its_audio():
+    sent, stop = [], threading.Event()
+
+    class SlowReader(FakeReader):
+        def read(self):
+            stop.wait(0.01)
+            return bytes(640)
+
+    worker = SourceWorker(CFG, 20, lambda c: SlowReader({"missing": 0}), sent.append, stop,
+                          backoff=Backoff((0.01,)), open_every_s=0.05)
+    worker.start()
+    wait_for(lambda: sum(isinstance(m, schemas.Open) for m in sent) >= 4, timeout=5, what="repeated opens")
+    stop.set()
+    worker.join(5)
+    opens = [m for m in sent if isinstance(m, schemas.Open)]
+    assert isinstance(sent[0], schemas.Open) and len(set(opens)) == 1  # the same options every time
+    assert isinstance(sent[-1], schemas.Close) and worker.snapshot()["opens_sent"] == len(opens)
+    audio = [m for m in sent if isinstance(m, schemas.Audio)]
+    assert [a.seq for a in audio] == list(range(len(audio)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -96,9 +97,67 @@ def wait_healthy(stack: Stack, timeout: float = 90.0) -> None:
 
 
 def stop(stack: Stack) -> None:
-    subprocess.run([sys.executable, "-m", "bus.cli", "down"], env=stack.env, cwd=REPO, capture_output=True,
-                   timeout=120)
-    shutil.rmtree(stack.run_dir, ignore_errors=True)
+    """`voxbus down`, then remove the run dir. If down fails, supervisord and the stages are killed
+    instead, the run dir (with the logs) is kept, and StackError says so."""
+    try:
+        down = subprocess.run([sys.executable, "-m", "bus.cli", "down"], env=stack.env, cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        problem = f"voxbus down failed ({down.returncode}): {down.stderr.strip()}" if down.returncode else None
+    except subprocess.TimeoutExpired:
+        problem = "voxbus down did not return within 120 s"
+    if problem is None:
+        shutil.rmtree(stack.run_dir, ignore_errors=True)
+        return
+    killed = _kill_stack(stack.run_dir)
+    raise StackError(f"{problem}; killed pid(s) {killed or 'none'}; run dir kept: {stack.run_dir}")
+
+
+def _kill_stack(run_dir: Path) -> list[int]:
+    """SIGTERM to supervisord (it stops its programs), then SIGKILL to whatever of this stack is left:
+    the processes whose VOXBUS_RUN_DIR is this (unique) run dir."""
+    killed = []
+    pid = _supervisord_pid(run_dir)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        killed.append(pid)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+    for pid in _stack_pids(run_dir):
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+    return killed
+
+
+def _supervisord_pid(run_dir: Path) -> int | None:
+    try:
+        pid = int((run_dir / "supervisord.pid").read_text().strip())
+        return pid if b"supervisord" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _stack_pids(run_dir: Path) -> list[int]:
+    marker = f"VOXBUS_RUN_DIR={run_dir}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours to read
+            continue
+        if marker in environ and _alive(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
 
 
 def rss_mb(pid: int) -> tuple[float, float]:

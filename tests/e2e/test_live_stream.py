@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from tests.asr.wer import wer
+from tests.asr.wer import normalize_english, wer
 from tests.e2e import live
 
 pytestmark = pytest.mark.slow
@@ -13,7 +13,9 @@ pytestmark = pytest.mark.slow
 # Short real clips from four corpora (2-4.5 s, 13 s in all); 1.5 s pauses are well over the 800 ms endpointing.
 CLIPS = ["ls-1089-134691-0000", "lj-LJ001-0011", "librivox-0880", "timit-ldc93s1"]
 END_SILENCE_MS = 800
-WER_MARGIN = 0.02
+# The clips hold ~35 words, so one word is ~3 points of WER: a relative margin of 0.02 would fail on a
+# single word that an utterance cut differently gets wrong. Allow two words more than offline instead.
+WER_MARGIN_WORDS = 2
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +44,14 @@ def test_every_utterance_gets_exactly_one_final(stream_and_offline):
         assert final["is_speech_final"] is True and final["language"] == "en" and final["segments"]
 
 
-def test_live_wer_is_within_two_points_of_offline(stream_and_offline):
+def test_live_wer_is_within_two_words_of_offline(stream_and_offline):
     session, utterances, offline = stream_and_offline
     finals = live.match_finals(session, utterances)
     references = [u.reference for u in utterances]
     hypotheses = [" ".join(f["text"] for _, f in finals[u.id]) for u in utterances]
     live_wer, offline_wer = wer(references, hypotheses), wer(references, offline)
-    assert live_wer <= offline_wer + WER_MARGIN, (live_wer, offline_wer, hypotheses, offline)
+    words = sum(len(normalize_english(r).split()) for r in references)
+    assert live_wer <= offline_wer + WER_MARGIN_WORDS / words, (live_wer, offline_wer, words, hypotheses, offline)
 
 
 def test_partials_arrive_while_speech_goes_on(stream_and_offline):

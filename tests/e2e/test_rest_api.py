@@ -138,18 +138,24 @@ def test_short_file_is_not_stuck_behind_a_long_one(stack, jfk):
     """Segments of both jobs interleave in the asr worker: the short one finishes first."""
     pcm, _ = soundfile.read(io.BytesIO(jfk), dtype="float32")
     long_buf = io.BytesIO()
-    soundfile.write(long_buf, np.concatenate([pcm] * 12), 44100, format="FLAC")  # ~130 s: 5 segments
+    # ~260 s: 9-10 segments, so the round-robin shows past the ~4 segments already in flight (asr intake + pipe)
+    soundfile.write(long_buf, np.concatenate([pcm] * 24), 44100, format="FLAC")
     short = (live.EVAL_DIR / "asr/librispeech/1089-134691-0000.flac").read_bytes()
     done: dict[str, float] = {}
+    answers: dict[str, httpx.Response] = {}
 
-    def run(name, data):
-        r = post(stack, "/transcribe", files={"audio_file": (f"{name}.flac", data)})
-        assert r.status_code == 200, r.text
-        done[name] = time.monotonic()
+    def run(name, data):  # no assert here: in a thread it would only be printed, never fail the test
+        try:
+            answers[name] = post(stack, "/transcribe", files={"audio_file": (f"{name}.flac", data)})
+        finally:
+            done[name] = time.monotonic()
 
     long_job = threading.Thread(target=run, args=("long", long_buf.getvalue()))
     long_job.start()
     time.sleep(1.0)  # the long job is in the asr worker's queue first
     run("short", short)
-    long_job.join(120)
+    long_job.join(150)
+    assert not long_job.is_alive(), "the long job got no answer within 150 s"
+    for name in ("short", "long"):
+        assert name in answers and answers[name].status_code == 200, (name, answers.get(name))
     assert done["short"] < done["long"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,32 @@ from tests.e2e import live
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+COUNT_AUDIO_FRAMES = """
+window.audioFramesSent = 0;
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  if (typeof data !== "string") window.audioFramesSent++;
+  return send.call(this, data);
+};"""
+# The audio worklet cannot load, after the microphone and the AudioContext were opened.
+BREAK_THE_WORKLET = """
+AudioWorklet.prototype.addModule = () => Promise.reject(new Error("no worklet here"));
+const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (c) => (window.openedStream = await getUserMedia(c));
+const Context = window.AudioContext;
+window.AudioContext = class extends Context { constructor(...a) { super(...a); window.openedContext = this; } };"""
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 CLIPS = ["lj-LJ001-0011"]
 
 
 @pytest.fixture
 def browser(tmp_path):
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip(f"headless browser test needs {CHROMIUM} and {CHROMEDRIVER}")
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        missing = " and ".join(name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER))
+                               if path is None)
+        pytest.skip(f"the headless browser test needs {missing} on PATH (Debian: apt-get install chromium "
+                    "chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -52,9 +71,14 @@ def test_page_shows_live_finals_and_file_results(stack, browser, tmp_path):
     driver.get(f"{stack.http}/ui/")
     WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "health").text == "ready")
     Select(driver.find_element(By.ID, "language")).select_by_value("en")
+    driver.execute_script(COUNT_AUDIO_FRAMES)
     driver.find_element(By.ID, "mic").click()
     WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#transcript p.final"))
     driver.find_element(By.ID, "mic").click()  # stop: eof, the last final, a clean close
+    sent_at_stop = driver.execute_script("return window.audioFramesSent")
+    assert sent_at_stop > 0
+    time.sleep(0.5)  # the worklet makes a frame every 100 ms: five would have gone out meanwhile
+    assert driver.execute_script("return window.audioFramesSent") == sent_at_stop  # nothing after eof
     WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "status").text == "Microphone off.")
     finals = [p.text for p in driver.find_elements(By.CSS_SELECTOR, "#transcript p.final")]
     heard = normalize_english(" ".join(finals))
@@ -77,3 +101,18 @@ def test_page_shows_live_finals_and_file_results(stack, browser, tmp_path):
     driver.save_screenshot(str(shot))
     if os.environ.get("VOXBUS_SCREENSHOT_DIR"):  # for a person to look at
         shutil.copy(shot, Path(os.environ["VOXBUS_SCREENSHOT_DIR"]) / "voxbus-ui.png")
+
+
+def test_a_failed_start_releases_the_microphone(stack, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver, _ = browser
+    driver.get(f"{stack.http}/ui/")
+    driver.execute_script(BREAK_THE_WORKLET)
+    driver.find_element(By.ID, "mic").click()
+    WebDriverWait(driver, 15).until(lambda d: "no worklet here" in d.find_element(By.ID, "status").text)
+    assert driver.find_element(By.ID, "status").text == "Microphone unavailable: no worklet here"
+    assert driver.execute_script("return window.openedStream.getTracks().every((t) => t.readyState === 'ended')")
+    WebDriverWait(driver, 5).until(lambda d: d.execute_script("return window.openedContext.state") == "closed")
+    assert driver.find_element(By.ID, "mic").text == "Start microphone"

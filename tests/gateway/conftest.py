@@ -192,6 +192,9 @@ def pipeline(base_cfg):
 
 
 def gateway_cfg(cfg, **gateway):
+    """`cfg` with gateway settings replaced; the Host check also accepts TestClient's "testserver"."""
+    gateway.setdefault("allowed_hosts", (*cfg.gateway.allowed_hosts, "127.0.0.1", "localhost", "[::1]",
+                                         "testserver"))
     return dataclasses.replace(cfg, gateway=dataclasses.replace(cfg.gateway, **gateway))
 
 

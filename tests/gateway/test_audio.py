@@ -134,3 +134,22 @@ def test_only_known_containers_reach_ffmpeg(jfk_bytes, tmp_path):
     with pytest.raises(audio.AudioError) as garbage:
         audio.decode_upload(b"\x00\x01garbage" * 50, 60)
     assert garbage.value.code == "unsupported_format" and "first bytes match none" in garbage.value.message
+
+
+def _streamed_flac(seconds: float) -> bytes:
+    """FLAC written to a pipe: its header cannot say how long it is (libsndfile reports SF_COUNT_MAX frames)."""
+    done = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                           f"sine=frequency=300:duration={seconds}", "-ar", "16000", "-f", "flac", "pipe:1"],
+                          capture_output=True, check=True)
+    assert soundfile.info(io.BytesIO(done.stdout)).frames >= audio.UNKNOWN_FRAMES
+    return done.stdout
+
+
+def test_flac_of_unknown_length_decodes_and_is_limited_while_decoding():
+    pcm = audio.decode_upload(_streamed_flac(5), max_seconds=60)
+    assert pcm.size == 5 * 16000
+    with pytest.raises(audio.AudioError) as long:
+        audio.decode_upload(_streamed_flac(8), max_seconds=5)
+    assert long.value.code == "audio_too_long"
+    assert long.value.message == "audio is more than 5 s long; the limit is 5 s (gateway.max_audio_s)"
+

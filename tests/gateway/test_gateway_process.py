@@ -57,17 +57,29 @@ def gateway(bus_run_dir, pipeline, tmp_path_factory):
             proc.wait()
 
 
-def collect_sse(url: str, events: list, stop: threading.Event) -> None:
+def collect_sse(url: str, events: list, stop: threading.Event, headers: dict | None = None) -> None:
+    """("status", code), ("listening", None) once the server has registered the listener, then events."""
     try:
-        with httpx.stream("GET", url, timeout=httpx.Timeout(5, read=30)) as r:
+        with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(5, read=30)) as r:
             events.append(("status", r.status_code))
             for line in r.iter_lines():
+                if line == ": voxbus events":  # sent after the listener is registered
+                    events.append(("listening", None))
                 if line.startswith("data: "):
                     events.append(("event", json.loads(line[6:])))
                 if stop.is_set():
                     return
     except httpx.HTTPError as exc:  # the server stopping ends the stream
         events.append(("closed", str(exc)))
+
+
+def listening(*event_lists: list, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(("listening", None) in events for events in event_lists):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"SSE listener(s) never started: {event_lists}")
 
 
 async def speak(base: str) -> tuple[str, list[dict]]:
@@ -89,7 +101,7 @@ def test_ws_and_sse_over_a_real_server(gateway):
                                 daemon=True)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    listening(sse_all, sse_other)
     stream, events = asyncio.run(speak(base))
     assert [e["type"] for e in events][-1] == "final" and "partial" in [e["type"] for e in events]
     deadline = time.monotonic() + 5
@@ -100,6 +112,29 @@ def test_ws_and_sse_over_a_real_server(gateway):
     assert {"vad", "partial", "final"} <= {e["type"] for e in mine}
     assert sse_all[0] == ("status", 200) and not [e for e in sse_other if e[0] == "event"]
     assert httpx.get(f"http://{base}/events?color=red").status_code == 400
+
+
+def test_cross_origin_pages_are_refused_and_same_origin_served(gateway):
+    _, base, _ = gateway
+
+    async def connect(origin: str | None) -> str:
+        headers = {"Origin": origin} if origin else {}
+        async with websockets.connect(f"ws://{base}/stream", additional_headers=headers) as ws:
+            return json.loads(await ws.recv())["type"]
+
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        asyncio.run(connect("http://evil.example"))
+    assert refused.value.response.status_code == 403
+    assert b"origin_not_allowed" in refused.value.response.body
+    assert asyncio.run(connect(f"http://{base}")) == "ready" and asyncio.run(connect(None)) == "ready"
+    assert httpx.get(f"http://{base}/events", headers={"Origin": "http://evil.example"}).status_code == 403
+    events, stop = [], threading.Event()
+    same = threading.Thread(target=collect_sse, args=(f"http://{base}/events", events, stop,
+                                                      {"Origin": f"http://{base}"}), daemon=True)
+    same.start()
+    listening(events)
+    stop.set()
+    assert events[0] == ("status", 200)
 
 
 def test_web_page_files_are_served(gateway):
@@ -119,7 +154,7 @@ def test_sigterm_stops_cleanly(gateway):
     events, stop = [], threading.Event()
     listener = threading.Thread(target=collect_sse, args=(f"http://{base}/events", events, stop), daemon=True)
     listener.start()
-    time.sleep(0.5)
+    listening(events)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0  # uvicorn alone would wait its 5 s grace for the open stream, then cancel it
     listener.join(5)
@@ -133,6 +168,12 @@ def test_bad_config_is_one_clear_line(bus_run_dir, tmp_path):
     proc, _, log = start_gateway(bus_run_dir, tmp_path, VOXBUS_GATEWAY__MAX_SESSIONS="0")
     assert proc.wait(20) == 2
     assert "gateway.max_sessions = 0: expected an integer from 1 to 10000" in log.read_text()
+
+
+def test_bad_host_pattern_is_one_clear_line(bus_run_dir, tmp_path):
+    proc, _, log = start_gateway(bus_run_dir, tmp_path, VOXBUS_GATEWAY__ALLOWED_HOSTS='["box*"]')
+    assert proc.wait(20) != 0
+    assert "gateway.allowed_hosts: 'box*' is not a host name, '*' or '*.domain'" in log.read_text()
 
 
 def test_port_in_use_fails_fast(bus_run_dir, tmp_path):

@@ -57,3 +57,57 @@ def test_health_endpoint_follows_the_heartbeats(make_client, base_cfg):
             assert c.get("/model/info").json()["workers"][0]["model_loaded"] is False
         finally:
             peer.stop()
+
+
+def _gateway_heartbeat(sub, predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sub.poll(100):
+            msg = schemas.unpack(sub.recv_multipart())
+            if isinstance(msg, schemas.Heartbeat) and msg.stage == "gateway" and predicate(msg):
+                return msg
+    raise AssertionError("no such gateway heartbeat")
+
+
+def test_a_dead_receive_task_turns_heartbeat_and_health_red(make_client, base_cfg, pipeline):
+    """The receive loop's socket fails under it: the gateway is deaf, and says so instead of ok=True."""
+    import zmq
+    from bus import sockets
+
+    ctx = zmq.Context()
+    sub = sockets.subscriber(ctx, base_cfg.bus, [b"health/gateway/"])
+    try:
+        with make_client() as c:
+            bridge = c.app_state["bridge"]
+            assert _gateway_heartbeat(sub, lambda hb: hb.ok).status == "ok"
+
+            async def break_the_socket():
+                bridge.sub.close(linger=0)  # what a zmq failure under recv looks like
+
+            c.portal.call(break_the_socket)
+            beat = _gateway_heartbeat(sub, lambda hb: not hb.ok)
+            assert beat.status.startswith("task died: bus-receive (") and "heartbeat" not in beat.status
+            health = c.get("/health")
+            assert health.status_code == 503
+            assert any(m.startswith("gateway (task died: bus-receive") for m in health.json()["missing"])
+    finally:
+        sub.close(linger=0)
+        ctx.term()
+
+
+def test_one_bad_message_does_not_kill_the_receive_loop(make_client, base_cfg, pipeline, monkeypatch):
+    from gateway.router import Router
+    original = Router.route
+    broken = []
+
+    def route_but_fail_once(self, msg, now):
+        if not broken and isinstance(msg, schemas.Heartbeat):
+            broken.append(msg)
+            raise KeyError("a bug")
+        return original(self, msg, now)
+
+    monkeypatch.setattr(Router, "route", route_but_fail_once)
+    with make_client() as c:
+        assert broken and c.get("/health").status_code == 200
+        assert c.app_state["bridge"].router.counters["route_errors"] == 1
+        assert not c.app_state["bridge"].dead_tasks()

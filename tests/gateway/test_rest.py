@@ -10,6 +10,7 @@ import pytest
 import soundfile
 
 from gateway import jobs
+from tests.gateway.test_ws_session import until
 
 
 def wav_bytes(seconds: float = 5.0, rate: int = 16000) -> bytes:
@@ -167,15 +168,36 @@ def test_no_vad_means_503_at_once(make_client, base_cfg, bus_run_dir, monkeypatc
         _error(c.post("/transcribe", files={"audio_file": ("a.wav", WAV)}), 503, "vad_unavailable", "is it running")
 
 
-def test_concurrent_uploads_all_finish(client, pipeline):
+def test_concurrent_uploads_all_finish(make_client, pipeline):
     """Requests do not queue behind each other in the gateway: each waits only for its own job."""
     import concurrent.futures
     short, long = wav_bytes(1.0), wav_bytes(20.0)
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+    with make_client(max_jobs=6) as client, concurrent.futures.ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(client.post, "/transcribe", files={"audio_file": ("a.wav", data)})
                    for data in (long, short, long, short, short, long)]
         texts = [f.result().json()["text"] for f in futures]
     assert texts[1] == "part 0." and texts[0].endswith("part 9.")
+
+
+def test_jobs_beyond_max_jobs_get_503_with_retry_after(make_client, pipeline):
+    """A job that gets no answer holds its slot; the next one is refused before its body is read."""
+    import threading
+    with make_client(max_jobs=1, job_timeout_s=3.0) as client:
+        first = {}
+        holder = threading.Thread(target=lambda: first.update(r=client.post(
+            "/transcribe", files={"audio_file": ("a.wav", WAV)}, data={"prompt": "no-answer"})))
+        holder.start()
+        assert until(lambda: pipeline.jobs and pipeline.jobs[-1].prompt == "no-answer")
+        for path, field in (("/transcribe", "audio_file"), ("/v1/audio/transcriptions", "file"),
+                            ("/inference", "file")):
+            r = client.post(path, files={field: ("a.wav", WAV)})
+            message = _error(r, 503, "too_many_jobs", "already running 1 file jobs (gateway.max_jobs)")
+            assert r.headers["retry-after"] == "5", message
+        r = client.post("/transcribe/base64", json={"audio_base64": base64.b64encode(WAV).decode()})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        holder.join(10)
+        assert first["r"].status_code == 504  # the no-answer job timed out and gave its slot back
+        assert client.post("/transcribe", files={"audio_file": ("a.wav", WAV)}).status_code == 200
 
 
 def test_malformed_requests_leave_the_server_healthy(client):

@@ -5,6 +5,7 @@ skips a test with a clear message where that folder is absent.
 """
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import dataclass
@@ -92,6 +93,36 @@ def build_stream(clips: list[str], gaps_s: list[float], lead_s: float = 1.0, tai
     return pcm, placed
 
 
+def espeak(text: str) -> np.ndarray:
+    """Synthetic speech (espeak-ng) as float32 16 kHz mono: for tests that need speech, not a corpus."""
+    import shutil
+    import subprocess
+
+    import soundfile
+    import soxr
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    wav = subprocess.run(["espeak-ng", "--stdout", text], capture_output=True, check=True, timeout=30).stdout
+    audio, rate = soundfile.read(io.BytesIO(wav), dtype="float32")
+    return np.ascontiguousarray(soxr.resample(audio, rate, RATE, quality="HQ"), dtype=np.float32)
+
+
+def synth_stream(texts: list[str], gap_s: float = 1.5, lead_s: float = 1.0, tail_s: float = 2.0,
+                 noise_dbfs: float = -90.0, seed: int = 7) -> bytes:
+    """Like build_stream, from espeak-ng sentences: int16 PCM of speech separated by near-silence.
+
+    The pauses are (almost) digital silence: webrtcvad drifts into calling steady
+    white noise at -70..-40 dBFS voiced next to synthetic speech, and merges sentences."""
+    rng = np.random.default_rng(seed)
+    noise_rms = 10 ** (noise_dbfs / 20)
+    parts = [rng.normal(0, noise_rms, int(lead_s * RATE)).astype(np.float32)]
+    for i, text in enumerate(texts):
+        parts.append(espeak(text) * 0.5)
+        pause = gap_s if i < len(texts) - 1 else tail_s
+        parts.append(rng.normal(0, noise_rms, int(pause * RATE)).astype(np.float32))
+    return (np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2").tobytes()
+
+
 def frames_of(pcm: bytes, frame_ms: int = 20) -> list[tuple[int, bytes]]:
     size = RATE * frame_ms // 1000 * 2
     return [(i // 2, pcm[i:i + size]) for i in range(0, len(pcm), size)]
@@ -167,6 +198,19 @@ class BusClient:
         self.pub.close(linger=0)
         self.sub.close(linger=0)
         self.ctx.term()
+
+
+def wait_subscribed(client: BusClient, timeout: float = 10.0) -> None:
+    """Until our own probe comes back through the bus: our SUB's subscription has reached the proxy.
+
+    The client must subscribe to ctl/. The probe (an `open` of stream `probe`) stays in client.seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client.publish(schemas.Open(stream="probe", source="test-probe"))
+        client.drain(0.1)
+        if any(isinstance(m, schemas.Open) and m.stream == "probe" for m in client.seen):
+            return
+    raise AssertionError(f"the bus did not echo our probe within {timeout} s")
 
 
 def settle(client: BusClient, stage: str, timeout: float = 15.0) -> None:

@@ -4,7 +4,7 @@ import logging
 from bus import schemas
 from config.schema import VadConfig
 from vad.streams import StreamTable
-from tests.vad.kit import build_stream, frames_of, need_eval
+from tests.vad.kit import build_stream, frames_of, need_eval, synth_stream
 
 
 def feed(table, stream, pcm, seq0=0, now=0.0, skip=()):
@@ -84,7 +84,8 @@ def test_lost_frames_are_counted_per_stream():
 
 
 def test_flush_close_and_ttl():
-    table = StreamTable(VadConfig(stream_ttl_s=5.0))
+    clock = [10.0]
+    table = StreamTable(VadConfig(stream_ttl_s=5.0), clock=lambda: clock[0])
     pcm = speech()
     table.handle(schemas.Open(stream="a"), 0.0)
     feed(table, "a", pcm[:len(pcm) // 2])
@@ -95,8 +96,10 @@ def test_flush_close_and_ttl():
     assert table.handle(schemas.Close(stream="a"), 3.0) == [] and table.counters["closes"] == 1
     table.handle(schemas.Open(stream="b"), 10.0)
     feed(table, "b", bytes(6400), now=10.0)
-    assert table.expire(14.0) == [] and "b" in table.streams
-    table.expire(16.0)
+    clock[0] = 14.0
+    assert table.expire() == [] and "b" in table.streams
+    clock[0] = 16.0
+    table.expire()
     assert "b" not in table.streams and table.counters["ttl_closed"] == 1
 
 
@@ -104,3 +107,125 @@ def test_unexpected_message_types_are_counted_not_raised():
     table = StreamTable(VadConfig())
     assert table.handle(schemas.SpeechStart(stream="x", utt=0, offset=0), 0.0) == []
     assert table.handle(schemas.Flush(stream="nobody"), 0.0) == []
+
+
+def synth_speech():
+    """Two espeak-ng sentences with a pause: two utterances, no eval clips needed."""
+    return synth_stream(["The first sentence is here.", "And now a second one follows."])
+
+
+MID = 640 * 90  # 1.8 s in: inside the first sentence of synth_speech()
+
+
+def feed_range(table, stream, pcm, start, end=None, seq0=0):
+    """Feed pcm[start:end] on the stream's own timeline (offsets and seqs go on from `start`)."""
+    out = []
+    for i, (offset, chunk) in enumerate(frames_of(pcm[start:end])):
+        out += table.handle(schemas.Audio(stream=stream, seq=seq0 + start // 640 + i, offset=start // 2 + offset,
+                                          pcm=chunk), 0.0)
+    return out
+
+
+def utts(msgs, kind="final"):
+    return [m.utt for m in msgs if isinstance(m, schemas.Segment) and m.kind == kind]
+
+
+def test_ttl_runs_on_the_monotonic_clock_not_the_wall_clock():
+    mono = [100.0]
+    table = StreamTable(VadConfig(stream_ttl_s=5.0), clock=lambda: mono[0])
+    table.handle(schemas.Open(stream="s"), 1e9)
+    feed(table, "s", bytes(640), now=1e9)
+    assert table.expire(now=1e9 + 3600) == [] and "s" in table.streams  # the wall clock jumped: no effect
+    mono[0] = 106.0
+    table.expire(now=0.0)  # the wall clock went back: no effect either, the monotonic one decides
+    assert "s" not in table.streams
+
+
+def test_a_repeated_identical_open_changes_nothing():
+    table = StreamTable(VadConfig())
+    pcm = synth_speech()
+    opened = schemas.Open(stream="m", language="de", partials=False, source="alsa:x")
+    table.handle(opened, 0.0)
+    out = feed_range(table, "m", pcm, 0, MID)
+    assert table.streams["m"].segmenter.in_speech
+    assert table.handle(opened, 0.0) == [] and table.streams["m"].segmenter.in_speech  # utterance goes on
+    assert table.counters["repeated_opens"] == 1 and table.counters["reopens"] == 0
+    out += feed_range(table, "m", pcm, MID)
+    assert utts(out) == [0, 1] and all(s.language == "de" for s in out if isinstance(s, schemas.Segment))
+
+
+def test_a_changed_open_finishes_the_utterance_and_applies_the_new_options():
+    table = StreamTable(VadConfig())
+    pcm = synth_speech()
+    table.handle(schemas.Open(stream="m", language="de", partials=False), 0.0)
+    feed_range(table, "m", pcm, 0, MID)
+    changed = table.handle(schemas.Open(stream="m", language="fr", partials=False), 0.0)
+    assert types(changed)[-2:] == ["final", "speech_end"] and changed[-2].language == "de"
+    out = feed_range(table, "m", pcm, MID)
+    finals = [m for m in out if isinstance(m, schemas.Segment) and m.kind == "final"]
+    assert finals and all(f.language == "fr" for f in finals)
+    assert table.counters["reopens"] == 1
+
+
+def test_utterance_numbers_never_repeat_across_reopen_and_close():
+    table = StreamTable(VadConfig())
+    pcm = synth_speech()
+    seen = []
+    for round_, options in enumerate([dict(language="de"), dict(language="fr"), dict(language="fr")]):
+        table.handle(schemas.Open(stream="m", partials=False, **options), 0.0)
+        seen += utts(feed(table, "m", pcm, seq0=round_ * 10000))
+        if round_ == 1:
+            table.handle(schemas.Close(stream="m"), 0.0)
+    assert seen == list(range(6))
+    table.handle(schemas.Close(stream="m"), 0.0)
+    seen += utts(feed(table, "m", pcm, seq0=99999))  # implicit reopen after a close numbers on too
+    assert seen == list(range(8))
+
+
+def test_forgotten_streams_start_above_every_number_they_reached(monkeypatch):
+    monkeypatch.setattr("vad.streams.CLOSED_REMEMBERED", 2)
+    table = StreamTable(VadConfig())
+    pcm = synth_speech()
+    for name in ("a", "b", "c"):
+        table.handle(schemas.Open(stream=name, partials=False), 0.0)
+        feed(table, name, pcm)
+        table.handle(schemas.Close(stream=name), 0.0)
+    assert list(table._closed_next_utt) == ["b", "c"]  # "a" was forgotten, its 2 became the floor
+    table.handle(schemas.Open(stream="a", partials=False), 0.0)
+    assert utts(feed(table, "a", pcm)) == [2, 3]
+    table.handle(schemas.Open(stream="new", partials=False), 0.0)
+    assert utts(feed(table, "new", pcm)) == [2, 3]
+
+
+def test_a_repeated_bad_open_is_reported_once_and_a_good_one_numbers_on():
+    table = StreamTable(VadConfig())
+    bad = schemas.Open(stream="m8", sample_rate=8000)
+    assert types(table.handle(bad, 0.0)) == ["error"]
+    assert table.handle(bad, 0.0) == [] and table.counters["bad_opens"] == 1
+
+
+def test_per_stream_problem_counts_and_gaps_are_dropped_when_a_stream_ends():
+    table = StreamTable(VadConfig())
+    table.handle(schemas.Open(stream="s"), 0.0)
+    table.handle(schemas.Audio(stream="s", seq=0, offset=0, pcm=b"\0" * 641), 0.0)
+    table.handle(schemas.Audio(stream="s", seq=5, offset=320, pcm=bytes(640)), 0.0)
+    assert "s" in table._problems and table.gaps.lost == {"s": 4}
+    table.handle(schemas.Close(stream="s"), 0.0)
+    assert "s" not in table._problems and "s" not in table.gaps.lost and "s" not in table.gaps.last_seq
+    for i in range(100):  # controls for streams vad never held share one bucket
+        table.handle(schemas.Close(stream=f"ghost{i}"), 0.0)
+        table.handle(schemas.Flush(stream=f"ghost{i}"), 0.0)
+    assert list(table._problems) == ["-"] and table._problems["-"]["unknown_stream_ctl"] == 200
+    assert table.counters["lost_frames"] == 4  # the process total stays
+
+
+def test_flush_all_finishes_every_open_utterance():
+    table = StreamTable(VadConfig())
+    pcm = synth_speech()
+    for name in ("a", "b"):
+        table.handle(schemas.Open(stream=name, partials=False), 0.0)
+        feed_range(table, name, pcm, 0, MID)
+    table.handle(schemas.Open(stream="idle"), 0.0)
+    out = table.flush_all(0.0)
+    assert sorted(m.stream for m in out if isinstance(m, schemas.Segment)) == ["a", "b"]
+    assert set(table.streams) == {"a", "b", "idle"}

@@ -1,12 +1,15 @@
-"""The real vad process on a real bus: live streams, file jobs, bad input, SIGTERM."""
+"""The real vad process on a real bus: live streams, file jobs, bad input, overload, SIGTERM."""
+import json
 import os
 import time
+
+import numpy as np
 
 import pytest
 import zmq
 
 from bus import schemas
-from tests.vad.kit import CLIPS, BusClient, build_stream, frames_of, need_eval, settle, start_bus, wait_for
+from tests.vad.kit import CLIPS, BusClient, build_stream, frames_of, need_eval, settle, start_bus, synth_stream
 
 pytestmark = pytest.mark.slow
 
@@ -92,11 +95,16 @@ def test_segments_wait_for_a_worker_and_finals_go_first(stack, run_dir):
         client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == 2, what="three utterances")
         hb = client.heartbeat("vad", lambda h: h.counters["outbox_depth"] > 0)
         assert hb.counters["outbox_blocked"] > 0  # nobody pulled yet: queued, not dropped
+        hb = client.heartbeat("vad", lambda h: not h.ok, timeout=15)  # after ~5 s without a send
+        assert hb.status == f"backlog: {hb.counters['outbox_depth']} segments waiting, no asr worker?"
         ctx = zmq.Context()
         pull = pull_segments(run_dir, ctx)
         segs = recv_segments(pull, lambda got: sum(s.kind == "final" for s in got) == 3)
         kinds = [s.kind for s in segs]
         assert kinds[:3] == ["final"] * 3 and [s.utt for s in segs[:3]] == [0, 1, 2]
+        seen = len(client.seen)
+        client.wait(lambda m: m in client.seen[seen:] and isinstance(m, schemas.Heartbeat) and m.stage == "vad"
+                    and m.ok and m.counters["outbox_depth"] == 0, what="a healthy heartbeat")
         pull.close(linger=0)
         ctx.term()
     finally:
@@ -131,7 +139,6 @@ def test_file_job_is_cut_announced_and_pushed(stack, run_dir):
 
 
 def test_bad_input_is_counted_and_never_kills_vad(stack, run_dir):
-    need_eval()
     vad, client = stack(VOXBUS_BUS__SUB_HWM="50", VOXBUS_BUS__PUB_HWM="50")
     try:
         client.publish(schemas.Open(stream="r8", sample_rate=8000))
@@ -155,7 +162,7 @@ def test_bad_input_is_counted_and_never_kills_vad(stack, run_dir):
         assert c["implicit_opens"] >= 2  # "odd" and "flood" were never opened
         assert c["frames"] + c["lost_frames"] <= 20002  # a loss at the very start or end shows no gap
         # still alive and segmenting afterwards
-        speech, _ = build_stream(CLIPS[:1], [])
+        speech = synth_stream(["Still here after the flood."])
         client.publish(schemas.Open(stream="after"))
         publish_stream(client, "after", speech, every=10, pause=0.02)  # gently: the bus queues hold only 50
         client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.stream == "after", what="speech after flood")
@@ -163,3 +170,92 @@ def test_bad_input_is_counted_and_never_kills_vad(stack, run_dir):
     finally:
         client.close()
     assert vad.stop() == 0
+
+
+def job_pcm(seconds: float) -> bytes:
+    """Synthetic speech with pauses, tiled to `seconds`."""
+    pattern = np.frombuffer(synth_stream(["A sentence for the job.", "Then another one, a little longer.",
+                                          "And the third."], gap_s=1.0, tail_s=1.0), "<i2")
+    return np.tile(pattern, int(seconds * 16000 / len(pattern)) + 1)[:int(seconds * 16000)].tobytes()
+
+
+def test_over_outbox_max_mb_the_oldest_job_pieces_are_dropped_and_reported(stack, run_dir):
+    vad, client = stack(VOXBUS_VAD__OUTBOX_MAX_MB="1")
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"ipc://{run_dir}/vad-jobs")
+    try:
+        push.send(schemas.encode(schemas.Job(job="big", pcm=job_pcm(80.0))))  # 2.5 MB, pieces ≤ 30 s ≈ 1 MB
+        announce = client.wait(lambda m: isinstance(m, schemas.JobSegments), what="job_segments")[0]
+        hb = client.heartbeat("vad", lambda h: h.counters["outbox_dropped_finals"] > 0)
+        dropped = hb.counters["outbox_dropped_finals"]
+        errors = client.wait(lambda m: isinstance(m, schemas.Error) and m.job == "big", what="overloaded errors")
+        assert [(e.code, e.index, e.permanent, e.stage) for e in errors] == \
+            [("overloaded", i, False, "vad") for i in range(dropped)]
+        assert "vad.outbox_max_mb" in errors[0].message and hb.counters["outbox_mb"] <= 1.0
+        pull = pull_segments(run_dir, ctx)
+        segs = recv_segments(pull, lambda got: len(got) == announce.count - dropped)
+        assert [s.index for s in segs] == list(range(dropped, announce.count))  # the rest, in order
+        pull.close(linger=0)
+    finally:
+        push.close(linger=0)
+        ctx.term()
+        client.close()
+
+
+def test_a_long_job_is_cut_while_the_loop_goes_on(stack, run_dir):
+    vad, client = stack()
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"ipc://{run_dir}/vad-jobs")
+    try:
+        push.send(schemas.encode(schemas.Job(job="long", pcm=job_pcm(1800.0))))
+        client.wait(lambda m: isinstance(m, schemas.JobSegments), timeout=60, what="job_segments")
+        beats = [m for m in client.seen if isinstance(m, schemas.Heartbeat) and m.stage == "vad"]
+        assert any(h.counters["job_cutting"] for h in beats)  # the loop beat while the job was being cut
+    finally:
+        push.close(linger=0)
+        ctx.term()
+        client.close()
+
+
+def speech_then_sigterm(client, vad, stream):
+    """Two whole sentences, then a third cut off mid-word; SIGTERM while it is open."""
+    pcm = synth_stream(["First sentence.", "Second sentence.", "And a third that never ends"], gap_s=1.2)
+    mid = 640 * ((len(pcm) - 2 * 16000 * 2) // 640 - 40)  # 0.8 s before the end of the third sentence
+    client.publish(schemas.Open(stream=stream, partials=False))
+    publish_stream(client, stream, pcm[:mid])
+    client.wait(lambda m: isinstance(m, schemas.SpeechStart) and m.utt == 2, what="the third utterance")
+    time.sleep(0.2)  # and the audio after its start
+    assert vad.stop() == 0
+    return [json.loads(line) for line in vad.output().splitlines() if line.startswith("{")]
+
+
+def test_sigterm_finishes_open_utterances_and_sends_them(stack, run_dir):
+    vad, client = stack()
+    ctx = zmq.Context()
+    pull = pull_segments(run_dir, ctx)
+    try:
+        logs = speech_then_sigterm(client, vad, "t1")
+        segs = recv_segments(pull, lambda got: len(got) == 3, timeout=5)
+        assert [(s.kind, s.utt) for s in segs] == [("final", 0), ("final", 1), ("final", 2)]
+        assert any(e["message"] == "stopped with the outbox empty" for e in logs)
+        client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == 2, what="the flushed speech_end")
+    finally:
+        pull.close(linger=0)
+        ctx.term()
+        client.close()
+
+
+def test_sigterm_with_no_worker_logs_and_reports_what_is_left(stack, run_dir):
+    vad, client = stack()
+    try:
+        logs = speech_then_sigterm(client, vad, "t2")
+        [left] = [e for e in logs if e["message"] == "stopping with segments no asr worker took"]
+        assert left["unsent"] == 3 and left["finals"] == 3
+        errors = client.wait(lambda m: isinstance(m, schemas.Error) and m.code == "stopping" and m.utt == 2,
+                             what="stopping errors")
+        assert errors[0].stream == "t2" and not errors[0].permanent
+        assert sorted(m.utt for m in client.seen if isinstance(m, schemas.Error) and m.code == "stopping") == [0, 1, 2]
+    finally:
+        client.close()

@@ -2,7 +2,8 @@
 
 The recording (tests/fixtures/vad/replay_fx1.rec, made by make_fixtures.py in the
 `voxbus record` format) is five real clips joined by pauses; the golden holds the
-clips' true positions and the expected boundaries. Within one vad frame, every time.
+clips' true positions and the expected boundaries. Within one vad frame, every time
+(the second replay's utterance numbers follow the first's: the stream is reopened).
 """
 import json
 import os
@@ -26,7 +27,8 @@ GOLDEN = json.loads((FIXTURES / "replay_fx1.golden.json").read_text())
 TOLERANCE = GOLDEN["frame_samples"]  # one 30 ms vad frame
 
 
-def close_enough(got, want):
+def close_enough(got, want, utt_base=0):
+    want = [[w[0] + utt_base, *w[1:]] for w in want]
     assert len(got) == len(want), f"{len(got)} boundaries, golden has {len(want)}: {got} vs {want}"
     for g, w in zip(got, want):
         assert g[0] == w[0] and all(abs(a - b) <= TOLERANCE for a, b in zip(g[1:], w[1:])), (g, w)
@@ -65,7 +67,9 @@ def test_replay_through_the_real_bus_and_vad_twice(spawn, run_dir):
                                     env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
             assert result.returncode == 0, result.stderr
             want = len(GOLDEN["speech_end"])
-            client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == want - 1, what=f"run {run} ends")
+            base = run * want  # the stream was closed and opened again: its utterance numbers go on
+            client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == base + want - 1,
+                        what=f"run {run} ends")
             finals, deadline = [], time.monotonic() + 10
             while len(finals) < want and time.monotonic() < deadline:
                 if pull.poll(100):
@@ -74,10 +78,10 @@ def test_replay_through_the_real_bus_and_vad_twice(spawn, run_dir):
                         finals.append([seg.utt, seg.offset, seg.offset + len(seg.pcm) // 2])
             events = [m for m in client.seen if getattr(m, "stream", None) == GOLDEN["stream"]]
             close_enough([[m.utt, m.offset] for m in events if isinstance(m, schemas.SpeechStart)],
-                         GOLDEN["speech_start"])
+                         GOLDEN["speech_start"], base)
             close_enough([[m.utt, m.offset] for m in events if isinstance(m, schemas.SpeechEnd)],
-                         GOLDEN["speech_end"])
-            close_enough(finals, GOLDEN["final"])
+                         GOLDEN["speech_end"], base)
+            close_enough(finals, GOLDEN["final"], base)
         hb = client.heartbeat("vad")
         assert hb.counters.get("lost_frames", 0) == 0 and hb.counters.get("implicit_opens", 0) == 0
     finally:
