@@ -128,7 +128,8 @@ class FfmpegReader:
         try:
             return proc.wait(timeout=EXIT_WAIT_S)
         except subprocess.TimeoutExpired:
-            log.warning("ffmpeg did not exit %s: killed", "when terminated" if terminate else "after closing its output",
+            why = "when terminated" if terminate else "after closing its output"
+            log.warning("ffmpeg did not exit %s: killed", why,
                         extra={"stream": self.cfg.stream, "pid": proc.pid, "url": self.safe_url})
             self.kills += 1
             proc.kill()

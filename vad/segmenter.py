@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from config.schema import VadConfig
 from vad.detector import BYTES_PER_SAMPLE, VoiceDetector

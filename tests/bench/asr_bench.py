@@ -3,22 +3,19 @@
     .venv/bin/python -m tests.bench.asr_bench [--models tiny,base] [--precisions int8,fp32]
         [--threads 1,2] [--clips N] [--reps 5] [--models-dir DIR] [--name asr_bench] [--check]
 
-Per model x precision x threads, both engines decode greedily (beam 1, temperature
-0 only, timestamps on, no conditioning on previous text, no VAD, language "en"):
-1. WER (normalised, tests/asr/wer.py) over the clips of /work/shared/eval/MANIFEST.tsv;
-2. wall time over those clips, audio decoded up front. Passes run A, B, then the
-   faster engine again, and its two passes are averaged: a load drift on this
-   shared machine then falls on both engines alike;
-3. one 30 s window of speech: features, encoder (median of --reps) and decoder ms
-   per token (median), each engine's own feature extractor, encoder and decoder;
-4. model load time and peak RSS, each engine in a fresh subprocess per model and
-   precision (so the other engine's memory never counts).
-Writes tests/bench/results/<name>.json. --check exits 1 when int8 WER is more than
-0.5 points (fp32: 0.2) above faster-whisper's, or int8 is slower than faster-whisper.
+Per model x precision x threads, both engines decode greedily (beam 1, temperature 0
+only, timestamps on, no conditioning on previous text, no VAD, language "en"); measured:
+WER (tests/asr/wer.py) and wall time over the MANIFEST.tsv clips (audio decoded up
+front; passes A, B, then the faster engine again, averaged, so load drift on this shared
+machine hits both); features, encoder and decoder ms per token on one 30 s window
+(medians of --reps); load time and peak RSS of each engine alone in a fresh subprocess.
+Writes tests/bench/results/<name>.json (see tests/bench/README.md). --check exits 1 when
+int8 WER is > 0.5 points (fp32: 0.2) above faster-whisper's or int8 is slower than it.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -40,8 +37,11 @@ WER_SLACK = {"int8": 0.005, "fp32": 0.002}  # allowed WER above faster-whisper's
 RSS_TARGET_MB = {("base", "int8"): 400.0}
 WINDOW_SAMPLES = 30 * 16000
 CHILD_TIMEOUT_S = 900
-# Identical decoding for both engines; the names are each engine's own.
-VOX_OPTIONS = dict(language="en", temperature=0.0, without_timestamps=False, condition_on_previous_text=False)
+# Identical decoding for both engines; the names are each engine's own. voxbus's own
+# hallucination guards (webrtcvad gate, repetition cut, strict no-speech rule) are off
+# here, as faster-whisper has none; VOX_GUARDED adds a WER with them at their defaults.
+VOX_GUARDED = dict(language="en", temperature=0.0, without_timestamps=False, condition_on_previous_text=False)
+VOX_OPTIONS = dict(VOX_GUARDED, min_voiced_ms=0, repetition_guard=False, strict_no_speech=False)
 FW_OPTIONS = dict(language="en", beam_size=1, temperature=0.0, without_timestamps=False,
                   condition_on_previous_text=False, vad_filter=False)
 
@@ -62,8 +62,8 @@ class VoxbusRunner:
         from asr.engine import WhisperModel
         self.model = WhisperModel(model_dir, threads=threads)
 
-    def transcribe(self, audio: np.ndarray) -> str:
-        return self.model.transcribe(audio, **VOX_OPTIONS).text
+    def transcribe(self, audio: np.ndarray, guarded: bool = False) -> str:
+        return self.model.transcribe(audio, **(VOX_GUARDED if guarded else VOX_OPTIONS)).text
 
     def window(self, audio: np.ndarray) -> dict:
         """One 30 s window: features, encoder and decoder per token, in ms."""
@@ -143,10 +143,8 @@ def ct2_model(root: Path, model: str) -> Path:
 
 
 def timed_pass(runner, audios: list[np.ndarray]) -> tuple[float, list[str]]:
-    texts = []
     with Timer() as timer:
-        for audio in audios:
-            texts.append(runner.transcribe(audio))
+        texts = [runner.transcribe(audio) for audio in audios]
     return timer.seconds, texts
 
 
@@ -170,7 +168,9 @@ def window_medians(runner, window: np.ndarray, reps: int) -> dict:
     return {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
 
 
-def bench_setup(setup: Setup, paths: dict, audios: list, refs: list, window: np.ndarray, reps: int) -> dict:
+def bench_setup(setup: Setup, paths: dict, audios: list, refs: list, window: np.ndarray, reps: int,
+                 guarded: bool) -> dict:
+    """One configuration; guarded: also score voxbus with its hallucination guards on (untimed)."""
     runners = [VoxbusRunner(paths["voxbus"], setup.threads),
                FasterWhisperRunner(paths["ct2"], setup.precision, setup.threads)]
     raced = race(runners, audios)
@@ -182,17 +182,19 @@ def bench_setup(setup: Setup, paths: dict, audios: list, refs: list, window: np.
                                        "passes_s": entry["passes_s"], "window": window_medians(runner, window, reps),
                                        "texts": entry["texts"]}
     row["speed_ratio"] = row["engines"]["voxbus"]["wall_s"] / row["engines"]["faster-whisper"]["wall_s"]
+    if guarded:
+        texts = [runners[0].transcribe(audio, guarded=True) for audio in audios]
+        row["engines"]["voxbus"].update(wer_guarded=wer(refs, texts), texts_guarded=texts)
     return row
 
 
 def process_peak_mb() -> float:
     """VmHWM: ru_maxrss of a child starts at its parent's RSS at fork (Linux keeps it across exec)."""
     try:
-        status = Path("/proc/self/status").read_text()
+        hwm = [line.split()[1] for line in Path("/proc/self/status").read_text().splitlines() if line[:6] == "VmHWM:"]
     except OSError:
-        return peak_rss_mb()
-    line = next((line for line in status.splitlines() if line.startswith("VmHWM:")), None)
-    return int(line.split()[1]) / 1024 if line else peak_rss_mb()
+        hwm = []
+    return int(hwm[0]) / 1024 if hwm else peak_rss_mb()
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -262,6 +264,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
         vox, fw = row["engines"]["voxbus"], row["engines"]["faster-whisper"]
         out.append({"model": row["model"], "prec": row["precision"], "thr": row["threads"],
                     "WER vox %": vox["wer"] * 100, "WER fw %": fw["wer"] * 100,
+                    "WER vox guarded %": vox["wer_guarded"] * 100 if "wer_guarded" in vox else None,
                     "wall vox s": vox["wall_s"], "wall fw s": fw["wall_s"], "vox/fw": row["speed_ratio"],
                     "feat vox ms": vox["window"]["features_ms"], "feat fw ms": fw["window"]["features_ms"],
                     "enc vox ms": vox["window"]["encoder_ms"], "enc fw ms": fw["window"]["encoder_ms"],
@@ -279,6 +282,14 @@ def memory_table(memory: list[dict]) -> list[dict]:
              "peak RSS vox MB": get(m["voxbus"], "peak_rss_mb"),
              "peak RSS fw MB": get(m["faster-whisper"], "peak_rss_mb"),
              "bare process MB": get(m["voxbus"], "baseline_mb")} for m in memory]
+
+
+def asr_sources_digest() -> str:
+    """Which engine was measured: colleagues change asr/ while benches run."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "asr").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def pick_clips(clips: list[Clip], count: int) -> list[Clip]:
@@ -346,13 +357,13 @@ def run(args: argparse.Namespace) -> int:
     root = models_root(args.models_dir)
     paths = {(m, p): {"voxbus": voxbus_model(root, m, p), "ct2": ct2_model(root, m)}
              for m in args.models for p in args.precisions}
-    started, load_before = time.time(), os.getloadavg()
+    started, load_before, asr_digest = time.time(), os.getloadavg(), asr_sources_digest()
     rows = []
     for model in args.models:
         for precision in args.precisions:
             for threads in args.threads:
                 rows.append(bench_setup(Setup(model, precision, threads), paths[(model, precision)],
-                                        audios, refs, window, args.reps))
+                                        audios, refs, window, args.reps, guarded=threads == args.threads[0]))
                 sys.stderr.write(f"asr_bench: {model} {precision} {threads} thread(s) done\n")
     memory = memory_rows(args.models, args.precisions, max(args.threads), paths, window)
     audio_s = sum(len(a) for a in audios) / 16000
@@ -364,7 +375,10 @@ def run(args: argparse.Namespace) -> int:
     meta = {"clips": [c.id for c in clips], "audio_s": audio_s, "reps": args.reps, "cpu_count": os.cpu_count(),
             "affinity": sorted(os.sched_getaffinity(0)), "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(), "seconds": time.time() - started,
-            "options": {"voxbus": VOX_OPTIONS, "faster-whisper": FW_OPTIONS}}
+            "options": {"voxbus": VOX_OPTIONS, "faster-whisper": FW_OPTIONS},
+            "asr_sources": [asr_digest, asr_sources_digest()]}
+    if asr_digest != meta["asr_sources"][1]:
+        sys.stdout.write("warning: asr/*.py changed during the run; the memory children ran newer code\n")
     path = write_json(args.name, {"meta": meta, "results": rows, "memory": memory, "check_failures": problems})
     sys.stdout.write(f"\nwrote {path}\n")
     for problem in problems:

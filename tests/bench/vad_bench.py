@@ -10,9 +10,11 @@
    utterance, time from publishing the frame that completes `end_silence_ms` of
    silence to receiving `speech_end` on the bus.
 4. Live stream during a file job (`--job-hours`, default 1): a synthetic (espeak-ng)
-   live stream at real time while a job of that many hours is pushed; the longest gap
-   between vad heartbeats (interval 0.5 s, beaten by the loop thread) and the
-   speech_end latency show whether cutting the job stalls live streams.
+   live stream at real time while a job of that many hours is pushed just before an
+   utterance ends; the longest gap between vad heartbeats (interval 0.5 s, beaten by
+   the loop thread; `_vad_clock` from their `ts`, the other as this client received
+   them, which includes this client's own stalls while its ZeroMQ thread sends the
+   115 MB job) and the speech_end latency show whether cutting the job stalls live streams.
 Writes tests/bench/results/vad_bench.json.
 """
 from __future__ import annotations
