@@ -24,10 +24,13 @@ from config.paths import model_dir
 log = logging.getLogger(__name__)
 POLL_MS = 100
 MODEL_RETRY_S = 10.0
-# Segments this worker takes off the socket ahead of the one it is transcribing. Kept
-# small so work waits in vad's outbox (ordered there, and shared fairly between workers)
-# and a worker that dies takes little with it.
-MAX_LOCAL = 2
+# What this worker takes off the socket ahead of the one it is transcribing. File-job
+# segments (up to 30 s each) are held back to one, so they wait in vad's outbox, where
+# jobs are served round-robin and shared between workers, and a worker that dies takes
+# little with it. Live segments are small; draining them lets newer partials and finals
+# supersede queued partials here.
+MAX_LOCAL_JOB_SEGMENTS = 1
+MAX_LOCAL_SEGMENTS = 64
 
 
 class AsrLoop:
@@ -81,7 +84,7 @@ class AsrLoop:
             while not self.runtime.stopping.is_set():
                 if self.transcriber is None and time.monotonic() >= self.next_model_try:
                     self.load_model()
-                if len(self.queue) < MAX_LOCAL:
+                if self.room_for_more():
                     if pull.poll(POLL_MS):
                         self.drain(pull)
                 elif self.pending is not None:
@@ -94,8 +97,11 @@ class AsrLoop:
             pull.close(linger=0)
             pub.close()
 
+    def room_for_more(self) -> bool:
+        return self.queue.job_segments < MAX_LOCAL_JOB_SEGMENTS and len(self.queue) < MAX_LOCAL_SEGMENTS
+
     def drain(self, pull: zmq.Socket) -> None:
-        while len(self.queue) < MAX_LOCAL:
+        while self.room_for_more():
             try:
                 data = pull.recv(zmq.NOBLOCK)
             except zmq.Again:

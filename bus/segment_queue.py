@@ -35,7 +35,11 @@ class SegmentQueue:
         self._last_was_partial = False
 
     def __len__(self) -> int:
-        return len(self.live_finals) + len(self.partials) + sum(map(len, self.jobs.values()))
+        return len(self.live_finals) + len(self.partials) + self.job_segments
+
+    @property
+    def job_segments(self) -> int:
+        return sum(map(len, self.jobs.values()))
 
     def put(self, segment: Segment, received: float | None = None) -> None:
         item = Queued(segment, received if received is not None else time.monotonic())

@@ -31,7 +31,7 @@ class BusConfig:
     subscribe: str = _f("", kind="endpoint")
     pub_hwm: int = _f(20000, min=1)
     sub_hwm: int = _f(20000, min=1)
-    push_hwm: int = _f(2, min=1)
+    push_hwm: int = _f(1, min=1)
     linger_ms: int = _f(1000, min=0)
     reconnect_ivl_ms: int = _f(100, min=1)
     reconnect_ivl_max_ms: int = _f(5000, min=0)
