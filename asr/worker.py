@@ -45,7 +45,7 @@ class SegmentTranscriber:
             audio = pcm_to_float(segment.pcm)
             result = self.model.transcribe_segment(
                 audio, language=self._language(segment), task=segment.task,
-                prompt=self._prompt(segment), **segment.options)
+                prompt=self._prompt(segment), **{**self._defaults(segment.kind), **segment.options})
         except ValueError as exc:  # bad audio or bad options: the sender's fault, permanent
             log.warning("segment rejected: %s", exc, extra=self._where(segment))
             return self._error(segment, "bad_segment", str(exc))
@@ -53,6 +53,26 @@ class SegmentTranscriber:
         if segment.stream is not None and msg.kind == "final" and msg.text:
             self._remember(segment.stream, msg.text)
         return msg
+
+    def _defaults(self, kind: str) -> dict:
+        """Decoding options from [asr]; a segment's own options (file jobs) override them."""
+        cfg = self.cfg
+        if kind == "partial":  # a partial is soon replaced: greedy, no fallback, no word timing
+            return {"temperature": [0.0]}
+        options = {"temperature": list(cfg.temperatures),
+                   "compression_ratio_threshold": cfg.compression_ratio_threshold,
+                   "logprob_threshold": cfg.logprob_threshold,
+                   "no_speech_threshold": cfg.no_speech_threshold,
+                   "word_timestamps": cfg.word_timestamps}
+        if cfg.beam_size > 1:
+            # length_penalty 0 means Whisper's default, simple length normalisation (its None)
+            options.update(beam_size=cfg.beam_size, patience=cfg.patience,
+                           length_penalty=cfg.length_penalty or None)
+        else:
+            options["best_of"] = cfg.best_of
+        if cfg.allowed_languages:
+            options["allowed_languages"] = list(cfg.allowed_languages)
+        return options
 
     def forget(self, stream: str) -> None:
         self.context.pop(stream, None)
@@ -79,11 +99,8 @@ class SegmentTranscriber:
 
     def _transcript(self, segment: Segment, result, queue_ms: float) -> Transcript:
         base = segment.offset / SAMPLE_RATE
-        segments = [dict(s, start=round(base + s["start"], 3), end=round(base + s["end"], 3))
-                    for s in _plain_segments(result.segments)]
-        words = getattr(result, "words", None)
-        if words:
-            words = [dict(w, start=round(base + w["start"], 3), end=round(base + w["end"], 3)) for w in words]
+        segments = [_shifted(s, base) for s in _plain_segments(result.segments)]
+        words = [_shifted(w, base) for w in getattr(result, "words", None) or []]
         duration = len(segment.pcm) / 2 / SAMPLE_RATE
         return Transcript(
             kind=segment.kind, utt=segment.utt, text=result.text.strip(),
@@ -111,4 +128,12 @@ def _plain_segments(segments) -> list[dict]:
     for seg in segments:
         seg = seg if isinstance(seg, dict) else vars(seg)
         out.append({k: seg[k] for k in keep if k in seg})
+    return out
+
+
+def _shifted(item: dict, base: float) -> dict:
+    """A copy with start/end (and its words') moved from the segment's timeline onto the stream's or job's."""
+    out = dict(item, start=round(base + item["start"], 3), end=round(base + item["end"], 3))
+    if item.get("words"):
+        out["words"] = [_shifted(w, base) for w in item["words"]]
     return out

@@ -109,6 +109,7 @@ class AsrConfig:
     condition_on_previous_text: bool = _f(True)
     prompt_max_chars: int = _f(200, min=0, max=2000)
     allowed_languages: tuple[str, ...] = _f([])
+    word_timestamps: bool = _f(False)
 
 
 @dataclass(frozen=True)

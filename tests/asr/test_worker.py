@@ -1,0 +1,58 @@
+"""SegmentTranscriber: [asr] options reach the model, offsets move times onto the stream."""
+from types import SimpleNamespace
+
+from asr.worker import SegmentTranscriber
+from bus.schemas import Error, Segment
+from config import load_config
+
+
+class RecordingModel:
+    """Stands in for WhisperModel in this unit test of one class: records the options it gets."""
+
+    def __init__(self):
+        self.calls = []
+
+    def transcribe_segment(self, audio, **options):
+        self.calls.append(options)
+        words = [{"word": " hi", "start": 0.5, "end": 0.9, "probability": 0.9}]
+        return SimpleNamespace(text=" hi", language="en", language_prob=None, encode_ms=1.0, decode_ms=2.0,
+                               segments=[{"start": 0.5, "end": 0.9, "text": " hi", "tokens": [1], "words": words}],
+                               words=words)
+
+
+def transcriber(env):
+    model = RecordingModel()
+    return model, SegmentTranscriber(model, load_config(env=env).asr, "w1", "en")
+
+
+def seg(kind, offset=32000, pcm=b"\0\0" * 1600, options=None):
+    return Segment(utt=1, kind=kind, offset=offset, pcm=pcm, stream="s", options=options or {})
+
+
+def test_finals_get_beam_search_and_partials_stay_greedy():
+    model, t = transcriber({"VOXBUS_ASR__BEAM_SIZE": "5", "VOXBUS_ASR__WORD_TIMESTAMPS": "true"})
+    t.transcribe(seg("partial"), 0)
+    t.transcribe(seg("final"), 0)
+    partial, final = model.calls
+    assert partial["temperature"] == [0.0] and "beam_size" not in partial
+    assert final["beam_size"] == 5 and final["length_penalty"] is None and final["word_timestamps"] is True
+
+
+def test_a_job_segments_own_options_win():
+    model, t = transcriber({})
+    t.transcribe(seg("final", options={"temperature": [0.3]}), 0)
+    assert model.calls[0]["temperature"] == [0.3]
+
+
+def test_times_move_onto_the_stream_timeline():
+    _, t = transcriber({})
+    msg = t.transcribe(seg("final", offset=32000), 0)
+    assert msg.start == 2.0 and msg.segments[0]["start"] == 2.5
+    assert msg.words[0]["start"] == 2.5 and msg.segments[0]["words"][0]["end"] == 2.9
+    assert "tokens" not in msg.segments[0]
+
+
+def test_odd_pcm_is_a_permanent_error():
+    _, t = transcriber({})
+    msg = t.transcribe(seg("final", pcm=b"\0\0\0"), 0)
+    assert isinstance(msg, Error) and msg.permanent and "odd number of bytes" in msg.message
