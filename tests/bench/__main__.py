@@ -1,18 +1,27 @@
 """Run the benchmarks: every one, or those named.
 
-    .venv/bin/python -m tests.bench [asr] [vad] [live] [-- ARGS...]
+    .venv/bin/python -m tests.bench [asr] [vad] [live] [NAME...] [-- ARGS...]
 
-Each name is tests/bench/<name>_bench.py, imported only when it runs; a bench
-whose module is absent is skipped with a message. ARGS after `--` go to every
-bench that runs (e.g. `-- --check`). Exit status: 0 when every bench that ran
-returned 0, else the highest status; 2 for an unknown name.
+Each name is tests/bench/<name>_bench.py with a main(argv) -> int, imported only
+when it runs. asr, vad and live always run first when no name is given (one whose
+file is absent is skipped with a message), then every other *_bench.py found.
+ARGS after `--` go to every bench that runs (e.g. `-- --check`). Exit status: 0
+when every bench that ran returned 0, else the highest status; 2 for an unknown name.
 """
 from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
-BENCHES = ("asr", "vad", "live")
+CORE_BENCHES = ("asr", "vad", "live")
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def bench_names() -> list[str]:
+    """The core benches, then any other tests/bench/*_bench.py in name order."""
+    found = [path.name[: -len("_bench.py")] for path in sorted(BENCH_DIR.glob("*_bench.py"))]
+    return list(CORE_BENCHES) + [name for name in found if name not in CORE_BENCHES]
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -49,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     if any(name in ("-h", "--help") for name in names):
         sys.stdout.write(__doc__)
         return 0
-    unknown = [name for name in names if name not in BENCHES]
+    known = bench_names()
+    unknown = [name for name in names if name not in known]
     if unknown:
-        sys.stderr.write(f"bench: unknown benchmark {', '.join(unknown)} (known: {', '.join(BENCHES)})\n")
+        sys.stderr.write(f"bench: unknown benchmark {', '.join(unknown)} (known: {', '.join(known)})\n")
         return 2
     statuses = {}
-    for name in names or BENCHES:
+    for name in names or known:
         try:
             module = load_bench(name)
         except ImportError as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench import asr_bench
-from tests.bench.__main__ import load_bench, split_argv
+from tests.bench.__main__ import bench_names, load_bench, split_argv
 from tests.bench.common import RESULTS_DIR, Clip, eval_available
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +66,15 @@ def test_runner_splits_names_from_passed_arguments_and_skips_a_missing_bench():
     assert split_argv(["asr", "--", "--check"]) == (["asr"], ["--check"])
     assert split_argv(["vad"]) == (["vad"], [])
     assert load_bench("no_such") is None
+    names = bench_names()
+    assert names[:3] == ["asr", "vad", "live"] and len(names) == len(set(names))
+
+
+def test_runner_skips_a_core_bench_whose_file_is_absent(monkeypatch, capsys):
+    from tests.bench import __main__ as runner
+    monkeypatch.setattr(runner, "CORE_BENCHES", ("no_such",))
+    assert runner.main(["no_such"]) == 0
+    assert "skipping no_such: tests/bench/no_such_bench.py does not exist" in capsys.readouterr().err
 
 
 def test_runner_rejects_an_unknown_bench():
