@@ -24,9 +24,11 @@ import onnx
 
 from asr.ct2_reader import read_ct2_model
 from asr.onnx_export import WhisperDims, build_decoder, build_encoder, dims_from_weights
-from asr.quantize import quantize_file
+from asr.quantize import DEFAULT_SCHEME, ENCODER_SCHEME, quantize_file
 
 MANIFEST_FORMAT = 1
+# Bumped when the graphs or their quantisation change, so ensure_model rebuilds old builds.
+BUILDER_VERSION = 2
 PRECISIONS = ("int8", "fp32")
 DEFAULT_OUT = Path("models")
 # ONNX protobuf files are limited to 2 GiB; above this, weights go to a side file.
@@ -191,7 +193,7 @@ def _export_graphs(weights: dict, dims: WhisperDims, heads: list, stage: Path, p
         fp32_path = stage / (name if precision == "fp32" else f"fp32-{name}")
         _save(build(), fp32_path)
         if precision == "int8":
-            quantize_file(fp32_path, stage / name)
+            quantize_file(fp32_path, stage / name, ENCODER_SCHEME if name == "encoder.onnx" else DEFAULT_SCHEME)
             fp32_path.unlink()
     return list(graphs)
 
@@ -199,7 +201,7 @@ def _export_graphs(weights: dict, dims: WhisperDims, heads: list, stage: Path, p
 def _manifest(src: SourceModel, dims: WhisperDims, config: dict, precision: str, src_sha: str) -> dict:
     multilingual = dims.n_vocab >= 51865  # Whisper's own rule: .en models have 51864 tokens
     return {
-        "format": MANIFEST_FORMAT, "name": src.name, "dims": vars(dims).copy(),
+        "format": MANIFEST_FORMAT, "builder": BUILDER_VERSION, "name": src.name, "dims": vars(dims).copy(),
         "multilingual": multilingual,
         "special_tokens": special_tokens(src.meta_dir / "tokenizer.json", multilingual),
         "alignment_heads": [list(h) for h in config.get("alignment_heads", [])],
@@ -277,6 +279,7 @@ def ensure_model(source: str, out_dir: Path, precision: str = "int8") -> Path:
     out_dir = Path(out_dir)
     manifest = _read_manifest(out_dir)
     if (manifest is None or manifest.get("format") != MANIFEST_FORMAT
+            or manifest.get("builder") != BUILDER_VERSION
             or manifest.get("precision") != precision
             or not all((out_dir / n).is_file() for n in manifest.get("files", {"?": ""}))):
         return build_model(source, out_dir, precision)
