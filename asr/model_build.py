@@ -24,11 +24,11 @@ import onnx
 
 from asr.ct2_reader import read_ct2_model
 from asr.onnx_export import WhisperDims, build_decoder, build_encoder, dims_from_weights
-from asr.quantize import DEFAULT_SCHEME, ENCODER_SCHEME, quantize_file
+from asr.quantize import quantize_file
 
 MANIFEST_FORMAT = 1
 # Bumped when the graphs or their quantisation change, so ensure_model rebuilds old builds.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3  # 2 had per-channel encoder scales, measured worse and rolled back
 PRECISIONS = ("int8", "fp32")
 DEFAULT_OUT = Path("models")
 # ONNX protobuf files are limited to 2 GiB; above this, weights go to a side file.
@@ -193,7 +193,7 @@ def _export_graphs(weights: dict, dims: WhisperDims, heads: list, stage: Path, p
         fp32_path = stage / (name if precision == "fp32" else f"fp32-{name}")
         _save(build(), fp32_path)
         if precision == "int8":
-            quantize_file(fp32_path, stage / name, ENCODER_SCHEME if name == "encoder.onnx" else DEFAULT_SCHEME)
+            quantize_file(fp32_path, stage / name)
             fp32_path.unlink()
     return list(graphs)
 

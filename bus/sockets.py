@@ -63,9 +63,9 @@ def subscriber(ctx: zmq.Context, cfg: BusConfig, prefixes: Iterable[str | bytes]
 
 
 def pusher(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool,
-           immediate: bool = False) -> zmq.Socket:
-    """PUSH: blocks rather than drops at its high-water mark."""
-    return make_socket(ctx, zmq.PUSH, endpoint, cfg, bind=bind, hwm=cfg.push_hwm, immediate=immediate)
+           immediate: bool = False, hwm: int | None = None) -> zmq.Socket:
+    """PUSH: blocks rather than drops at its high-water mark (bus.push_hwm unless given)."""
+    return make_socket(ctx, zmq.PUSH, endpoint, cfg, bind=bind, hwm=hwm or cfg.push_hwm, immediate=immediate)
 
 
 def puller(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool) -> zmq.Socket:

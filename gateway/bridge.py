@@ -53,7 +53,10 @@ class Bridge:
         # PUB never blocks (it drops at its high-water mark), so plain sockets are safe in the loop.
         self.pub = sockets.publisher(self.ctx, bus)
         self.heartbeat_pub = sockets.publisher(self.ctx, bus)
-        self.jobs_push = sockets.pusher(self.actx, self.cfg.vad.jobs, bus, bind=False, immediate=True)
+        # Every admitted job (at most gateway.max_jobs) may wait in the pipe while vad cuts another:
+        # a smaller mark would turn a busy vad into a 503 "vad not taking jobs".
+        self.jobs_push = sockets.pusher(self.actx, self.cfg.vad.jobs, bus, bind=False, immediate=True,
+                                        hwm=self.cfg.gateway.max_jobs)
         self.tasks = [asyncio.create_task(self._receive_loop(), name="bus-receive"),
                       asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         for task in self.tasks:
