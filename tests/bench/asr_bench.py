@@ -188,28 +188,19 @@ def bench_setup(setup: Setup, paths: dict, audios: list, refs: list, window: np.
     return row
 
 
-def process_peak_mb() -> float:
-    """VmHWM: ru_maxrss of a child starts at its parent's RSS at fork (Linux keeps it across exec)."""
-    try:
-        hwm = [line.split()[1] for line in Path("/proc/self/status").read_text().splitlines() if line[:6] == "VmHWM:"]
-    except OSError:
-        hwm = []
-    return int(hwm[0]) / 1024 if hwm else peak_rss_mb()
-
-
 def child_main(args: argparse.Namespace) -> int:
     """In a fresh process: load one engine, transcribe the window, report load time and RSS."""
     window = np.load(args.child_window)
-    baseline = process_peak_mb()
+    baseline = peak_rss_mb()
     with Timer() as load:
         if args.child == "voxbus":
             runner = VoxbusRunner(Path(args.child_model), args.child_threads)
         else:
             runner = FasterWhisperRunner(Path(args.child_model), args.child_precision, args.child_threads)
-    loaded = process_peak_mb()
+    loaded = peak_rss_mb()
     runner.transcribe(window)
     sys.stdout.write(json.dumps({"load_s": load.seconds, "baseline_mb": baseline, "after_load_mb": loaded,
-                                 "peak_rss_mb": process_peak_mb()}) + "\n")
+                                 "peak_rss_mb": peak_rss_mb()}) + "\n")
     return 0
 
 

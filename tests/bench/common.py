@@ -49,8 +49,23 @@ def load_audio_16k(path: Path) -> np.ndarray:
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
+def speech_span(audio: np.ndarray, floor_db: float = -35.0) -> tuple[int, int]:
+    """First and last sample of 10 ms frames within `floor_db` of the clip's loudest frame."""
+    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(level > level.max() + floor_db)
+    return int(loud[0] * 160), int((loud[-1] + 1) * 160)
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS (VmHWM). ru_maxrss is wrong in a child: Linux starts it at the
+    parent's RSS at fork and keeps it across exec."""
+    try:
+        status = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        status = []
+    hwm = [line.split()[1] for line in status if line.startswith("VmHWM:")]
+    return int(hwm[0]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Timer:

@@ -9,21 +9,15 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-EVAL_DIR = Path(os.environ.get("VOXBUS_EVAL_DIR", REPO.parent / "shared" / "eval"))
+from tests.bench.common import EVAL_DIR, eval_available, load_audio_16k, speech_span  # noqa: F401  (re-exported)
+
 RATE = 16000
 CHUNK_S = 0.1
-
-
-def eval_available() -> bool:
-    return (EVAL_DIR / "MANIFEST.tsv").is_file()
 
 
 def manifest() -> dict[str, dict]:
@@ -31,23 +25,7 @@ def manifest() -> dict[str, dict]:
         return {row["id"]: row for row in csv.DictReader(fh, delimiter="\t")}
 
 
-def load_clip(path: Path) -> np.ndarray:
-    """float32 16 kHz mono; .raw files are s16le 16 kHz."""
-    if path.suffix == ".raw":
-        return np.fromfile(path, dtype="<i2").astype(np.float32) / 32768.0
-    import soundfile
-    import soxr
-    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    return soxr.resample(audio, rate, RATE, quality="HQ") if rate != RATE else audio
-
-
-def speech_span(audio: np.ndarray, floor_db: float = -35.0) -> tuple[int, int]:
-    """First and last sample of 10 ms frames within floor_db of the loudest frame."""
-    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
-    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(level > level.max() + floor_db)
-    return int(loud[0] * 160), int((loud[-1] + 1) * 160)
+load_clip = load_audio_16k  # float32 16 kHz mono; .raw files are s16le 16 kHz
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from starlette.testclient import TestClient
 
 from bus import schemas, sockets
 from config import load_config
+from tests.bench.common import EVAL_DIR
 
 REPO = Path(__file__).resolve().parents[2]
-EVAL_DIR = Path(os.environ.get("VOXBUS_EVAL_DIR", REPO.parent / "shared" / "eval"))
 RATE = 16000
 SEGMENT_S = 2.0
 

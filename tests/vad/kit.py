@@ -6,7 +6,6 @@ skips a test with a clear message where that folder is absent.
 from __future__ import annotations
 
 import io
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,9 @@ import pytest
 import zmq
 
 from bus import schemas
+from tests.bench.common import EVAL_DIR, load_audio_16k, speech_span  # noqa: F401  (re-exported)
 
 REPO = Path(__file__).resolve().parents[2]
-EVAL_DIR = Path(os.environ.get("VOXBUS_EVAL_DIR", REPO.parent / "shared" / "eval"))
 RATE = 16000
 
 # Short, clean clips of several corpora and rates (16 kHz FLAC/WAV, 22.05 kHz WAV).
@@ -42,22 +41,8 @@ def need_eval() -> Path:
 
 
 def load_clip(rel: str) -> np.ndarray:
-    """A clip as float32 16 kHz mono."""
-    import soundfile
-    import soxr
-    audio, rate = soundfile.read(EVAL_DIR / rel, dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    if rate != RATE:
-        audio = soxr.resample(audio, rate, RATE, quality="HQ")
-    return np.ascontiguousarray(audio, dtype=np.float32)
-
-
-def speech_span(audio: np.ndarray, floor_db: float = -35.0) -> tuple[int, int]:
-    """First and last sample of 10 ms frames within `floor_db` of the clip's loudest frame."""
-    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
-    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
-    loud = np.flatnonzero(level > level.max() + floor_db)
-    return int(loud[0] * 160), int((loud[-1] + 1) * 160)
+    """A clip of ../shared/eval as float32 16 kHz mono."""
+    return load_audio_16k(EVAL_DIR / rel)
 
 
 @dataclass(frozen=True)
