@@ -66,8 +66,9 @@ async def _event_source(router, stream: str | None, job: str | None, shutdown):
         yield b": voxbus events\n\n"
         while not shutdown.is_set():
             try:
-                msg = await asyncio.wait_for(queue.get(), POLL_S)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(POLL_S):  # not wait_for: on 3.11 it can swallow a cancel
+                    msg = await queue.get()
+            except TimeoutError:
                 if time.monotonic() - quiet_since >= KEEPALIVE_S:
                     quiet_since = time.monotonic()
                     yield b": keepalive\n\n"

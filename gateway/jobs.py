@@ -126,9 +126,11 @@ async def run_job(bridge, job: EncodedJob, timeout_s: float) -> JobResult:
             if now >= limit:
                 raise _timeout(assembler, limit == deadline, timeout_s)
             try:
-                assembler.see(await asyncio.wait_for(queue.get(), limit - now))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(limit - now):  # not wait_for: on 3.11 it can swallow a cancel
+                    msg = await queue.get()
+            except TimeoutError:
                 continue
+            assembler.see(msg)
     finally:
         bridge.router.forget_job(job.job)
     if assembler.error is not None:

@@ -124,9 +124,15 @@ class StreamHandler:
         finally:
             self._publish(self.session.close())
             self.bridge.router.forget_stream(stream)
-            for task in (listener, sender, self.receiver):
+            tasks = (listener, sender, self.receiver)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(listener, sender, self.receiver, return_exceptions=True)
+            # asyncio.wait, not gather: if this handler is itself cancelled meanwhile (server shutdown),
+            # wait re-raises that very cancellation, where gather raises a new, anonymous one.
+            await asyncio.wait(tasks)
+            for task in tasks:
+                if not task.cancelled() and task.exception() is not None and task is not self.receiver:
+                    log.error("stream task failed", exc_info=task.exception(), extra={"stream": stream})
             await self._close_socket()
             log.info("stream closed", extra={"stream": stream, "code": self.close_code,
                                              "client_gone": self.client_gone, "samples": self.session.samples})
@@ -153,8 +159,11 @@ class StreamHandler:
     async def _receive_loop(self) -> None:
         while True:
             try:
-                message = await asyncio.wait_for(self.ws.receive(), self.idle_timeout_s)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel, which leaves
+                # the task's cancel count off and lets a CancelledError escape the server's scope.
+                async with asyncio.timeout(self.idle_timeout_s):
+                    message = await self.ws.receive()
+            except TimeoutError:
                 self.emit({"type": "error", "code": "idle_timeout", "timestamp": round(time.time(), 3),
                            "message": f"nothing received for {self.idle_timeout_s:g} s (gateway.ws_idle_timeout_s)"})
                 self.close_code, self.close_reason = 1001, "idle_timeout"
@@ -214,8 +223,9 @@ class StreamHandler:
         if sender.done():
             return
         try:
-            await asyncio.wait_for(self.outbox.join(), CLOSE_FLUSH_S)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(CLOSE_FLUSH_S):
+                await self.outbox.join()
+        except TimeoutError:
             log.warning("events still unsent at close", extra={"stream": self.session.stream,
                                                                "unsent": self.outbox.qsize()})
 
