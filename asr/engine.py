@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 INPUT_STRIDE = 2  # mel frames per encoder frame, i.e. per timestamp step
 ENCODER_BATCH = 1  # windows per encoder run in transcribe_batch; measured: batching does not pay on CPU
+# A one-window decode that stops this long before the segment's end, with voice left, is continued.
+UNHEARD_TAIL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,15 @@ class _Window:
     result: DecodingResult
     silent: bool  # no-speech rule: nothing to keep
     looped: bool  # the repetition guard cut the tokens
+
+
+def _shifted(segment: Segment, seconds: float) -> Segment:
+    """The segment with its times (and its words' times) moved later by `seconds`."""
+    words = None if segment.words is None else [
+        {**word, "start": round(word["start"] + seconds, 3), "end": round(word["end"] + seconds, 3)}
+        for word in segment.words]
+    return dataclasses.replace(segment, start=round(segment.start + seconds, 3),
+                               end=round(segment.end + seconds, 3), words=words)
 
 
 class WhisperModel:
@@ -244,7 +255,34 @@ class WhisperModel:
             pieces, _ = self.tokenizer.split_at_timestamps(window.result.tokens, keep_trailing=True)
             segments, _ = self._segments(pieces, 0, content_frames(audio.shape[0]), window,
                                          encoded.window(row), decoding, chaining, 0.0, timings)
+            language = decoding.language or window.result.language
+            segments += self._unheard_tail(audio, segments, dataclasses.replace(decoding, language=language),
+                                           chaining, timings)
         return self._result(segments, window.result.language, window.result.language_prob, audio, timings, chaining)
+
+    def _unheard_tail(self, audio: np.ndarray, segments: list[Segment], decoding: DecodingOptions,
+                      chaining: TranscribeOptions, timings: _Timings) -> list[Segment]:
+        """Segments for the audio after the last one, when the decoder closed the window early.
+
+        Whisper may end a window with a lone timestamp and end-of-text while speech goes on
+        (its own transcribe() then drops the rest of the window). A live segment has no next
+        window, so the rest is decoded as a window of its own, prompted with the text so far.
+        """
+        begin = self.tokenizer.special.timestamp_begin
+        # The decoder's own last timestamp, not the word-aligned end: words after it were not heard.
+        stamps = [t - begin for t in (segments[-1].tokens if segments else ()) if t >= begin]
+        offset = stamps[-1] * TIME_PRECISION if stamps else 0.0
+        tail = audio[int(round(offset * SAMPLE_RATE)):]
+        if offset <= 0 or tail.shape[0] < UNHEARD_TAIL_S * SAMPLE_RATE or not self._has_voice(tail, chaining):
+            return []
+        said = tuple(t for s in segments for t in s.tokens if t < self.tokenizer.special.eot)
+        prompt = self._prompt_tokens(decoding.prompt) + said if chaining.condition_on_previous_text else decoding.prompt
+        started = time.perf_counter()
+        mel = window_mel(tail, self.dims["n_mels"])[None]
+        timings.encode_ms += (time.perf_counter() - started) * 1000
+        rest = self._one_window(tail, self._encode(mel, timings), 0, dataclasses.replace(decoding, prompt=prompt),
+                                chaining, timings)
+        return [_shifted(segment, offset) for segment in rest.segments]
 
     def _encode(self, mels: np.ndarray, timings: _Timings) -> EncodedWindows:
         started = time.perf_counter()

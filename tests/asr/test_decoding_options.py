@@ -88,3 +88,15 @@ def test_batch_of_segments_matches_one_by_one(tiny_model, eval_clips):
     single = [tiny_model.transcribe_segment(a, temperature=0.0) for a in audios]
     assert [r.text for r in batched] == [r.text for r in single]
     assert batched[2].text == ""
+
+
+def test_a_window_closed_early_is_continued_to_the_end_of_the_segment(tiny_model, eval_clips, monkeypatch):
+    # On this clip tiny.en ends the window after "printing" (a lone timestamp, then end of text)
+    # with speech left; Whisper's own windowing would drop "beautiful letters".
+    audio = load_audio(eval_clips["lj-LJ001-0012"]["file"])
+    whole = tiny_model.transcribe_segment(audio, temperature=0.0)
+    assert whole.text.endswith("printing beautiful letters."), whole.text
+    assert [s.start for s in whole.segments] == sorted(s.start for s in whole.segments)
+    assert whole.segments[-1].end <= whole.duration + 0.02
+    monkeypatch.setattr("asr.engine.UNHEARD_TAIL_S", float("inf"))
+    assert tiny_model.transcribe_segment(audio, temperature=0.0).text.endswith("printing")
