@@ -35,8 +35,17 @@ def find_free_port() -> int:
 
 @pytest.fixture
 def free_port():
-    """Call it for each port you need: `port = free_port()`."""
-    return find_free_port
+    """Call it for each port you need: `port = free_port()`. The ports of one test all differ:
+    the kernel may hand out a port again once its probe socket is closed."""
+    given: set[int] = set()
+
+    def pick() -> int:
+        port = find_free_port()
+        while port in given:
+            port = find_free_port()
+        given.add(port)
+        return port
+    return pick
 
 
 @pytest.fixture

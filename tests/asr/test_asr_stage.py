@@ -120,6 +120,8 @@ def test_bad_segments_get_error_messages_and_the_worker_keeps_serving(asr_stack,
     assert 2 in errors and errors[2].permanent
     final = next(m for m in got if isinstance(m, schemas.Transcript) and m.utt == 3)
     assert "wait" in final.text.lower()
-    beats = collect(sub, lambda got: any(isinstance(m, schemas.Heartbeat) for m in got), 5)
-    assert any(m.counters.get("bad_messages", 0) >= 1 for m in beats if isinstance(m, schemas.Heartbeat))
+    def counted(got):
+        return any(isinstance(m, schemas.Heartbeat) and m.counters.get("bad_messages", 0) >= 1 for m in got)
+    beats = collect(sub, counted, 30)
+    assert counted(beats), [m.counters for m in beats if isinstance(m, schemas.Heartbeat)][-1:]
     assert asr.popen.poll() is None

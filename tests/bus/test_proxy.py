@@ -99,7 +99,7 @@ def test_bus_heartbeats_with_counters_and_stops_on_sigterm(spawn, run_dir):
     ctx = zmq.Context()
     sub = sockets.subscriber(ctx, cfg.bus, [b"health/bus/"])
     try:
-        assert sub.poll(10000), bus.output()
+        assert sub.poll(30000), bus.output()
         beat = schemas.unpack(sub.recv_multipart())
         assert isinstance(beat, schemas.Heartbeat) and beat.ok and beat.pid == bus.pid
         assert {"forwarded", "bytes", "subscribes", "forwarded_audio"} <= set(beat.counters)
@@ -113,7 +113,7 @@ def test_bus_heartbeats_with_counters_and_stops_on_sigterm(spawn, run_dir):
 
 def test_a_second_bus_refuses_to_steal_the_endpoint(spawn, run_dir):
     first = spawn(["-m", "bus"], name="bus1")
-    wait_for(lambda: (run_dir / "bus-subscribe").exists(), 10, "the first bus to bind")
+    wait_for(lambda: (run_dir / "bus-subscribe").exists(), 30, "the first bus to bind")
     second = subprocess.run([sys.executable, "-m", "bus"], capture_output=True, text=True, timeout=30)
     assert second.returncode == 1
     assert "another bus is already bound at ipc://" in second.stderr

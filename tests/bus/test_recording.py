@@ -14,7 +14,8 @@ import msgpack
 import pytest
 
 from bus import schemas
-from bus.recording import Record, RecordingError, RecordingWriter, ReplaySchedule, describe, read_records
+from bus.recording import (FLUSH_EVERY_S, Record, RecordingError, RecordingWriter, ReplaySchedule, describe,
+                           read_records)
 
 CLI = ["-m", "bus.cli"]
 PREFIXES = ["audio/t1/", "vad/t1/", "text/t1/"]
@@ -126,6 +127,25 @@ def replay(path, speed: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
+def records_on_disk(path) -> int:
+    """Complete records in a file a recorder is still writing (its last write may end mid-record)."""
+    count = 0
+    try:
+        with open(path, "rb") as source:
+            for _ in read_records(source):
+                count += 1
+    except (OSError, RecordingError):
+        pass
+    return count
+
+
+def wait_for_records(path, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while records_on_disk(path) < count:
+        assert time.monotonic() < deadline, f"{records_on_disk(path)} of {count} records in {path} after {timeout} s"
+        time.sleep(0.05)
+
+
 def offsets(records: list[Record]) -> list[float]:
     return [(r.t_ns - records[0].t_ns) / 1e9 for r in records]
 
@@ -163,10 +183,16 @@ def test_replay_as_fast_as_possible_keeps_content_and_order(bus, spawn, tmp_path
 
 
 def test_record_stops_on_sigterm_and_flushes(bus, spawn, tmp_path):
-    write_file(tmp_path / "a.rec", source_records(30))
+    # SIGTERM drops what the recorder has not read yet, so it must come after the last message is in.
+    # The last one follows a pause longer than the recorder's flush interval: the recorder flushes
+    # on it, and the file shows when all have arrived (a fixed sleep here raced the delivery).
+    records = source_records(30)
+    pause_ns = int(3 * FLUSH_EVERY_S * 1e9) * 10   # 3 flush intervals at --speed 10
+    records[-1] = Record(records[-2].t_ns + pause_ns, records[-1].topic, records[-1].payload)
+    write_file(tmp_path / "a.rec", records)
     recorder = spawn([*CLI, "record", *PREFIXES, "-o", str(tmp_path / "d.rec")], name="record-d")
-    assert replay(tmp_path / "a.rec", "0").returncode == 0
-    time.sleep(0.5)   # replay has handed everything to the bus; let the bus deliver it
+    assert replay(tmp_path / "a.rec", "10").returncode == 0
+    wait_for_records(tmp_path / "d.rec", len(records))
     recorder.popen.send_signal(signal.SIGTERM)
     assert recorder.popen.wait(10) == 0, recorder.output()
     assert "30 messages written" in recorder.output()

@@ -26,7 +26,7 @@ from config.cores import STAGES
 
 CLI = [sys.executable, "-m", "bus.cli"]
 PLACEHOLDER_MAIN = 'from bus.placeholder import main\nraise SystemExit(main("{stage}"))\n'
-RESTART_WITHIN_S = 5.0
+RESTART_WITHIN_S = 30.0   # generous: a new python process on a busy machine; the time taken is printed
 
 
 def make_overlay(root: Path, crashing: str = "") -> Path:
@@ -95,7 +95,7 @@ def test_up_status_restart_down_leaves_nothing_behind(stack_env, run_dir):
     ctx = zmq.Context()
     sub = sockets.subscriber(ctx, cfg.bus, [b"health/vad/"])
     try:
-        assert sub.poll(5000), "no vad heartbeat before the kill"
+        assert sub.poll(20000), "no vad heartbeat before the kill"
         os.kill(seen["vad"]["pid"], signal.SIGKILL)
         killed_at = time.monotonic()
         reborn = wait_for_new_heartbeat(sub, "vad", seen["vad"]["pid"], RESTART_WITHIN_S)

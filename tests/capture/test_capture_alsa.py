@@ -9,18 +9,18 @@ file of ALSA_CONFIG_PATH when it changes, which lets a test plug the device in l
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bus import schemas
-from tests.vad.kit import REPO, BusClient, load_clip, need_eval, start_bus, wait_for
+from tests.vad.kit import REPO, BusClient, load_clip, need_eval, start_bus, wait_for, wait_subscribed
 
 pytestmark = pytest.mark.slow
 SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
 CLIP = "asr/librispeech/6930-75918-0000.flac"
+PROBE = b"ctl/probe/"   # wait_subscribed's probe comes back on this topic
 
 
 def mic_conf(infile: Path) -> str:
@@ -58,19 +58,19 @@ def test_voxbus_devices_lists_the_test_device(alsa):
 
 def test_alsa_source_publishes_real_audio_and_closes_on_sigterm(alsa, spawn, run_dir):
     start_bus(spawn, run_dir, alsa["env"])
-    client = BusClient(run_dir, prefixes=(b"audio/mic1/", b"ctl/mic1/", b"health/capture/"))
-    time.sleep(0.3)
+    client = BusClient(run_dir, prefixes=(b"audio/mic1/", b"ctl/mic1/", b"health/capture/", PROBE))
+    wait_subscribed(client)  # our subscription is at the bus before capture starts: no frame goes by unseen
     capture = spawn(["-m", "capture", "--config", str(alsa["toml"])], env=alsa["env"], name="capture")
     try:
-        opened = client.wait(lambda m: isinstance(m, schemas.Open), timeout=15, what="open")[0]
+        opened = client.wait(lambda m: isinstance(m, schemas.Open) and m.stream == "mic1", what="open")[0]
         assert opened.source == "alsa:testmic" and opened.language == "en"
         want = len(alsa["audio"]) // 320
-        client.wait(lambda m: isinstance(m, schemas.Audio) and m.seq >= want, timeout=20, what="the clip's frames")
+        client.wait(lambda m: isinstance(m, schemas.Audio) and m.seq >= want, what="the clip's frames")
         hb = client.heartbeat("capture", lambda h: h.counters["sources"]["mic1"]["state"] == "running")
         assert hb.ok and hb.status == "ok"
     finally:
         assert capture.stop() == 0
-    client.drain(1.0)
+    client.wait(lambda m: isinstance(m, schemas.Close), what="the close")  # the last message: all frames are in
     frames = [m for m in client.seen if isinstance(m, schemas.Audio)]
     assert [f.seq for f in frames] == list(range(len(frames)))
     assert [f.offset for f in frames[:3]] == [0, 320, 640]
@@ -85,18 +85,18 @@ def test_alsa_source_publishes_real_audio_and_closes_on_sigterm(alsa, spawn, run
 def test_missing_device_backs_off_until_it_is_plugged_in(alsa, spawn, run_dir):
     alsa["conf"].write_text("# testmic not plugged in yet\n")
     start_bus(spawn, run_dir, alsa["env"])
-    client = BusClient(run_dir, prefixes=(b"audio/mic1/", b"ctl/mic1/", b"health/capture/"))
-    time.sleep(0.3)
+    client = BusClient(run_dir, prefixes=(b"audio/mic1/", b"ctl/mic1/", b"health/capture/", PROBE))
+    wait_subscribed(client)
     capture = spawn(["-m", "capture", "--config", str(alsa["toml"])], env=alsa["env"], name="capture")
     try:
-        hb = client.heartbeat("capture", lambda h: h.status == "device_missing", timeout=15)
+        hb = client.heartbeat("capture", lambda h: h.status == "device_missing")
         assert hb.ok is False and hb.counters["sources"]["mic1"]["state"] == "device_missing"
         assert "testmic" in hb.counters["sources"]["mic1"]["reason"]
-        time.sleep(1.5)  # some retries go by
+        client.heartbeat("capture", lambda h: h.counters["sources"]["mic1"]["open_failures"] >= 2)  # retries go by
         new = alsa["conf"].with_suffix(".new")
         new.write_text(mic_conf(alsa["raw"]))
         os.replace(new, alsa["conf"])
-        client.wait(lambda m: isinstance(m, schemas.Audio), timeout=20, what="audio once plugged in")
+        client.wait(lambda m: isinstance(m, schemas.Audio), what="audio once plugged in")
         hb = client.heartbeat("capture", lambda h: h.status == "ok")
         assert hb.counters["sources"]["mic1"]["open_failures"] >= 2
     finally:

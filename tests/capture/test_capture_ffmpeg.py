@@ -14,7 +14,7 @@ from bus import schemas
 from capture.base import SourceLost
 from capture.ffmpeg import FfmpegReader, redact_text, redact_url
 from config.schema import SourceConfig
-from tests.vad.kit import EVAL_DIR, BusClient, load_clip, need_eval, start_bus, wait_for
+from tests.vad.kit import EVAL_DIR, BusClient, load_clip, need_eval, start_bus, wait_for, wait_subscribed
 
 CLIP = "asr/ljspeech/LJ001-0002.wav"  # 22.05 kHz WAV: ffmpeg resamples it
 
@@ -111,26 +111,28 @@ def test_ffmpeg_stream_source_restarts_after_a_crash_and_never_logs_secrets(spaw
     server = serve(port)
     url = f"http://viewer:hunter2@127.0.0.1:{port}/mic.wav?token=tok987"
     toml = tmp_path / "capture.toml"
+    # Well over ffmpeg's start-up here (it probes ~5 s of this real-time stream before its first byte):
+    # a start taken for a stall would end the one-client server for good.
     toml.write_text(f'[[capture.sources]]\nstream = "cam1"\nkind = "ffmpeg"\nurl = "{url}"\n'
-                    f'stall_timeout_s = 5.0\n')
+                    f'stall_timeout_s = 20.0\n')
     env = dict(os.environ, VOXBUS_RUN_DIR=str(run_dir), VOXBUS_BUS__HEARTBEAT_INTERVAL_S="0.2")
     start_bus(spawn, run_dir, env)
-    client = BusClient(run_dir, prefixes=(b"audio/cam1/", b"ctl/cam1/", b"health/capture/"))
-    time.sleep(0.3)
+    client = BusClient(run_dir, prefixes=(b"audio/cam1/", b"ctl/cam1/", b"health/capture/", b"ctl/probe/"))
+    wait_subscribed(client)  # our subscription is at the bus before capture starts: no frame goes by unseen
     capture = spawn(["-m", "capture", "--config", str(toml)], env=env, name="capture")
     try:
-        time.sleep(0.5)
-        opened = client.wait(lambda m: isinstance(m, schemas.Open), timeout=20, what="open")[0]
+        opened = client.wait(lambda m: isinstance(m, schemas.Open) and m.stream == "cam1", what="open")[0]
         assert "hunter2" not in opened.source and "tok987" not in opened.source
-        client.wait(lambda m: isinstance(m, schemas.Audio) and m.seq >= 25, timeout=20, what="half a second")
+        client.wait(lambda m: isinstance(m, schemas.Audio) and m.seq >= 25, what="half a second")
         child = wait_for(lambda: ffmpeg_children(capture.pid), what="capture's ffmpeg child")[0]
         os.kill(child, signal.SIGKILL)  # ffmpeg crashes
-        server.wait(timeout=10)  # the one-client server ends with its client
+        server.wait(timeout=30)  # the one-client server ends with its client
         server = serve(port)
         hb = client.heartbeat("capture", lambda h: h.counters["sources"]["cam1"]["restarts"] >= 1
                               and h.counters["sources"]["cam1"]["state"] == "running", timeout=30)
         seq_now = max(m.seq for m in client.seen if isinstance(m, schemas.Audio))
-        client.wait(lambda m: isinstance(m, schemas.Audio) and m.seq > seq_now + 10, timeout=20, what="audio again")
+        client.wait(lambda m: isinstance(m, schemas.Audio) and m.seq > seq_now + 10, timeout=60,
+                    what="audio again")  # a start that beat the new server waits out a back-off step
         assert hb.ok
     finally:
         assert capture.stop() == 0

@@ -59,7 +59,7 @@ def test_missing_device_backs_off_logs_once_then_runs(caplog):
     worker, sent, readers, stop = run_worker({"missing": 3, "chunks": 5, "end": True})
     with caplog.at_level(logging.INFO):
         worker.start()
-        worker.join(5)
+        worker.join(20)
     assert not worker.is_alive() and worker.state == "ended"
     assert worker.open_failures == 3
     assert caplog.text.count("source device_missing") == 1  # one line per state change, not per retry
@@ -74,10 +74,10 @@ def test_device_lost_mid_stream_restarts_and_keeps_one_timeline():
     worker, sent, readers, stop = run_worker({"missing": 0, "chunks": 4, "refill": 3, "end": False})
     worker.start()
     wait_for(lambda: worker.restarts >= 1 and sum(isinstance(m, schemas.Audio) for m in sent) >= 7,
-             timeout=5, what="a restart")
+             timeout=20, what="a restart")
     snap = worker.snapshot()
     stop.set()
-    worker.join(5)
+    worker.join(20)
     audio = [m for m in sent if isinstance(m, schemas.Audio)]
     assert [a.seq for a in audio[:7]] == list(range(7)) and audio[6].offset == 6 * 320
     assert sum(isinstance(m, schemas.Open) for m in sent) >= 2  # re-announced after the restart
@@ -87,10 +87,10 @@ def test_device_lost_mid_stream_restarts_and_keeps_one_timeline():
 def test_stop_interrupts_the_back_off_wait():
     worker, sent, readers, stop = run_worker({"missing": 10 ** 6, "chunks": 0}, schedule=(30.0,))
     worker.start()
-    wait_for(lambda: worker.state == "device_missing", timeout=5, what="device_missing")
+    wait_for(lambda: worker.state == "device_missing", timeout=20, what="device_missing")
     assert worker.snapshot()["state"] == "device_missing"
     stop.set()
-    worker.join(2)
+    worker.join(10)  # far less than the 30 s back-off step
     assert not worker.is_alive()
 
 
@@ -178,11 +178,11 @@ def start_broken(exc, cfg=CFG, chunks=3, channels=1):
 def test_an_unexpected_exception_is_logged_with_its_traceback_and_retried(caplog):
     with caplog.at_level(logging.INFO):
         worker, sent, readers, stop = start_broken(RuntimeError("Internal psf_fseek() failed"))
-        wait_for(lambda: worker.failures >= 3, timeout=5, what="retries after the failure")
+        wait_for(lambda: worker.failures >= 3, timeout=20, what="retries after the failure")
         assert worker.is_alive() and worker.state == "failing"
         snap = worker.snapshot()
         stop.set()
-        worker.join(5)
+        worker.join(20)
     assert snap["state"] == "failing" and "RuntimeError: Internal psf_fseek() failed" in snap["reason"]
     assert len(readers) >= 3  # reopened each time
     failures = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
@@ -194,10 +194,10 @@ def test_a_device_granting_fewer_channels_than_picked_is_a_failing_source_named_
     from capture.main import source_status
     cfg = SourceConfig(stream="mic1", kind="alsa", device="fake", channels=2, channel=1)
     worker, sent, readers, stop = start_broken(RuntimeError("unused"), cfg=cfg, channels=1)
-    wait_for(lambda: worker.state == "failing", timeout=5, what="failing")
+    wait_for(lambda: worker.state == "failing", timeout=20, what="failing")
     ok, status = source_status({"mic1": worker.snapshot(), "other": {"state": "running", "reason": ""}})
     stop.set()
-    worker.join(5)
+    worker.join(20)
     assert not ok and status.startswith("failing: mic1: ValueError: channel 1 picked")
     assert not any(isinstance(m, schemas.Audio) for m in sent)
 
@@ -213,9 +213,9 @@ def test_the_open_is_repeated_while_the_source_runs_in_order_with_its_audio():
     worker = SourceWorker(CFG, 20, lambda c: SlowReader({"missing": 0}), sent.append, stop,
                           backoff=Backoff((0.01,)), open_every_s=0.05)
     worker.start()
-    wait_for(lambda: sum(isinstance(m, schemas.Open) for m in sent) >= 4, timeout=5, what="repeated opens")
+    wait_for(lambda: sum(isinstance(m, schemas.Open) for m in sent) >= 4, timeout=20, what="repeated opens")
     stop.set()
-    worker.join(5)
+    worker.join(20)
     opens = [m for m in sent if isinstance(m, schemas.Open)]
     assert isinstance(sent[0], schemas.Open) and len(set(opens)) == 1  # the same options every time
     assert isinstance(sent[-1], schemas.Close) and worker.snapshot()["opens_sent"] == len(opens)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,16 @@ pytestmark = pytest.mark.slow
 
 COUNT_AUDIO_FRAMES = """
 window.audioFramesSent = 0;
+window.audioFramesAfterEof = 0;
+window.eofSent = false;
 const send = WebSocket.prototype.send;
 WebSocket.prototype.send = function (data) {
-  if (typeof data !== "string") window.audioFramesSent++;
+  if (typeof data !== "string") {
+    window.audioFramesSent++;
+    if (window.eofSent) window.audioFramesAfterEof++;
+  } else if (JSON.parse(data).type === "eof") {
+    window.eofSent = true;
+  }
   return send.call(this, data);
 };"""
 # The audio worklet cannot load, after the microphone and the AudioContext were opened.
@@ -69,17 +75,17 @@ def test_page_shows_live_finals_and_file_results(stack, browser, tmp_path):
 
     driver, utterances = browser
     driver.get(f"{stack.http}/ui/")
-    WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "health").text == "ready")
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "health").text == "ready")
     Select(driver.find_element(By.ID, "language")).select_by_value("en")
     driver.execute_script(COUNT_AUDIO_FRAMES)
     driver.find_element(By.ID, "mic").click()
     WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#transcript p.final"))
     driver.find_element(By.ID, "mic").click()  # stop: eof, the last final, a clean close
-    sent_at_stop = driver.execute_script("return window.audioFramesSent")
-    assert sent_at_stop > 0
-    time.sleep(0.5)  # the worklet makes a frame every 100 ms: five would have gone out meanwhile
-    assert driver.execute_script("return window.audioFramesSent") == sent_at_stop  # nothing after eof
-    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "status").text == "Microphone off.")
+    WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "status").text == "Microphone off.")
+    # The worklet makes a frame every 100 ms; the gateway's wait for the last final (a second or
+    # more) would show any frame that went out after eof.
+    sent = driver.execute_script("return [window.audioFramesSent, window.eofSent, window.audioFramesAfterEof]")
+    assert sent[0] > 0 and sent[1] and sent[2] == 0, sent  # audio, then eof, then nothing
     finals = [p.text for p in driver.find_elements(By.CSS_SELECTOR, "#transcript p.final")]
     heard = normalize_english(" ".join(finals))
     for u in utterances:  # the looped file starts with this utterance
@@ -114,5 +120,5 @@ def test_a_failed_start_releases_the_microphone(stack, browser):
     WebDriverWait(driver, 15).until(lambda d: "no worklet here" in d.find_element(By.ID, "status").text)
     assert driver.find_element(By.ID, "status").text == "Microphone unavailable: no worklet here"
     assert driver.execute_script("return window.openedStream.getTracks().every((t) => t.readyState === 'ended')")
-    WebDriverWait(driver, 5).until(lambda d: d.execute_script("return window.openedContext.state") == "closed")
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return window.openedContext.state") == "closed")
     assert driver.find_element(By.ID, "mic").text == "Start microphone"

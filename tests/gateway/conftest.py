@@ -143,10 +143,10 @@ class ScriptedPipeline(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
-        self.join(5)
+        self.join(30)
 
 
-def _wait_for_bus(proc: subprocess.Popen, run_dir: Path, timeout: float = 15.0) -> None:
+def _wait_for_bus(proc: subprocess.Popen, run_dir: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if (run_dir / "bus-publish").exists() and (run_dir / "bus-subscribe").exists():
@@ -185,7 +185,7 @@ def base_cfg(bus_run_dir):
 def pipeline(base_cfg):
     peer = ScriptedPipeline(base_cfg)
     peer.start()
-    if not peer.ready.wait(10):
+    if not peer.ready.wait(30):
         raise RuntimeError("the scripted pipeline did not start")
     yield peer
     peer.stop()
@@ -198,7 +198,7 @@ def gateway_cfg(cfg, **gateway):
     return dataclasses.replace(cfg, gateway=dataclasses.replace(cfg.gateway, **gateway))
 
 
-def wait_healthy(client: TestClient, timeout: float = 10.0) -> None:
+def wait_healthy(client: TestClient, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if client.get("/health").status_code == 200:

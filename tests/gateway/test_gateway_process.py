@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from tests.conftest import REPO, find_free_port
-from tests.gateway.test_ws_session import tone
+from tests.gateway.test_ws_session import tone, until
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def start_gateway(run_dir, tmp_path, **env_extra):
     return proc, f"127.0.0.1:{port}", tmp_path / f"gateway-{port}.log"
 
 
-def wait_healthy(base: str, proc, timeout: float = 20.0) -> None:
+def wait_healthy(base: str, proc, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -87,8 +87,13 @@ async def speak(base: str) -> tuple[str, list[dict]]:
         ready = json.loads(await ws.recv())
         for _ in range(8):
             await ws.send(tone(0.1))
+        # eof only once the utterance shows: the gateway waits for the final of an utterance it has
+        # seen start, and gives vad only a short settle time (ws_protocol.FLUSH_SETTLE_S) to show one
+        events = []
+        while not events or events[-1]["type"] != "partial":
+            events.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
         await ws.send(json.dumps({"type": "eof"}))
-        events = [json.loads(m) async for m in ws]
+        events += [json.loads(m) async for m in ws]
         assert ws.close_code == 1000
     return ready["session"], events
 
@@ -104,9 +109,7 @@ def test_ws_and_sse_over_a_real_server(gateway):
     listening(sse_all, sse_other)
     stream, events = asyncio.run(speak(base))
     assert [e["type"] for e in events][-1] == "final" and "partial" in [e["type"] for e in events]
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not any(e[0] == "event" and e[1]["type"] == "final" for e in sse_all):
-        time.sleep(0.05)
+    assert until(lambda: any(e[0] == "event" and e[1]["type"] == "final" for e in sse_all)), sse_all
     stop.set()
     mine = [e for kind, e in sse_all if kind == "event" and e.get("stream") == stream]
     assert {"vad", "partial", "final"} <= {e["type"] for e in mine}
@@ -156,8 +159,8 @@ def test_sigterm_stops_cleanly(gateway):
     listener.start()
     listening(events)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0  # uvicorn alone would wait its 5 s grace for the open stream, then cancel it
-    listener.join(5)
+    assert proc.wait(30) == 0  # uvicorn alone would wait its 5 s grace for the open stream, then cancel it
+    listener.join(30)
     assert events[0] == ("status", 200) and not listener.is_alive()
     assert not [e for e in events if e[0] == "closed"], events  # ended cleanly, not cut off after the grace
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]

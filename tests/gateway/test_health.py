@@ -7,6 +7,7 @@ from bus import schemas
 from bus.status import HealthTable
 from gateway import health
 from tests.gateway.conftest import ScriptedPipeline
+from tests.gateway.test_ws_session import until
 
 
 def beat(stage, instance="", **counters):
@@ -46,9 +47,7 @@ def test_health_endpoint_follows_the_heartbeats(make_client, base_cfg):
         peer = ScriptedPipeline(base_cfg, heartbeat_as=("asr",), model_loaded=False)
         peer.start()
         try:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and "asr" not in c.get("/health").json()["stages"]:
-                time.sleep(0.05)
+            assert until(lambda: "asr" in c.get("/health").json()["stages"]), c.get("/health").json()
             body = c.get("/health").json()
             assert body["status"] == "unavailable"
             assert "vad (no heartbeat in 3 s)" in body["missing"]
@@ -59,14 +58,16 @@ def test_health_endpoint_follows_the_heartbeats(make_client, base_cfg):
             peer.stop()
 
 
-def _gateway_heartbeat(sub, predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
+def _gateway_heartbeat(sub, predicate, timeout: float = 20.0):
+    deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         if sub.poll(100):
             msg = schemas.unpack(sub.recv_multipart())
-            if isinstance(msg, schemas.Heartbeat) and msg.stage == "gateway" and predicate(msg):
-                return msg
-    raise AssertionError("no such gateway heartbeat")
+            if isinstance(msg, schemas.Heartbeat) and msg.stage == "gateway":
+                if predicate(msg):
+                    return msg
+                last = msg
+    raise AssertionError(f"no such gateway heartbeat within {timeout:g} s; the last one: {last}")
 
 
 def test_a_dead_receive_task_turns_heartbeat_and_health_red(make_client, base_cfg, pipeline):

@@ -153,11 +153,13 @@ def test_bus_errors_become_http_errors(client):
 
 
 def test_a_job_without_answer_times_out(make_client, pipeline, monkeypatch):
-    monkeypatch.setattr(jobs, "ACK_BASE_S", 0.5)
     monkeypatch.setattr(jobs, "ACK_PER_AUDIO_S", 0.0)
-    with make_client(job_timeout_s=1.0) as c:
+    with make_client(job_timeout_s=2.0) as c:
+        # The segment count must come back within the ack wait, or this is a 503: that wait stays at
+        # its default (15 s) here, past the job's deadline, so a slow round trip cannot cut it short.
         _error(c.post("/transcribe", files={"audio_file": ("a.wav", WAV)}, data={"prompt": "no-answer"}), 504,
                "job_timeout", "0 of 3", "gateway.job_timeout_s")
+        monkeypatch.setattr(jobs, "ACK_BASE_S", 0.5)  # shorter than the job's deadline: no ack is a 503
         _error(c.post("/transcribe", files={"audio_file": ("a.wav", WAV)}, data={"prompt": "no-ack"}), 503,
                "vad_no_answer")
 
@@ -184,7 +186,8 @@ def test_concurrent_uploads_all_finish(make_client, pipeline):
 def test_jobs_beyond_max_jobs_get_503_with_retry_after(make_client, pipeline):
     """A job that gets no answer holds its slot; the next one is refused before its body is read."""
     import threading
-    with make_client(max_jobs=1, job_timeout_s=3.0) as client:
+    # The held job must outlive the refusals below, even on a busy machine; the test waits it out.
+    with make_client(max_jobs=1, job_timeout_s=5.0) as client:
         first = {}
         holder = threading.Thread(target=lambda: first.update(r=client.post(
             "/transcribe", files={"audio_file": ("a.wav", WAV)}, data={"prompt": "no-answer"})))
@@ -197,7 +200,8 @@ def test_jobs_beyond_max_jobs_get_503_with_retry_after(make_client, pipeline):
             assert r.headers["retry-after"] == "5", message
         r = client.post("/transcribe/base64", json={"audio_base64": base64.b64encode(WAV).decode()})
         assert r.status_code == 503 and r.headers["retry-after"] == "5"
-        holder.join(10)
+        holder.join(60)
+        assert not holder.is_alive(), "the held job never timed out"
         assert first["r"].status_code == 504  # the no-answer job timed out and gave its slot back
         assert client.post("/transcribe", files={"audio_file": ("a.wav", WAV)}).status_code == 200
 
@@ -215,5 +219,6 @@ def test_malformed_requests_leave_the_server_healthy(client):
     ]
     statuses = [bad[i % len(bad)](i).status_code for i in range(200)]
     assert set(statuses) <= {400, 413}, sorted(set(statuses))
-    assert client.get("/health").status_code == 200
+    # healthy again once the heartbeats (3 s fresh) are in; a dead receive task would stay 503
+    assert until(lambda: client.get("/health").status_code == 200), client.get("/health").json()
     assert client.post("/transcribe", files={"audio_file": ("a.wav", WAV)}).status_code == 200

@@ -115,7 +115,7 @@ def frames_of(pcm: bytes, frame_ms: int = 20) -> list[tuple[int, bytes]]:
 
 # ---- real bus ---------------------------------------------------------------
 
-def wait_for(predicate, timeout: float = 10.0, every: float = 0.05, what: str = "condition"):
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.05, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -133,6 +133,16 @@ def start_bus(spawn, run_dir: Path, env: dict | None = None):
 
 
 OUTPUT_TOPICS = (b"vad/", b"health/", b"job/", b"text/")
+_open_clients: list["BusClient"] = []
+
+
+@pytest.fixture(autouse=True)
+def close_bus_clients():
+    """After each test, close the BusClients it left open (a failed test skips its own close):
+    a socket left open can hang the whole session at exit, in zmq_ctx_term (seen after a failure)."""
+    yield
+    while _open_clients:
+        _open_clients[-1].close()
 
 
 class BusClient:
@@ -140,6 +150,7 @@ class BusClient:
 
     def __init__(self, run_dir: Path, prefixes=OUTPUT_TOPICS):
         self.ctx = zmq.Context()
+        _open_clients.append(self)
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, 100000)
         self.pub.connect(f"ipc://{run_dir}/bus-publish")
@@ -165,27 +176,33 @@ class BusClient:
             except schemas.SchemaError:
                 self.undecodable += 1
 
-    def wait(self, predicate, timeout: float = 10.0, what: str = "a message"):
+    def wait(self, predicate, timeout: float = 30.0, what: str = "a message", after: int = 0):
+        """Messages matching `predicate` among those seen (from index `after` on), once there are any."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = [m for m in self.seen if predicate(m)]
+            found = [m for m in self.seen[after:] if predicate(m)]
             if found:
                 return found
             self.drain(0.05)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; saw "
                              f"{sorted({m.TYPE for m in self.seen})}")
 
-    def heartbeat(self, stage: str, predicate=lambda hb: True, timeout: float = 10.0) -> schemas.Heartbeat:
-        return self.wait(lambda m: isinstance(m, schemas.Heartbeat) and m.stage == stage and predicate(m),
-                         timeout, f"a {stage} heartbeat")[-1]
+    def heartbeat(self, stage: str, predicate=lambda hb: True, timeout: float = 30.0,
+                  after: int = 0) -> schemas.Heartbeat:
+        try:
+            return self.wait(lambda m: isinstance(m, schemas.Heartbeat) and m.stage == stage and predicate(m),
+                             timeout, f"a {stage} heartbeat", after)[-1]
+        except AssertionError as exc:
+            last = [m for m in self.seen if isinstance(m, schemas.Heartbeat) and m.stage == stage][-1:]
+            raise AssertionError(f"{exc}; the last {stage} heartbeat: {last}") from None
 
     def close(self) -> None:
-        self.pub.close(linger=0)
-        self.sub.close(linger=0)
-        self.ctx.term()
+        if self in _open_clients:
+            _open_clients.remove(self)
+        self.ctx.destroy(linger=0)
 
 
-def wait_subscribed(client: BusClient, timeout: float = 10.0) -> None:
+def wait_subscribed(client: BusClient, timeout: float = 30.0) -> None:
     """Until our own probe comes back through the bus: our SUB's subscription has reached the proxy.
 
     The client must subscribe to ctl/. The probe (an `open` of stream `probe`) stays in client.seen."""
@@ -198,7 +215,18 @@ def wait_subscribed(client: BusClient, timeout: float = 10.0) -> None:
     raise AssertionError(f"the bus did not echo our probe within {timeout} s")
 
 
-def settle(client: BusClient, stage: str, timeout: float = 15.0) -> None:
-    """Wait for a stage's heartbeat: then its sockets are connected and subscribed."""
-    client.heartbeat(stage, timeout=timeout)
-    time.sleep(0.2)  # our own PUB's subscriptions from the bus also need a moment
+def settle(client: BusClient, stage: str = "vad", timeout: float = 30.0) -> None:
+    """Wait until vad hears our PUB: a heartbeat of it lists our probe stream as open.
+
+    Slow joiner: the bus hands our PUB vad's subscriptions a while after both connected, and what
+    we publish before that is dropped; a heartbeat alone does not show it. The stream `probe`
+    (an `open`, no audio) stays open in vad."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client.publish(schemas.Open(stream="probe", source="test-probe"))
+        client.drain(0.1)
+        if any(isinstance(m, schemas.Heartbeat) and m.stage == stage
+               and "probe" in m.counters.get("per_stream", {}) for m in client.seen):
+            return
+    raise AssertionError(f"{stage} did not hear our probe within {timeout} s; "
+                         f"saw {sorted({m.TYPE for m in client.seen})}")

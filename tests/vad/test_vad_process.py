@@ -40,7 +40,7 @@ def pull_segments(run_dir, ctx):
     return pull
 
 
-def recv_segments(pull, until, timeout=10.0):
+def recv_segments(pull, until, timeout=30.0):
     got = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not until(got):
@@ -74,8 +74,10 @@ def test_live_stream_gives_events_and_segments_then_stops_cleanly(stack, run_dir
         for final, clip in zip(finals, placed):
             assert final.offset <= clip.speech_on and final.offset + len(final.pcm) // 2 >= clip.speech_off
         assert ends[0].stream == "m1"
-        hb = client.heartbeat("vad", lambda h: h.counters.get("finals", 0) >= 2)
-        assert hb.ok and hb.counters["outbox_depth"] == 0 and hb.counters["partials"] > 0
+        # A heartbeat from after the pull: one seen earlier may predate the send of the last final.
+        hb = client.heartbeat("vad", lambda h: h.counters.get("finals", 0) >= 2 and h.counters["outbox_depth"] == 0,
+                              after=len(client.seen))
+        assert hb.ok and hb.counters["partials"] > 0
         assert sum(s.kind == "partial" for s in segs) + hb.counters["outbox_partials_superseded"] == hb.counters["partials"]
     finally:
         pull.close(linger=0)
@@ -88,6 +90,7 @@ def test_live_stream_gives_events_and_segments_then_stops_cleanly(stack, run_dir
 def test_segments_wait_for_a_worker_and_finals_go_first(stack, run_dir):
     need_eval()
     vad, client = stack()
+    ctx = None
     try:
         pcm, _ = build_stream(CLIPS[:3], [1.5, 1.5])
         client.publish(schemas.Open(stream="m2"))
@@ -95,7 +98,7 @@ def test_segments_wait_for_a_worker_and_finals_go_first(stack, run_dir):
         client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == 2, what="three utterances")
         hb = client.heartbeat("vad", lambda h: h.counters["outbox_depth"] > 0)
         assert hb.counters["outbox_blocked"] > 0  # nobody pulled yet: queued, not dropped
-        hb = client.heartbeat("vad", lambda h: not h.ok, timeout=15)  # after ~5 s without a send
+        hb = client.heartbeat("vad", lambda h: not h.ok, timeout=30)  # after ~5 s without a send
         assert hb.status == f"backlog: {hb.counters['outbox_depth']} segments waiting, no asr worker?"
         ctx = zmq.Context()
         pull = pull_segments(run_dir, ctx)
@@ -105,9 +108,9 @@ def test_segments_wait_for_a_worker_and_finals_go_first(stack, run_dir):
         seen = len(client.seen)
         client.wait(lambda m: m in client.seen[seen:] and isinstance(m, schemas.Heartbeat) and m.stage == "vad"
                     and m.ok and m.counters["outbox_depth"] == 0, what="a healthy heartbeat")
-        pull.close(linger=0)
-        ctx.term()
     finally:
+        if ctx is not None:
+            ctx.destroy(linger=0)  # with any socket a failure left open
         client.close()
 
 
@@ -196,10 +199,8 @@ def test_over_outbox_max_mb_the_oldest_job_pieces_are_dropped_and_reported(stack
         pull = pull_segments(run_dir, ctx)
         segs = recv_segments(pull, lambda got: len(got) == announce.count - dropped)
         assert [s.index for s in segs] == list(range(dropped, announce.count))  # the rest, in order
-        pull.close(linger=0)
     finally:
-        push.close(linger=0)
-        ctx.term()
+        ctx.destroy(linger=0)  # push, and pull if it was opened
         client.close()
 
 
@@ -226,7 +227,8 @@ def speech_then_sigterm(client, vad, stream):
     client.publish(schemas.Open(stream=stream, partials=False))
     publish_stream(client, stream, pcm[:mid])
     client.wait(lambda m: isinstance(m, schemas.SpeechStart) and m.utt == 2, what="the third utterance")
-    time.sleep(0.2)  # and the audio after its start
+    sent = len(frames_of(pcm[:mid]))
+    client.heartbeat("vad", lambda h: h.counters.get("frames", 0) >= sent)  # and the audio after its start
     assert vad.stop() == 0
     return [json.loads(line) for line in vad.output().splitlines() if line.startswith("{")]
 
@@ -237,7 +239,7 @@ def test_sigterm_finishes_open_utterances_and_sends_them(stack, run_dir):
     pull = pull_segments(run_dir, ctx)
     try:
         logs = speech_then_sigterm(client, vad, "t1")
-        segs = recv_segments(pull, lambda got: len(got) == 3, timeout=5)
+        segs = recv_segments(pull, lambda got: len(got) == 3)
         assert [(s.kind, s.utt) for s in segs] == [("final", 0), ("final", 1), ("final", 2)]
         assert any(e["message"] == "stopped with the outbox empty" for e in logs)
         client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == 2, what="the flushed speech_end")

@@ -70,7 +70,7 @@ def test_replay_through_the_real_bus_and_vad_twice(spawn, run_dir):
             base = run * want  # the stream was closed and opened again: its utterance numbers go on
             client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == base + want - 1,
                         what=f"run {run} ends")
-            finals, deadline = [], time.monotonic() + 10
+            finals, deadline = [], time.monotonic() + 30
             while len(finals) < want and time.monotonic() < deadline:
                 if pull.poll(100):
                     seg = schemas.decode(pull.recv())
