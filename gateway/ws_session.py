@@ -159,8 +159,8 @@ class StreamHandler:
     async def _receive_loop(self) -> None:
         while True:
             try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel, which leaves
-                # the task's cancel count off and lets a CancelledError escape the server's scope.
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as
+                # a message arrives, and this loop would then go on receiving after _end().
                 async with asyncio.timeout(self.idle_timeout_s):
                     message = await self.ws.receive()
             except TimeoutError:
