@@ -18,7 +18,7 @@ import zmq
 from bus import schemas, sockets
 from config import load_config
 from tests.asr.wer import wer
-from tests.e2e import live
+from tests.e2e import live, stack as stacks
 
 pytestmark = pytest.mark.slow
 
@@ -34,18 +34,8 @@ def post(stack, path, **kw) -> httpx.Response:
     return httpx.post(f"{stack.http}{path}", timeout=120, **kw)
 
 
-def healthy(base: str, timeout: float = 30.0) -> bool:
-    """/health is 200 now or within `timeout`: it needs fresh heartbeats (3 s), which a busy machine delays."""
-    deadline = time.monotonic() + timeout
-    while httpx.get(f"{base}/health", timeout=10).status_code != 200:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 def test_info_health_model(stack):
-    assert healthy(stack.http), httpx.get(f"{stack.http}/health").json()
+    stacks.wait_healthy(stack, 30)  # /health needs fresh heartbeats (3 s), which a busy machine delays
     assert httpx.get(f"{stack.http}/").json()["status"] == "ok"
     info = httpx.get(f"{stack.http}/model/info").json()
     assert info["model"] == "tiny.en-int8" and info["precision"] == "int8" and info["workers_seen"] >= 1
@@ -144,7 +134,7 @@ def test_malformed_requests_then_healthy(stack, jfk):
                  lambda: c.get("/stream")]
         statuses = [kinds[i % len(kinds)]().status_code for i in range(200)]
         assert set(statuses) <= {400, 413, 426}, sorted(set(statuses))
-        assert healthy(stack.http), c.get("/health").json()
+        stacks.wait_healthy(stack, 30)
         assert wer([JFK_TEXT], [c.post("/transcribe", files={"audio_file": ("j.flac", jfk)}).json()["text"]]) <= 0.1
 
 
