@@ -28,7 +28,8 @@ from asr.quantize import quantize_file
 
 MANIFEST_FORMAT = 1
 # Bumped when the graphs or their quantisation change, so ensure_model rebuilds old builds.
-BUILDER_VERSION = 3  # 2 had per-channel encoder scales, measured worse and rolled back
+BUILDER_VERSION = 5  # 2: per-channel encoder scales (rolled back); 3: per-matrix int8; 4: a decoder-only
+# trial of blocks (never shipped, but may sit in a models folder); 5: int8 in blocks of 32 in every graph
 PRECISIONS = ("int8", "fp32")
 DEFAULT_OUT = Path("models")
 # ONNX protobuf files are limited to 2 GiB; above this, weights go to a side file.

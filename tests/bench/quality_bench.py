@@ -97,7 +97,7 @@ def encoder_batching(model: str, models_dir: Path, audios: list, reps: int = 3) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="quality_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="tiny")
+    parser.add_argument("--models", default="tiny,base")
     parser.add_argument("--clips", type=int, default=0, help="first N clips only (0: all)")
     parser.add_argument("--models-dir", default=str(Path("~/.local/share/voxbus/models").expanduser()))
     parser.add_argument("--check", action="store_true")

@@ -69,7 +69,7 @@ def run_model(model: str, clips: list, models_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="word_timing_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="tiny")
+    parser.add_argument("--models", default="tiny,base")
     parser.add_argument("--models-dir", default=str(Path("~/.local/share/voxbus/models").expanduser()))
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
