@@ -33,6 +33,7 @@ from asr.manifest import (SPECIAL_ROLES, ModelFormatError, ModelManifest, ModelN
                           load_manifest, verify_checksums)
 from asr.onnx_session import EncodedWindows, WhisperSessions
 from asr.options import TranscribeOptions, split_options
+from asr.timeline import shift_times
 from asr.tokenizer import TIME_PRECISION, Tokenizer
 from asr.word_timing import TimedSegment, add_word_timestamps, find_alignment
 
@@ -89,11 +90,8 @@ class _Window:
 
 def _shifted(segment: Segment, seconds: float) -> Segment:
     """The segment with its times (and its words' times) moved later by `seconds`."""
-    words = None if segment.words is None else [
-        {**word, "start": round(word["start"] + seconds, 3), "end": round(word["end"] + seconds, 3)}
-        for word in segment.words]
-    return dataclasses.replace(segment, start=round(segment.start + seconds, 3),
-                               end=round(segment.end + seconds, 3), words=words)
+    return dataclasses.replace(
+        segment, **shift_times({"start": segment.start, "end": segment.end, "words": segment.words}, seconds))
 
 
 class WhisperModel:
@@ -215,10 +213,7 @@ class WhisperModel:
         for first in range(0, len(voiced), batch_size):
             group = voiced[first : first + batch_size]
             timings = _Timings()
-            started = time.perf_counter()
-            mels = np.stack([window_mel(audios[i], self.dims["n_mels"]) for i in group])
-            timings.encode_ms += (time.perf_counter() - started) * 1000
-            encoded = self._encode(mels, timings)
+            encoded = self._encode(self._window_mels([audios[i] for i in group], timings), timings)
             share = _Timings(timings.encode_ms / len(group))
             for row, index in enumerate(group):
                 results[index] = self._one_window(audios[index], encoded, row, decoding, chaining,
@@ -277,12 +272,16 @@ class WhisperModel:
             return []
         said = tuple(t for s in segments for t in s.tokens if t < self.tokenizer.special.eot)
         prompt = self._prompt_tokens(decoding.prompt) + said if chaining.condition_on_previous_text else decoding.prompt
-        started = time.perf_counter()
-        mel = window_mel(tail, self.dims["n_mels"])[None]
-        timings.encode_ms += (time.perf_counter() - started) * 1000
-        rest = self._one_window(tail, self._encode(mel, timings), 0, dataclasses.replace(decoding, prompt=prompt),
-                                chaining, timings)
+        encoded = self._encode(self._window_mels([tail], timings), timings)
+        rest = self._one_window(tail, encoded, 0, dataclasses.replace(decoding, prompt=prompt), chaining, timings)
         return [_shifted(segment, offset) for segment in rest.segments]
+
+    def _window_mels(self, audios: list[np.ndarray], timings: _Timings) -> np.ndarray:
+        """[N, n_mels, 3000]: each segment's 30 s window features (counted as encoder time)."""
+        started = time.perf_counter()
+        mels = np.stack([window_mel(audio, self.dims["n_mels"]) for audio in audios])
+        timings.encode_ms += (time.perf_counter() - started) * 1000
+        return mels
 
     def _encode(self, mels: np.ndarray, timings: _Timings) -> EncodedWindows:
         started = time.perf_counter()

@@ -59,15 +59,16 @@ class _Packed:
         self.inits = {t.name: t for t in model.graph.initializer}
         self.names: dict[str, tuple[str, str]] = {}
 
-    def weight(self, name: str) -> np.ndarray | None:
+    def shape(self, name: str) -> tuple[int, int] | None:
+        """[K, N] of a constant weight that packs into whole blocks, else None (the MatMul stays fp32)."""
         init = self.inits.get(name)
         if init is None or len(init.dims) != 2 or init.dims[0] % self.block:
             return None
-        return numpy_helper.to_array(init)
+        return init.dims[0], init.dims[1]
 
     def get(self, name: str) -> tuple[str, str]:
         if name not in self.names:
-            q, scales = block_quantize(self.weight(name), self.block)
+            q, scales = block_quantize(numpy_helper.to_array(self.inits[name]), self.block)
             names = (f"{name}_q8", f"{name}_scales")
             self.model.graph.initializer.extend([numpy_helper.from_array(q, names[0]),
                                                  numpy_helper.from_array(scales, names[1])])
@@ -76,11 +77,11 @@ class _Packed:
 
 
 def _matmul_nbits(node: onnx.NodeProto, packed: _Packed, accuracy_level: int) -> onnx.NodeProto | None:
-    weight = packed.weight(node.input[1])
-    if weight is None:
+    shape = packed.shape(node.input[1])
+    if shape is None:
         return None
     q, scales = packed.get(node.input[1])
-    k, n = weight.shape
+    k, n = shape
     return helper.make_node("MatMulNBits", [node.input[0], q, scales], list(node.output), name=f"{node.name}_q8",
                             domain="com.microsoft", K=k, N=n, bits=BITS, block_size=packed.block,
                             accuracy_level=accuracy_level)
@@ -129,14 +130,16 @@ def quantize_graph(model: onnx.ModelProto, block: int = DEFAULT_BLOCK, accuracy_
     """
     packed = _Packed(model, block)
     nodes = list(model.graph.node)
-    swapped = [(node, _matmul_nbits(node, packed, accuracy_level)) for node in nodes if node.op_type == "MatMul"]
+    replacement = {}
+    for node in nodes:
+        if node.op_type == "MatMul" and (new := _matmul_nbits(node, packed, accuracy_level)) is not None:
+            replacement[id(node)] = new
     consumers: dict[str, list] = {}
     for node in nodes:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     embedding = _share_embedding(model, packed, consumers)
     rebuilt = []
-    replacement = {id(old): new for old, new in swapped if new is not None}
     dropped = {id(n) for gather, transpose, _ in embedding for n in (gather, transpose)}
     inserts = {id(gather): new for gather, _, new in embedding}
     for node in nodes:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from asr.timeline import shift_times
 from bus.schemas import SAMPLE_RATE, Error, Segment, Transcript
 from config.schema import AsrConfig
 
@@ -99,8 +100,8 @@ class SegmentTranscriber:
 
     def _transcript(self, segment: Segment, result, queue_ms: float) -> Transcript:
         base = segment.offset / SAMPLE_RATE
-        segments = [_shifted(s, base) for s in _plain_segments(result.segments)]
-        words = [_shifted(w, base) for w in getattr(result, "words", None) or []]
+        segments = [shift_times(s, base) for s in _plain_segments(result.segments)]
+        words = [shift_times(w, base) for w in getattr(result, "words", None) or []]
         duration = len(segment.pcm) / 2 / SAMPLE_RATE
         return Transcript(
             kind=segment.kind, utt=segment.utt, text=result.text.strip(),
@@ -130,10 +131,3 @@ def _plain_segments(segments) -> list[dict]:
         out.append({k: seg[k] for k in keep if k in seg})
     return out
 
-
-def _shifted(item: dict, base: float) -> dict:
-    """A copy with start/end (and its words') moved from the segment's timeline onto the stream's or job's."""
-    out = dict(item, start=round(base + item["start"], 3), end=round(base + item["end"], 3))
-    if item.get("words"):
-        out["words"] = [_shifted(w, base) for w in item["words"]]
-    return out
