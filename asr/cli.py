@@ -16,8 +16,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from asr.audio_file import load_audio
+from asr.whisper.audio import load_audio
 from bus import subtitles
+from bus.schemas import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def _codes(text: str) -> list[str]:
     return codes
 
 
-# command-line flag -> transcription option (asr/options.py, asr/decoding.py), for the flags given
+# command-line flag -> transcription option (asr/whisper/options.py, asr/whisper/decoding.py), for the flags given
 _OPTION_FLAGS = {
     "beam_size": "--beam-size", "best_of": "--best-of", "patience": "--patience",
     "length_penalty": "--length-penalty", "temperature": "--temperature",
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="DIR",
                         help=f"model directory (default: ${MODEL_ENV}, else {DEFAULT_MODEL_DIR})")
     parser.add_argument("--language", default="auto", metavar="xx|auto", help="language code, or auto to detect")
-    parser.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
+    parser.add_argument("--task", choices=TASKS, default="transcribe")
     parser.add_argument("--format", choices=subtitles.FORMATS, default="text", dest="output_format")
     parser.add_argument("--threads", type=_positive_int, metavar="N", help="inference threads (default: all cores)")
     _add_decoding_flags(parser)
@@ -189,7 +190,7 @@ def _flag_named(message: str) -> str:
 def _run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     options = decoding_options(args)
-    from asr.engine import WhisperModel  # onnxruntime loads slowly: not for --help or usage errors
+    from asr.whisper.engine import WhisperModel  # onnxruntime loads slowly: not for --help or usage errors
 
     try:
         model = WhisperModel(_model_dir(args.model), threads=args.threads)
@@ -216,7 +217,7 @@ def _run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for `voxbus transcribe` (bus/cli.py passes the arguments after it)."""
+    """Entry point for `voxbus transcribe` (cli/main.py passes the arguments after it)."""
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

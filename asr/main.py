@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 import zmq
 
 from bus.segment_queue import Queued, SegmentQueue
-from asr.worker import SegmentTranscriber
+from asr.transcriber import SegmentTranscriber
 from bus import schemas, sockets
 from bus.stage import StageRuntime, run_stage
 from config.paths import model_dir
@@ -37,7 +37,7 @@ class AsrLoop:
     def __init__(self, runtime: StageRuntime):
         self.runtime = runtime
         self.cfg = runtime.config
-        self.worker = self.cfg.asr.worker or f"{socket.gethostname()}-{os.getpid()}"
+        self.worker = self.cfg.asr.transcriber or f"{socket.gethostname()}-{os.getpid()}"
         self.threads = self.cfg.asr.threads or len(runtime.cores) or 1
         self.queue = SegmentQueue()
         self.transcriber: SegmentTranscriber | None = None
@@ -61,7 +61,7 @@ class AsrLoop:
         return True, "ok", counters
 
     def load_model(self) -> None:
-        from asr.engine import WhisperModel  # onnxruntime import is slow; only the asr process pays it
+        from asr.whisper.engine import WhisperModel  # onnxruntime import is slow; only the asr process pays it
         path = model_dir(self.cfg.models_dir, self.cfg.asr.model)
         try:
             model = WhisperModel(path, threads=self.threads)
@@ -125,10 +125,9 @@ class AsrLoop:
         if item is None:
             return
         if self.transcriber is None:  # say so now rather than leave the sender waiting
-            seg = item.segment
-            sockets.publish(pub, schemas.Error(
-                code="model_not_loaded", message=f"asr {self.worker}: {self.model_error or 'model loading'}",
-                stream=seg.stream, job=seg.job, utt=seg.utt, index=seg.index, permanent=False, stage="asr"))
+            sockets.publish(pub, schemas.Error.about(
+                item.segment, "model_not_loaded", f"asr {self.worker}: {self.model_error or 'model loading'}",
+                permanent=False, stage="asr"))
             self.counters["errors"] += 1
             return
         self.pending = (item, pool.submit(self.transcriber.transcribe, item.segment, item.received))
@@ -142,9 +141,8 @@ class AsrLoop:
             msg = future.result()
         except Exception as exc:  # an engine bug must not take the worker down: log it, tell the sender
             log.exception("inference failed", extra={"stream": item.segment.stream, "job": item.segment.job})
-            seg = item.segment
-            msg = schemas.Error(code="inference_failed", message=f"asr {self.worker}: {exc}", stream=seg.stream,
-                                job=seg.job, utt=seg.utt, index=seg.index, permanent=False, stage="asr")
+            msg = schemas.Error.about(item.segment, "inference_failed", f"asr {self.worker}: {exc}",
+                                      permanent=False, stage="asr")
         if isinstance(msg, schemas.Error):
             self.counters["errors"] += 1
         else:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgpack
 
+from bus.pcm import SAMPLE_RATE
+from config.names import ID_RULE, TASKS, valid_id  # noqa: F401  (TASKS: the wire's home for them)
+
 VERSION = 1
-SAMPLE_RATE = 16000
-_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+SEGMENT_KINDS = ("partial", "final")
 
 
 class SchemaError(ValueError):
@@ -29,8 +30,8 @@ class SchemaError(ValueError):
 
 def check_id(value: str, what: str = "stream") -> str:
     """Stream, job and stage ids become topic parts, so they may not contain '/'."""
-    if not isinstance(value, str) or not _ID.match(value):
-        raise SchemaError(f"bad {what} id {value!r}: expected 1-64 letters, digits, _ . : -")
+    if not valid_id(value):
+        raise SchemaError(f"bad {what} id {value!r}: expected {ID_RULE}")
     return value
 
 
@@ -166,9 +167,7 @@ class Job(Message):
 
 @dataclass(frozen=True)
 class Transcript(Message):
-    """asr → text/<stream>/ or job/<job>/; `kind` (partial|final) is the payload type."""
-    TYPE: ClassVar[str] = "transcript"
-    kind: str
+    """asr → text/<stream>/ or job/<job>/: a `Partial` or a `Final` (the payload type says which)."""
     utt: int
     text: str
     start: float
@@ -189,13 +188,26 @@ class Transcript(Message):
     ts: float | None = None
     ts_end_of_speech: float | None = None
 
-    def payload(self) -> dict[str, Any]:
-        body = super().payload()
-        body["type"] = body.pop("kind")
-        return body
+    @property
+    def kind(self) -> str:
+        """partial or final: the message type, which is also the segment kind it answers."""
+        return self.TYPE
 
     def topic(self) -> bytes:
         return topic("job", self.job) if self.job is not None else topic("text", self.stream or "")
+
+
+@dataclass(frozen=True)
+class Partial(Transcript):
+    TYPE: ClassVar[str] = "partial"
+
+
+@dataclass(frozen=True)
+class Final(Transcript):
+    TYPE: ClassVar[str] = "final"
+
+
+TRANSCRIPT_TYPES: dict[str, type[Transcript]] = {"partial": Partial, "final": Final}  # by segment kind
 
 
 @dataclass(frozen=True)
@@ -222,6 +234,12 @@ class Error(Message):
     permanent: bool = True
     stage: str = ""
 
+    @classmethod
+    def about(cls, segment: Segment, code: str, message: str, *, permanent: bool, stage: str) -> Error:
+        """The error answering `segment`: addressed to its stream or job, utterance and index."""
+        return cls(code=code, message=message, stream=segment.stream, job=segment.job, utt=segment.utt,
+                   index=segment.index, permanent=permanent, stage=stage)
+
     def topic(self) -> bytes:
         return topic("job", self.job) if self.job is not None else topic("text", self.stream or "")
 
@@ -244,16 +262,14 @@ class Heartbeat(Message):
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.TYPE: cls for cls in (Open, Flush, Close, Audio, SpeechStart, SpeechEnd, Segment, Job,
+    cls.TYPE: cls for cls in (Open, Flush, Close, Audio, SpeechStart, SpeechEnd, Segment, Job, Partial, Final,
                               JobSegments, Error, Heartbeat)}
-MESSAGE_TYPES["partial"] = MESSAGE_TYPES["final"] = Transcript
 
 
 # ---- codec ------------------------------------------------------------------
 
-_CHOICES = {("Open", "task"): ("transcribe", "translate"), ("Segment", "task"): ("transcribe", "translate"),
-            ("Job", "task"): ("transcribe", "translate"), ("Segment", "kind"): ("partial", "final"),
-            ("Transcript", "kind"): ("partial", "final")}
+_CHOICES = {("Open", "task"): TASKS, ("Segment", "task"): TASKS, ("Job", "task"): TASKS,
+            ("Segment", "kind"): SEGMENT_KINDS}
 _ID_FIELDS = ("stream", "job", "stage")
 
 
@@ -281,8 +297,6 @@ def decode(data: bytes) -> Message:
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise SchemaError(f"unknown message type {kind!r}")
-    if cls is Transcript:
-        body = dict(body, kind=kind)
     return _build(cls, body)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-FORMATS = ("text", "json", "verbose_json", "srt", "vtt")
+FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
 
 def _clock(seconds: float, separator: str) -> str:

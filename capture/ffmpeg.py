@@ -23,6 +23,7 @@ import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
+from bus.pcm import SAMPLE_RATE
 from capture.base import SourceLost, SourceUnavailable
 from config.schema import SourceConfig
 
@@ -60,7 +61,7 @@ def ffmpeg_command(cfg: SourceConfig, binary: str = "ffmpeg") -> list[str]:
     cmd = [binary, "-hide_banner", "-nostdin", "-loglevel", "warning"]
     if cfg.realtime and is_local(cfg.url):
         cmd.append("-re")
-    return cmd + ["-i", cfg.url, "-vn", "-ac", "1", "-ar", "16000", "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
+    return cmd + ["-i", cfg.url, "-vn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
 
 
 def is_local(url: str) -> bool:
@@ -68,7 +69,7 @@ def is_local(url: str) -> bool:
 
 
 class FfmpegReader:
-    rate = 16000
+    rate = SAMPLE_RATE
     channels = 1
 
     def __init__(self, cfg: SourceConfig, binary: str = "ffmpeg", stall_timeout_s: float | None = None):

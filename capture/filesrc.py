@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 import soundfile
 
+from bus.pcm import SAMPLE_RATE
 from capture.base import SourceUnavailable
 from config.schema import SourceConfig
 
@@ -17,7 +18,7 @@ class FileReader:
     def __init__(self, cfg: SourceConfig, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         self.cfg = cfg
-        self.rate = 16000
+        self.rate = SAMPLE_RATE
         self.channels = 1
         self._clock = clock
         self._sleep = sleep

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bus.pcm import SAMPLE_RATE
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -12,7 +14,7 @@ class Frame:
 
 
 class Framer:
-    def __init__(self, frame_ms: int = 20, rate: int = 16000):
+    def __init__(self, frame_ms: int = 20, rate: int = SAMPLE_RATE):
         self.frame_samples = rate * frame_ms // 1000
         self.frame_bytes = self.frame_samples * 2
         self.seq = 0

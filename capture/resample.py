@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-TARGET_RATE = 16000
+from bus import pcm as pcm_format
+from bus.pcm import SAMPLE_RATE as TARGET_RATE
 
 
 class Converter:
@@ -39,5 +40,4 @@ class Converter:
             mono = samples.mean(axis=1, dtype=np.float32)
         if self._stream is None:
             return mono.astype("<i2").tobytes()
-        out = self._stream.resample_chunk(mono.astype(np.float32) / 32768.0, last=last)
-        return (np.clip(out * 32768.0, -32768, 32767)).round().astype("<i2").tobytes()
+        return pcm_format.to_pcm(self._stream.resample_chunk(pcm_format.to_float(mono), last=last))

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from config import paths
+from config.names import ID_RULE, valid_id
 from config.schema import Config, SourceConfig
 
 SYSTEM_CONFIG = Path("/etc/voxbus/voxbus.toml")
 _ENDPOINT = re.compile(r"^(ipc://.+|inproc://.+|tcp://(\*|[A-Za-z0-9_.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5}))$")
-_STREAM = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
 _SECTION_TYPES = {f.name: t for f in dataclasses.fields(Config)
@@ -182,8 +182,8 @@ def _coerce_scalar(value, tp, meta, path, problems):
         or ("min" in meta and value < meta["min"]) or ("max" in meta and value > meta["max"])
     if meta.get("kind") == "endpoint" and not _ENDPOINT.match(value):
         problems.append(f"config: {path} = {value!r}: expected an endpoint ipc://PATH or tcp://HOST:PORT")
-    elif meta.get("kind") == "stream" and not _STREAM.match(value):
-        problems.append(f"config: {path} = {value!r}: expected a stream id of 1-64 letters, digits, _ . : -")
+    elif meta.get("kind") == "stream" and not valid_id(value):
+        problems.append(f"config: {path} = {value!r}: expected a stream id of {ID_RULE}")
     elif bad:
         problems.append(f"config: {path} = {value!r}: expected {_describe(tp, meta)}")
     return value

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from config.names import TASKS
+
 Cores = tuple[int, ...] | str  # "auto" or explicit core ids
 
 
@@ -27,8 +29,8 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class BusConfig:
-    publish: str = _f("", kind="endpoint")
-    subscribe: str = _f("", kind="endpoint")
+    publish: str = _f("ipc://{run_dir}/bus-publish", kind="endpoint")
+    subscribe: str = _f("ipc://{run_dir}/bus-subscribe", kind="endpoint")
     pub_hwm: int = _f(20000, min=1)
     sub_hwm: int = _f(20000, min=1)
     push_hwm: int = _f(1, min=1)
@@ -61,7 +63,7 @@ class SourceConfig:
     channel: int = _f(-1, min=-1, max=63)
     period_frames: int = _f(320, min=16, max=65536)
     language: str = _f("auto")
-    task: str = _f("transcribe", choices=("transcribe", "translate"))
+    task: str = _f("transcribe", choices=TASKS)
     partials: bool = _f(True)
     stall_timeout_s: float = _f(10.0, min=0.5, max=3600.0)
 
@@ -75,8 +77,8 @@ class CaptureConfig:
 
 @dataclass(frozen=True)
 class VadConfig:
-    jobs: str = _f("", kind="endpoint")
-    segments: str = _f("", kind="endpoint")
+    jobs: str = _f("ipc://{run_dir}/vad-jobs", kind="endpoint")
+    segments: str = _f("ipc://{run_dir}/vad-segments", kind="endpoint")
     aggressiveness: int = _f(2, min=0, max=3)
     frame_ms: int = _f(30, choices=(10, 20, 30))
     start_window_ms: int = _f(300, min=30, max=2000)

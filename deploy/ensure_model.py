@@ -15,7 +15,7 @@ DEFAULT = ("tiny", "tiny.en-int8", "int8")
 def main() -> int:
     source, name, precision = DEFAULT
     target = model_dir(str(resolve_models_dir("", os.environ)), name)
-    from asr.model_build import ModelBuildError, ensure_model
+    from asr.build.builder import ModelBuildError, ensure_model
     try:
         ensure_model(source, target, precision)
     except (ModelBuildError, OSError) as exc:

@@ -16,7 +16,8 @@ import numpy as np
 import soundfile
 import soxr
 
-from bus.schemas import SAMPLE_RATE
+from bus import pcm as pcm_format
+from bus.pcm import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,6 @@ class AudioError(ValueError):
         self.message = message
 
 
-def float_to_int16(samples: np.ndarray) -> np.ndarray:
-    finite = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)  # a client's NaN must not become noise
-    return (np.clip(finite, -1.0, 1.0) * 32767.0).astype("<i2")
 
 
 def decode_upload(data: bytes, max_seconds: float) -> np.ndarray:
@@ -103,9 +101,9 @@ def _decode_soundfile(data: bytes, max_seconds: float) -> np.ndarray | None:
             if read > max_seconds * f.samplerate:  # counted, not trusted: a header can be wrong
                 raise _too_long(read / f.samplerate, max_seconds, at_least=True)
             mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-            parts.append(float_to_int16(resampler.resample_chunk(mono) if resampler else mono))
+            parts.append(pcm_format.to_int16(resampler.resample_chunk(mono) if resampler else mono))
         if resampler:
-            parts.append(float_to_int16(resampler.resample_chunk(np.zeros(0, "float32"), last=True)))
+            parts.append(pcm_format.to_int16(resampler.resample_chunk(np.zeros(0, "float32"), last=True)))
     return np.concatenate(parts) if parts else np.zeros(0, "<i2")
 
 
@@ -153,7 +151,7 @@ def trim_silence(pcm: np.ndarray, threshold_dbfs: float = -45.0, frame_ms: int =
     count = pcm.size // frame
     if count == 0:
         return pcm
-    frames = pcm[: count * frame].astype(np.float32).reshape(count, frame) / 32768.0
+    frames = pcm_format.to_float(pcm[: count * frame]).reshape(count, frame)
     rms_db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
     loud = np.flatnonzero(rms_db > threshold_dbfs)
     if loud.size == 0:
@@ -193,15 +191,15 @@ class PcmConverter:
     def drain(self) -> list[bytes]:
         """Everything still held (the resampler's tail and a short last frame)."""
         if self.resampler is not None:
-            self._append(float_to_int16(self.resampler.resample_chunk(np.zeros(0, "float32"), last=True)))
+            self._append(pcm_format.to_int16(self.resampler.resample_chunk(np.zeros(0, "float32"), last=True)))
             self.resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32")
         return self._take(whole_only=False)
 
     def _convert(self, samples: np.ndarray) -> np.ndarray:
         if self.resampler is None:
-            return samples.astype("<i2") if self.encoding == "s16" else float_to_int16(samples)
-        floats = samples.astype(np.float32) / 32768.0 if self.encoding == "s16" else samples.astype(np.float32)
-        return float_to_int16(self.resampler.resample_chunk(floats))
+            return samples.astype("<i2") if self.encoding == "s16" else pcm_format.to_int16(samples)
+        floats = pcm_format.to_float(samples) if self.encoding == "s16" else samples.astype(np.float32)
+        return pcm_format.to_int16(self.resampler.resample_chunk(floats))
 
     def _append(self, pcm: np.ndarray) -> None:
         if pcm.size:

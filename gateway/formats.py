@@ -14,7 +14,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from bus import subtitles
 from gateway.languages import language_name
 
-FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
 
 def verbose_json(text: str, segments: Sequence[Mapping], words: Sequence[Mapping] | None, *, task: str,

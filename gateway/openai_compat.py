@@ -12,6 +12,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bus import subtitles
 from gateway import formats, health, params, service, uploads
 from gateway.errors import ApiError
 
@@ -36,7 +37,7 @@ async def _audio(request: Request, task: str) -> Response:
     if params.flag(form.get("stream"), False, "stream"):
         raise ApiError(400, "stream_unsupported", "stream=true is not supported here; use the /stream WebSocket "
                                                   "for live results", "stream")
-    fmt = params.choice(form.get("response_format"), formats.FORMATS, "json", "response_format")
+    fmt = params.choice(form.get("response_format"), subtitles.FORMATS, "json", "response_format")
     granularities = _granularities(form)
     temperature = params.number(form.get("temperature"), 0.0, 0.0, 1.0, "temperature")
     words = "word" in granularities

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 
+from bus.schemas import TASKS
 from gateway.errors import ApiError
 from gateway.languages import language_code
 
-TASKS = ("transcribe", "translate")
 PROMPT_MAX_CHARS = 1000  # every endpoint and the WebSocket: context for the decoder
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bus import subtitles
 from gateway import formats, health, params, service, uploads
 from gateway.version import VERSION
 from gateway.errors import ApiError
@@ -50,7 +51,7 @@ async def model_info(request: Request) -> JSONResponse:
 
 
 def _job_request(data: bytes, fields, default_format: str) -> tuple[service.Request, str]:
-    fmt = params.choice(fields.get("response_format"), formats.FORMATS, default_format, "response_format")
+    fmt = params.choice(fields.get("response_format"), subtitles.FORMATS, default_format, "response_format")
     temperature = params.number(fields.get("temperature"), 0.0, 0.0, 1.0, "temperature")
     words = params.flag(fields.get("word_timestamps"), False, "word_timestamps")
     req = service.Request(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from bus import schemas
+from bus.pcm import SAMPLE_RATE
 from config.schema import GatewayConfig
 from gateway.audio import AudioError, PcmConverter
 from gateway.events import client_event
@@ -61,7 +62,7 @@ class IllegalTransition(ProtocolError):
 class SessionConfig:
     language: str = "auto"
     task: str = "transcribe"
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     encoding: str = "f32"
     partials: bool = True
     end_silence_ms: int | None = None
@@ -118,7 +119,7 @@ def _prompt(key: str, value: Any) -> str | None:
 
 
 def _validators(gw: GatewayConfig) -> dict:
-    return {"language": _language, "task": _choice("transcribe", "translate"),
+    return {"language": _language, "task": _choice(*schemas.TASKS),
             "encoding": _choice(*PcmConverter.ENCODINGS), "partials": _as_bool, "prompt": _prompt,
             "sample_rate": lambda k, v: _as_int(k, v, MIN_RATE, MAX_RATE),
             "end_silence_ms": lambda k, v: _as_int(k, v, gw.min_end_silence_ms, gw.max_end_silence_ms)}

@@ -6,17 +6,16 @@ import math
 import numpy as np
 import webrtcvad
 
-SAMPLE_RATE = 16000
-BYTES_PER_SAMPLE = 2
+from bus.pcm import BYTES_PER_SAMPLE, SAMPLE_RATE, to_float  # noqa: F401  (re-exported for vad's modules)
 SILENCE_DBFS = -100.0  # level reported for digital silence (log of zero)
 
 
 def frame_dbfs(frame: bytes) -> float:
     """RMS level of int16 PCM relative to full scale; -100 for digital silence."""
-    samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+    samples = to_float(frame)
     if samples.size == 0:
         return SILENCE_DBFS
-    rms = math.sqrt(float(np.dot(samples, samples)) / samples.size) / 32768.0
+    rms = math.sqrt(float(np.dot(samples, samples)) / samples.size)
     return max(SILENCE_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_DBFS
 
 

@@ -13,7 +13,7 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-from bus import schemas
+from bus import pcm, schemas
 from config.schema import VadConfig
 from vad.detector import VoiceDetector
 from vad.jobs import cut_job
@@ -35,7 +35,7 @@ class JobCutter:
                                     language=job.language, task=job.task, prompt=job.prompt, index=i,
                                     count=count, options=job.options, ts_end_of_speech=job.ts)
                     for i, p in enumerate(pieces)]
-        duration = len(job.pcm) / 2 / 16000
+        duration = pcm.seconds(job.pcm)
         return schemas.JobSegments(job=job.job, count=count, duration=round(duration, 3)), segments
 
 

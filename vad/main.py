@@ -119,8 +119,7 @@ class VadLoop:
                     "job": dropped.job, "utt": dropped.utt})
 
     def report_unsent(self, pub: zmq.Socket, segment: schemas.Segment, code: str, message: str) -> None:
-        sockets.publish(pub, schemas.Error(code=code, message=message, stream=segment.stream, job=segment.job,
-                                           utt=segment.utt, index=segment.index, permanent=False, stage="vad"))
+        sockets.publish(pub, schemas.Error.about(segment, code, message, permanent=False, stage="vad"))
 
     def collect_jobs(self, pub: zmq.Socket) -> None:
         for result in self.job_worker.results():

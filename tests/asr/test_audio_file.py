@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from asr.audio_file import load_audio, validate_audio
+from asr.whisper.audio import load_audio, validate_audio
 
 
 def test_resamples_and_downmixes(tmp_path):

@@ -1,9 +1,9 @@
-"""Beam search, best-of sampling and ranking on a scripted decoder (asr/beam.py)."""
+"""Beam search, best-of sampling and ranking on a scripted decoder (asr/whisper/beam.py)."""
 
 import numpy as np
 import pytest
 
-from asr.beam import BeamSearchDecoder, GreedyDecoder, MaximumLikelihoodRanker
+from asr.whisper.beam import BeamSearchDecoder, GreedyDecoder, MaximumLikelihoodRanker
 
 EOT, A, B, C, D = 0, 1, 2, 3, 4
 N_VOCAB = 8

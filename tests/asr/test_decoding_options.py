@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from asr.audio_file import load_audio
+from asr.whisper.audio import load_audio
 from tests.asr.wer import wer
 
 pytestmark = pytest.mark.slow
@@ -98,5 +98,5 @@ def test_a_window_closed_early_is_continued_to_the_end_of_the_segment(tiny_model
     assert whole.text.endswith("printing beautiful letters."), whole.text
     assert [s.start for s in whole.segments] == sorted(s.start for s in whole.segments)
     assert whole.segments[-1].end <= whole.duration + 0.02
-    monkeypatch.setattr("asr.engine.UNHEARD_TAIL_S", float("inf"))
+    monkeypatch.setattr("asr.whisper.engine.UNHEARD_TAIL_S", float("inf"))
     assert tiny_model.transcribe_segment(audio, temperature=0.0).text.endswith("printing")

@@ -4,8 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from asr.audio_file import load_audio
-from asr.engine import ModelFormatError, ModelNotFoundError, WhisperModel
+from asr.whisper.audio import load_audio
+from asr.whisper.engine import ModelFormatError, ModelNotFoundError, WhisperModel
 from tests.asr.wer import wer
 
 # jfk plus three LibriSpeech test-clean utterances: 102 reference words.

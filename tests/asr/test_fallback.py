@@ -1,8 +1,8 @@
-"""Temperature fallback (asr/fallback.py) on made-up decoding results."""
+"""Temperature fallback (asr/whisper/fallback.py) on made-up decoding results."""
 
-from asr.decoding import DecodingResult
-from asr.fallback import decode_with_fallback, needs_fallback
-from asr.options import TranscribeOptions
+from asr.whisper.decoding import DecodingResult
+from asr.whisper.fallback import decode_with_fallback, needs_fallback
+from asr.whisper.options import TranscribeOptions
 
 
 def _result(temperature, avg_logprob=-0.3, ratio=1.2, no_speech=0.1):

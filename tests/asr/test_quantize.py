@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from asr.quantize import ZERO_POINT, block_dequantize, block_quantize, quantize_graph
+from asr.build.quantize import ZERO_POINT, block_dequantize, block_quantize, quantize_graph
 
 D, V = 64, 50
 

@@ -1,9 +1,9 @@
-"""Hallucination guards (asr/speech_guard.py): loops, the no-speech rule, the voiced-audio gate."""
+"""Hallucination guards (asr/whisper/speech_guard.py): loops, the no-speech rule, the voiced-audio gate."""
 
 import numpy as np
 import pytest
 
-from asr.speech_guard import cut_repetition, find_loop, has_words, is_silence, voiced_ms
+from asr.whisper.speech_guard import cut_repetition, find_loop, has_words, is_silence, voiced_ms
 
 TS = 1000  # timestamp_begin for these token lists
 
@@ -50,7 +50,7 @@ def test_has_words():
 
 
 def test_voiced_ms_on_silence_noise_and_speech(eval_clips):
-    from asr.audio_file import load_audio
+    from asr.whisper.audio import load_audio
 
     rng = np.random.default_rng(0)
     assert voiced_ms(np.zeros(16000 * 5, np.float32)) == 0

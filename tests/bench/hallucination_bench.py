@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from asr.speech_guard import voiced_ms
+from asr.whisper.speech_guard import voiced_ms
 from tests.bench.common import load_audio_16k, load_manifest, print_table, write_json
 from tests.bench.noise import noise_chunks
 
@@ -30,8 +30,8 @@ def count_words(text: str) -> int:
 
 
 def bench_model(model_dir: Path, chunks: list) -> list[dict]:
-    from asr.engine import WhisperModel
-    from asr.model_build import ensure_model
+    from asr.whisper.engine import WhisperModel
+    from asr.build.builder import ensure_model
 
     name = model_dir.name.split("-")[0]
     ensure_model("tiny" if name == "tiny.en" else name, model_dir, "int8")

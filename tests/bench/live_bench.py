@@ -78,7 +78,7 @@ def memory(stack: stacks.Stack) -> dict[str, dict]:
 
 
 def bench_model(key: str, models_root: Path, streams: list[int], end_silence_ms: int, partials: bool) -> dict:
-    from asr.model_build import ensure_model
+    from asr.build.builder import ensure_model
 
     source, name = MODELS[key]
     ensure_model(source, models_root / name, "int8")

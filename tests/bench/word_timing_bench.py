@@ -41,8 +41,8 @@ def matched_differences(ours: list[dict], theirs: list[dict]) -> tuple[list[floa
 def run_model(model: str, clips: list, models_dir: Path) -> dict:
     from faster_whisper import WhisperModel as FasterWhisper
 
-    from asr.engine import WhisperModel
-    from asr.model_build import ensure_model
+    from asr.whisper.engine import WhisperModel
+    from asr.build.builder import ensure_model
 
     source, name = MODELS[model]
     vox = WhisperModel(ensure_model(source, models_dir / name, "int8"), threads=2)

@@ -17,7 +17,7 @@ from bus import schemas
 from bus.recording import (FLUSH_EVERY_S, Record, RecordingError, RecordingWriter, ReplaySchedule, describe,
                            read_records)
 
-CLI = ["-m", "bus.cli"]
+CLI = ["-m", "cli"]
 PREFIXES = ["audio/t1/", "vad/t1/", "text/t1/"]
 
 
@@ -30,7 +30,7 @@ def source_records(count: int = 60, seed: int = 7) -> list[Record]:
     rng, t_ns, out = random.Random(seed), 1_700_000_000_000_000_000, []
     for i in range(count):
         if i and i % 10 == 0:
-            msg = schemas.Transcript(kind="partial", utt=i, text=f"words {i}", start=0.0, end=i / 10, stream="t1")
+            msg = schemas.Partial(utt=i, text=f"words {i}", start=0.0, end=i / 10, stream="t1")
         elif i % 10 == 5:
             msg = schemas.SpeechStart(stream="t1", utt=i, offset=i * 320)
         else:

@@ -24,7 +24,7 @@ from bus.supervise import SupervisorPaths, pid_alive, render, supervisord_pid
 from config import load_config
 from config.cores import STAGES
 
-CLI = [sys.executable, "-m", "bus.cli"]
+CLI = [sys.executable, "-m", "cli"]
 PLACEHOLDER_MAIN = 'from bus.placeholder import main\nraise SystemExit(main("{stage}"))\n'
 RESTART_WITHIN_S = 30.0   # generous: a new python process on a busy machine; the time taken is printed
 

@@ -51,7 +51,7 @@ def alsa(tmp_path, run_dir):
 
 
 def test_voxbus_devices_lists_the_test_device(alsa):
-    out = subprocess.run([sys.executable, "-m", "bus.cli", "devices"], env=alsa["env"], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "cli", "devices"], env=alsa["env"], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and "testmic" in out.stdout
 

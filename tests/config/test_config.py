@@ -46,7 +46,7 @@ def test_a_bad_file_stops_the_bus_with_one_line(tmp_path, run_dir, name, text, w
 
 
 def test_a_missing_file_is_one_line_from_voxbus_status(tmp_path, run_dir):
-    result = run_cli(["-m", "bus.cli", "status", "--config", str(tmp_path / "nope.toml")])
+    result = run_cli(["-m", "cli", "status", "--config", str(tmp_path / "nope.toml")])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"voxbus status: config: cannot read {tmp_path / 'nope.toml'}: "
                                                   "No such file or directory"]
@@ -55,7 +55,7 @@ def test_a_missing_file_is_one_line_from_voxbus_status(tmp_path, run_dir):
 def test_several_problems_are_reported_together(tmp_path, run_dir):
     path = tmp_path / "two.toml"
     path.write_text("[gateway]\nport = 0\n[vad]\naggressiveness = 9\n")
-    result = run_cli(["-m", "bus.cli", "record", "audio/", "-o", str(tmp_path / "x.rec"), "--config", str(path)])
+    result = run_cli(["-m", "cli", "record", "audio/", "-o", str(tmp_path / "x.rec"), "--config", str(path)])
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("voxbus record: config: ") for line in lines)

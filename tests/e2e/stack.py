@@ -62,7 +62,7 @@ def start(models_dir: Path, model: str = "tiny.en-int8", **settings: str) -> Sta
     env.update(VOXBUS_RUN_DIR=str(run_dir), VOXBUS_RUN__MODELS_DIR=str(models_dir), VOXBUS_ASR__MODEL=model,
                VOXBUS_GATEWAY__PORT=str(port), **settings)
     stack = Stack(f"127.0.0.1:{port}", run_dir, env)
-    up = subprocess.run([sys.executable, "-m", "bus.cli", "up"], env=env, cwd=REPO, capture_output=True,
+    up = subprocess.run([sys.executable, "-m", "cli", "up"], env=env, cwd=REPO, capture_output=True,
                         text=True, timeout=120)
     if up.returncode != 0:
         stop(stack)
@@ -100,7 +100,7 @@ def stop(stack: Stack) -> None:
     """`voxbus down`, then remove the run dir. If down fails, supervisord and the stages are killed
     instead, the run dir (with the logs) is kept, and StackError says so."""
     try:
-        down = subprocess.run([sys.executable, "-m", "bus.cli", "down"], env=stack.env, cwd=REPO,
+        down = subprocess.run([sys.executable, "-m", "cli", "down"], env=stack.env, cwd=REPO,
                               capture_output=True, text=True, timeout=120)
         problem = f"voxbus down failed ({down.returncode}): {down.stderr.strip()}" if down.returncode else None
     except subprocess.TimeoutExpired:

@@ -21,7 +21,7 @@ WER_MARGIN = 0.02  # live WER may exceed the same model's offline WER by 2 point
 @pytest.fixture(scope="module")
 def stream_and_offline(stack, tiny_models_dir):
     """The live session, and the same model's offline WER on the same clips (computed first, off the clock)."""
-    from asr.engine import WhisperModel
+    from asr.whisper.engine import WhisperModel
 
     audio, utterances = live.build_stream(CLIPS, pause_s=1.5)
     model = WhisperModel(tiny_models_dir / "tiny.en-int8", threads=1)

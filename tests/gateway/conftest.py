@@ -108,8 +108,7 @@ class ScriptedPipeline(threading.Thread):
         for index in reversed(range(count)):  # out of order on purpose: the gateway must sort
             start, end = index * SEGMENT_S, min(samples / RATE, (index + 1) * SEGMENT_S)
             words = [{"word": f" part{index}", "start": start, "end": end}]
-            sockets.publish(pub, schemas.Transcript(
-                kind="final", utt=index, text=f"part {index}.", start=start, end=end, job=job.job,
+            sockets.publish(pub, schemas.Final(utt=index, text=f"part {index}.", start=start, end=end, job=job.job,
                 segments=[{"start": start, "end": end, "text": f" part {index}.", "avg_logprob": -0.2,
                            "no_speech_prob": 0.01}], words=words, language="en", language_prob=0.99,
                 worker="scripted", encode_ms=5.0, decode_ms=7.0, index=index, count=count))
@@ -124,7 +123,7 @@ class ScriptedPipeline(threading.Thread):
                 utt = self.utts.get(stream, 0)
                 self.speaking[stream] = utt
                 sockets.publish(pub, schemas.SpeechStart(stream=stream, utt=utt, offset=0))
-                sockets.publish(pub, schemas.Transcript(kind="partial", utt=utt, text="partial words", start=0.0,
+                sockets.publish(pub, schemas.Partial(utt=utt, text="partial words", start=0.0,
                                                         end=heard / RATE, stream=stream))
             return
         self.ctl.append(msg)
@@ -133,8 +132,7 @@ class ScriptedPipeline(threading.Thread):
             self.utts[stream] = utt + 1
             heard = sum(len(f.pcm) for f in self.audio.get(stream, [])) // 2
             sockets.publish(pub, schemas.SpeechEnd(stream=stream, utt=utt, offset=heard))
-            sockets.publish(pub, schemas.Transcript(
-                kind="final", utt=utt, text=f"heard {heard} samples", start=0.0, end=heard / RATE, stream=stream,
+            sockets.publish(pub, schemas.Final(utt=utt, text=f"heard {heard} samples", start=0.0, end=heard / RATE, stream=stream,
                 segments=[{"start": 0.0, "end": heard / RATE, "text": f"heard {heard} samples"}], language="en",
                 is_speech_final=True))
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from bus import pcm
 from gateway import audio
 from tests.gateway.conftest import need_eval
 
@@ -100,7 +101,7 @@ def test_live_converter_ignores_chunk_boundaries(jfk_bytes, rate, encoding):
     import soxr
     floats, native = soundfile.read(io.BytesIO(jfk_bytes), dtype="float32", always_2d=True)
     mono = soxr.resample(floats.mean(axis=1), native, rate)[: rate * 3]
-    data = (mono.astype("<f4") if encoding == "f32" else audio.float_to_int16(mono)).tobytes()
+    data = (mono.astype("<f4") if encoding == "f32" else pcm.to_int16(mono)).tobytes()
     width = 4 if encoding == "f32" else 2
     outputs = []
     for sizes in ([len(data)], [width * 7, width * 1000, width * 333]):

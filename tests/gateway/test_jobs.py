@@ -7,7 +7,7 @@ from gateway.errors import ApiError
 
 
 def final(index, count, text, start=0.0, end=1.0, **kw):
-    return schemas.Transcript(kind="final", utt=index, text=text, start=start, end=end, job="j1", index=index,
+    return schemas.Final(utt=index, text=text, start=start, end=end, job="j1", index=index,
                               count=count, segments=[{"start": start, "end": end, "text": text}],
                               encode_ms=1.0, decode_ms=2.0, language="en", worker=f"w{index % 2}", **kw)
 
@@ -41,7 +41,7 @@ def test_out_of_range_and_partials_are_ignored():
     a = jobs.JobAssembler("j1")
     a.see(schemas.JobSegments(job="j1", count=1))
     a.see(final(5, 1, "stray"))
-    a.see(schemas.Transcript(kind="partial", utt=0, text="p", start=0, end=1, job="j1"))
+    a.see(schemas.Partial(utt=0, text="p", start=0, end=1, job="j1"))
     assert not a.done and a.ignored == 2
 
 
@@ -57,7 +57,7 @@ def test_errors_fail_the_job_with_the_right_status():
 
 def test_segments_without_inner_segments_are_synthesised():
     a = jobs.JobAssembler("j1")
-    a.see(schemas.Transcript(kind="final", utt=0, text="x", start=2.0, end=3.0, job="j1", index=0, count=1))
+    a.see(schemas.Final(utt=0, text="x", start=2.0, end=3.0, job="j1", index=0, count=1))
     assert a.result().segments == [{"start": 2.0, "end": 3.0, "text": "x"}]
 
 

@@ -11,13 +11,13 @@ def test_routes_jobs_streams_listeners_and_health():
         job_q, stream_q, listener = r.watch_job("j1"), r.watch_stream("s1"), r.listen()
         r.route(schemas.JobSegments(job="j1", count=1), 0.0)
         r.route(schemas.SpeechStart(stream="s1", utt=0, offset=0), 0.0)
-        r.route(schemas.Transcript(kind="final", utt=0, text="t", start=0, end=1, stream="other"), 0.0)
+        r.route(schemas.Final(utt=0, text="t", start=0, end=1, stream="other"), 0.0)
         r.route(schemas.Heartbeat(stage="vad", pid=1, host="h", uptime_s=1, ok=True), 5.0)
-        r.route(schemas.Transcript(kind="final", utt=0, text="late", start=0, end=1, job="gone", index=0), 0.0)
+        r.route(schemas.Final(utt=0, text="late", start=0, end=1, job="gone", index=0), 0.0)
         assert isinstance(job_q.get_nowait(), schemas.JobSegments)
         assert isinstance(stream_q.get_nowait(), schemas.SpeechStart) and stream_q.empty()
-        assert [type(listener.get_nowait()).__name__ for _ in range(3)] == ["SpeechStart", "Transcript",
-                                                                             "Transcript"]
+        assert [type(listener.get_nowait()).__name__ for _ in range(3)] == ["SpeechStart", "Final",
+                                                                             "Final"]
         assert r.health.missing(["vad", "bus"], 6.0, 3.0) == ["bus"]
         assert r.counters["job_unclaimed"] == 1
         r.forget_job("j1")

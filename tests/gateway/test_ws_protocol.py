@@ -100,19 +100,19 @@ def test_bus_events_become_client_events_and_stale_partials_vanish():
     s = session()
     start = s.on_bus(schemas.SpeechStart(stream="ws-test", utt=0, offset=16000))
     assert start["type"] == "vad" and start["event"] == "speech_start" and start["offset"] == 1.0
-    partial = s.on_bus(schemas.Transcript(kind="partial", utt=0, text="hel", start=1.0, end=1.5, stream="ws-test"))
+    partial = s.on_bus(schemas.Partial(utt=0, text="hel", start=1.0, end=1.5, stream="ws-test"))
     assert partial["type"] == "partial" and partial["text"] == "hel" and "timestamp" in partial
-    final = s.on_bus(schemas.Transcript(kind="final", utt=0, text="hello", start=1.0, end=2.0, stream="ws-test",
+    final = s.on_bus(schemas.Final(utt=0, text="hello", start=1.0, end=2.0, stream="ws-test",
                                         language="en", segments=[{"start": 1.0, "end": 2.0, "text": "hello"}]))
     assert final["is_speech_final"] is True and final["language"] == "en" and final["segments"]
-    assert s.on_bus(schemas.Transcript(kind="partial", utt=0, text="hel", start=1, end=1.5, stream="ws-test")) is None
+    assert s.on_bus(schemas.Partial(utt=0, text="hel", start=1, end=1.5, stream="ws-test")) is None
     error = s.on_bus(schemas.Error(code="x", message="y", stream="ws-test"))
     assert error == {"type": "error", "code": "x", "message": "y", "utt": None, "timestamp": error["timestamp"]}
 
 
 def test_partials_off_means_none_reach_the_client():
     s = session(partials="0")
-    assert s.on_bus(schemas.Transcript(kind="partial", utt=0, text="p", start=0, end=1, stream="ws-test")) is None
+    assert s.on_bus(schemas.Partial(utt=0, text="p", start=0, end=1, stream="ws-test")) is None
 
 
 def test_drain_waits_for_open_utterances_then_settles():
@@ -121,7 +121,7 @@ def test_drain_waits_for_open_utterances_then_settles():
     s.on_bus(schemas.SpeechStart(stream="ws-test", utt=3, offset=0))
     s.eof(100.0)
     assert not s.drained(100.5) and not s.drained(105.0)  # utterance 3 still has no final
-    s.on_bus(schemas.Transcript(kind="final", utt=3, text="x", start=0, end=1, stream="ws-test"))
+    s.on_bus(schemas.Final(utt=3, text="x", start=0, end=1, stream="ws-test"))
     assert s.drained(105.0)
     quiet = session()
     quiet.eof(0.0)

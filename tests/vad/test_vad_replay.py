@@ -63,7 +63,7 @@ def test_replay_through_the_real_bus_and_vad_twice(spawn, run_dir):
         settle(client, "vad")
         for run in range(2):
             client.seen.clear()
-            result = subprocess.run([sys.executable, "-m", "bus.cli", "replay", str(RECORDING), "--speed", "0"],
+            result = subprocess.run([sys.executable, "-m", "cli", "replay", str(RECORDING), "--speed", "0"],
                                     env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
             assert result.returncode == 0, result.stderr
             want = len(GOLDEN["speech_end"])

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from asr.logit_filters import log_softmax
+from asr.whisper.logit_filters import log_softmax
 
 Candidates = tuple[list[list[np.ndarray]], list[list[float]]]  # tokens and logprobs per audio
 

@@ -1,7 +1,7 @@
 """The `voxbus` console script: one entry point that hands each subcommand to its module.
 
-Subcommands are looked up by module path, so the CLI imports a stage's code only
-when that command runs (stages never import each other).
+This is the one package allowed to import every stage (it sits above them, like a shell):
+commands are looked up by module path, so a stage is imported only when its command runs.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ COMMANDS = {
     "up": "bus.supervise:up_main",
     "down": "bus.supervise:down_main",
     "status": "bus.status:main",
-    "model build": "asr.model_build:main",
+    "model build": "asr.build.builder:main",
     "transcribe": "asr.cli:main",
     "tap": "bus.recording:tap_main",
     "record": "bus.recording:record_main",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from asr.tokenizer import Tokenizer
+from asr.whisper.tokenizer import Tokenizer
 
 FRAMES_PER_SECOND = 50  # encoder frames (= timestamp steps) per second
 MEDIAN_FILTER_WIDTH = 7

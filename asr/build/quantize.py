@@ -10,7 +10,7 @@ Why blocks and not one scale per matrix (what ORT's quantize_dynamic does, and
 what voxbus shipped before): on base, per-matrix scales leave the encoder's
 output 27 % away from fp32 (blocks: 5 %) and cost 0.5-1.2 WER points with
 beam search, where log-probabilities rank beams and trigger fallback. Blocks
-decode faster and encode about as fast as CTranslate2's int8 (asr/MODEL_FORMAT.md).
+decode faster and encode about as fast as CTranslate2's int8 (asr/whisper/MODEL_FORMAT.md).
 
 Layout (no zero_points input, so the zero point is 128):
   weight [K, N] fp32  ->  q [N, K/block, block] uint8,  scales [N, K/block] fp32

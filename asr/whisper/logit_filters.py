@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from asr.tokenizer import Tokenizer
+from asr.whisper.tokenizer import Tokenizer
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

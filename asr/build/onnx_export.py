@@ -2,7 +2,7 @@
 
 No torch: the graphs are written node by node with ``onnx.helper`` (opset 17
 plus onnxruntime's com.microsoft.MultiHeadAttention, so they need onnxruntime).
-The interface (names, shapes) is documented in asr/MODEL_FORMAT.md.
+The interface (names, shapes) is documented in asr/whisper/MODEL_FORMAT.md.
 
 CTranslate2 Whisper weight names (W is [out, in], as in torch.nn.Linear)::
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from asr.decoding import DecodingResult
-from asr.options import TranscribeOptions
+from asr.whisper.decoding import DecodingResult
+from asr.whisper.options import TranscribeOptions
 
 LoopCheck = Callable[[DecodingResult], bool]
 

@@ -1,6 +1,6 @@
 """onnxruntime sessions of a voxbus model: encoder, cached decoder, attention decoder.
 
-The graphs are described in asr/MODEL_FORMAT.md. Everything that touches
+The graphs are described in asr/whisper/MODEL_FORMAT.md. Everything that touches
 onnxruntime lives here; decoding.py and beam.py only see numpy arrays through
 the `Inference` protocol (`logits`, `reset`, `rearrange_kv_cache`).
 """
@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from asr.manifest import ModelFormatError
+from asr.whisper.manifest import ModelFormatError
 
 logger = logging.getLogger(__name__)
 _ORT_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.NoSuchFile, ort_errors.InvalidProtobuf,
@@ -26,7 +26,7 @@ def session_options(threads: int | None, allow_spinning: bool = False) -> ort.Se
 
     Spinning intra-op threads are off by default: with them, two threads on a
     shared two-core box collapsed from 4.8 to 13.8 ms per decoder token (see
-    asr/MODEL_FORMAT.md, "Measurements").
+    asr/whisper/MODEL_FORMAT.md, "Measurements").
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -1,7 +1,7 @@
 """SegmentTranscriber: [asr] options reach the model, offsets move times onto the stream."""
 from types import SimpleNamespace
 
-from asr.worker import SegmentTranscriber
+from asr.transcriber import SegmentTranscriber
 from bus.schemas import Error, Segment
 from config import load_config
 

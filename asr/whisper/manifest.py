@@ -1,14 +1,18 @@
 """manifest.json of a voxbus model directory: read, check, and verify checksums.
 
-The format is described in asr/MODEL_FORMAT.md; `asr.model_build` writes it.
+The format is described in asr/whisper/MODEL_FORMAT.md; `asr.build.builder` writes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+MANIFEST_FORMAT = 1  # the "format" key: what this reader understands and the builder writes
+_BLOCK = 1 << 20
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "tokenizer.json")
 WORD_TIMING_FILE = "decoder_attn.onnx"  # optional: only needed for word timestamps
@@ -51,9 +55,9 @@ def load_manifest(model_dir: Path) -> ModelManifest:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFormatError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict) or raw.get("format") != 1:
+    if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
         found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-        raise ModelFormatError(f"{path}: format {found!r} is not supported (expected 1)")
+        raise ModelFormatError(f"{path}: format {found!r} is not supported (expected {MANIFEST_FORMAT})")
     try:
         dims = {name: int(raw["dims"][name]) for name in DIM_NAMES}
         special = {role: int(raw["special_tokens"][role]) for role in SPECIAL_ROLES}
@@ -76,9 +80,18 @@ def load_manifest(model_dir: Path) -> ModelManifest:
 def verify_checksums(model_dir: Path, manifest: ModelManifest) -> None:
     """Compare each file against the manifest's sha256 (slow for big models: opt-in)."""
     for name, expected in manifest.files.items():
-        digest = hashlib.sha256()
-        with open(model_dir / name, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != expected:
+        if sha256_files([model_dir / name]) != expected:
             raise ModelFormatError(f"{model_dir / name}: sha256 does not match manifest.json")
+
+
+def sha256_files(paths: Iterable[Path], sinks: Iterable[Callable[[bytes], object]] = ()) -> str:
+    """sha256 of the files' bytes one after another, read in 1 MB blocks; each block also goes
+    to every sink (another digest's update, a file's write), so a copy and its checks take one read."""
+    digest = hashlib.sha256()
+    sinks = (digest.update, *sinks)
+    for path in paths:
+        with open(path, "rb") as handle:
+            while block := handle.read(_BLOCK):
+                for sink in sinks:
+                    sink(block)
+    return digest.hexdigest()

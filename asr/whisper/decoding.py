@@ -1,7 +1,7 @@
 """Decoding one 30 s window: options, the task that runs filters and a token decoder.
 
 Shaped after openai-whisper's decoding.py: each job is a small class (logit
-filters in asr/logit_filters.py, token decoders and the ranker in asr/beam.py),
+filters in asr/whisper/logit_filters.py, token decoders and the ranker in asr/whisper/beam.py),
 only `DecodingTask.__init__` chooses implementations, and `_main_loop` just
 cycles filters and a decoder step. The network sits behind the `Inference`
 protocol so this module needs nothing but numpy.
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from asr.beam import (BeamSearchDecoder, GreedyDecoder, Inference, MaximumLikelihoodRanker,  # noqa: F401
+from asr.whisper.beam import (BeamSearchDecoder, GreedyDecoder, Inference, MaximumLikelihoodRanker,  # noqa: F401
                       SequenceRanker, TokenDecoder)
-from asr.logit_filters import (ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens,  # noqa: F401
+from asr.whisper.logit_filters import (ApplyTimestampRules, LogitFilter, SuppressBlank, SuppressTokens,  # noqa: F401
                                compression_ratio, log_softmax)
-from asr.tokenizer import TASKS, Tokenizer
+from asr.whisper.tokenizer import TASKS, Tokenizer
 
 logger = logging.getLogger(__name__)
 

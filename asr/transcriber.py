@@ -13,8 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
-from asr.timeline import shift_times
-from bus.schemas import SAMPLE_RATE, Error, Segment, Transcript
+from asr.whisper.timeline import shift_times
+from bus import pcm
+from bus.pcm import SAMPLE_RATE
+from bus.schemas import TRANSCRIPT_TYPES, Error, Segment, Transcript
 from config.schema import AsrConfig
 
 log = logging.getLogger(__name__)
@@ -23,13 +25,6 @@ MAX_STREAMS_REMEMBERED = 1024
 
 class Model(Protocol):
     def transcribe_segment(self, audio: np.ndarray, **options): ...
-
-
-def pcm_to_float(pcm: bytes) -> np.ndarray:
-    """16 kHz mono int16 little-endian bytes → float32 in [-1, 1)."""
-    if len(pcm) % 2:
-        raise ValueError(f"PCM has an odd number of bytes ({len(pcm)}); expected int16 samples")
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
 class SegmentTranscriber:
@@ -43,13 +38,13 @@ class SegmentTranscriber:
     def transcribe(self, segment: Segment, received: float) -> Transcript | Error:
         started = time.monotonic()
         try:
-            audio = pcm_to_float(segment.pcm)
+            audio = pcm.to_float(segment.pcm)
             result = self.model.transcribe_segment(
                 audio, language=self._language(segment), task=segment.task,
                 prompt=self._prompt(segment), **{**self._defaults(segment.kind), **segment.options})
         except ValueError as exc:  # bad audio or bad options: the sender's fault, permanent
             log.warning("segment rejected: %s", exc, extra=self._where(segment))
-            return self._error(segment, "bad_segment", str(exc))
+            return Error.about(segment, "bad_segment", str(exc), permanent=True, stage="asr")
         msg = self._transcript(segment, result, queue_ms=(started - received) * 1000)
         if segment.stream is not None and msg.kind == "final" and msg.text:
             self._remember(segment.stream, msg.text)
@@ -103,8 +98,8 @@ class SegmentTranscriber:
         segments = [shift_times(s, base) for s in _plain_segments(result.segments)]
         words = [shift_times(w, base) for w in getattr(result, "words", None) or []]
         duration = len(segment.pcm) / 2 / SAMPLE_RATE
-        return Transcript(
-            kind=segment.kind, utt=segment.utt, text=result.text.strip(),
+        return TRANSCRIPT_TYPES[segment.kind](
+            utt=segment.utt, text=result.text.strip(),
             start=round(base, 3), end=round(base + duration, 3),
             stream=segment.stream, job=segment.job, segments=segments, words=words or None,
             language=result.language, language_prob=result.language_prob, worker=self.worker,
@@ -112,10 +107,6 @@ class SegmentTranscriber:
             queue_ms=round(queue_ms, 2), index=segment.index, count=segment.count,
             is_speech_final=segment.kind == "final" and segment.stream is not None,
             ts=time.time(), ts_end_of_speech=segment.ts_end_of_speech)
-
-    def _error(self, segment: Segment, code: str, message: str, permanent: bool = True) -> Error:
-        return Error(code=code, message=message, stream=segment.stream, job=segment.job, utt=segment.utt,
-                     index=segment.index, permanent=permanent, stage="asr")
 
     @staticmethod
     def _where(segment: Segment) -> dict:

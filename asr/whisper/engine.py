@@ -22,20 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from asr import speech_guard
-from asr.audio_file import validate_audio
-from asr.decoding import DecodingOptions, DecodingResult, DecodingTask
-from asr.fallback import decode_with_fallback
-from asr.features import (FRAMES_PER_SECOND, HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, content_frames,
+from asr.whisper import speech_guard
+from asr.whisper.audio import validate_audio
+from asr.whisper.decoding import DecodingOptions, DecodingResult, DecodingTask
+from asr.whisper.fallback import decode_with_fallback
+from asr.whisper.features import (FRAMES_PER_SECOND, HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, content_frames,
                           log_mel_spectrogram, pad_or_trim, window_mel)
-from asr.logit_filters import compression_ratio
-from asr.manifest import (SPECIAL_ROLES, ModelFormatError, ModelManifest, ModelNotFoundError,  # noqa: F401
+from asr.whisper.logit_filters import compression_ratio
+from asr.whisper.manifest import (SPECIAL_ROLES, ModelFormatError, ModelManifest, ModelNotFoundError,  # noqa: F401
                           load_manifest, verify_checksums)
-from asr.onnx_session import EncodedWindows, WhisperSessions
-from asr.options import TranscribeOptions, split_options
-from asr.timeline import shift_times
-from asr.tokenizer import TIME_PRECISION, Tokenizer
-from asr.word_timing import TimedSegment, add_word_timestamps, find_alignment
+from asr.whisper.onnx_session import EncodedWindows, WhisperSessions
+from asr.whisper.options import TranscribeOptions, split_options
+from asr.whisper.timeline import shift_times
+from asr.whisper.tokenizer import TIME_PRECISION, Tokenizer
+from asr.whisper.word_timing import TimedSegment, add_word_timestamps, find_alignment
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ UNHEARD_TAIL_S = 1.0
 
 
 @dataclass(frozen=True)
-class Segment:  # not slots: the asr worker reads it with vars()
+class TextSegment:  # not slots: the asr transcriber reads it with vars()
     start: float  # seconds from the start of the audio
     end: float
     text: str
@@ -61,7 +61,7 @@ class Segment:  # not slots: the asr worker reads it with vars()
 @dataclass(frozen=True)
 class Result:
     text: str
-    segments: list[Segment]
+    segments: list[TextSegment]
     language: str
     language_prob: float | None  # None when the language was given, not detected
     duration: float  # seconds of audio
@@ -88,7 +88,7 @@ class _Window:
     looped: bool  # the repetition guard cut the tokens
 
 
-def _shifted(segment: Segment, seconds: float) -> Segment:
+def _shifted(segment: TextSegment, seconds: float) -> TextSegment:
     """The segment with its times (and its words' times) moved later by `seconds`."""
     return dataclasses.replace(
         segment, **shift_times({"start": segment.start, "end": segment.end, "words": segment.words}, seconds))
@@ -245,7 +245,7 @@ class WhisperModel:
     def _one_window(self, audio: np.ndarray, encoded: EncodedWindows, row: int, decoding: DecodingOptions,
                     chaining: TranscribeOptions, timings: _Timings) -> Result:
         window = self._decode(encoded, row, decoding, chaining, timings)
-        segments: list[Segment] = []
+        segments: list[TextSegment] = []
         if not window.silent:
             pieces, _ = self.tokenizer.split_at_timestamps(window.result.tokens, keep_trailing=True)
             segments, _ = self._segments(pieces, 0, content_frames(audio.shape[0]), window,
@@ -255,8 +255,8 @@ class WhisperModel:
                                            chaining, timings)
         return self._result(segments, window.result.language, window.result.language_prob, audio, timings, chaining)
 
-    def _unheard_tail(self, audio: np.ndarray, segments: list[Segment], decoding: DecodingOptions,
-                      chaining: TranscribeOptions, timings: _Timings) -> list[Segment]:
+    def _unheard_tail(self, audio: np.ndarray, segments: list[TextSegment], decoding: DecodingOptions,
+                      chaining: TranscribeOptions, timings: _Timings) -> list[TextSegment]:
         """Segments for the audio after the last one, when the decoder closed the window early.
 
         Whisper may end a window with a lone timestamp and end-of-text while speech goes on
@@ -341,7 +341,7 @@ class WhisperModel:
 
     def _segments(self, pieces: list, seek: int, window_frames: int, window: _Window, encoded: EncodedWindows,
                   decoding: DecodingOptions, chaining: TranscribeOptions, last_speech: float,
-                  timings: _Timings) -> tuple[list[Segment], float]:
+                  timings: _Timings) -> tuple[list[TextSegment], float]:
         """Timed pieces of one window -> Segments (with words when asked); returns them and the
         end of the last speech so far. encoded: this window alone (batch 1)."""
         offset = seek / FRAMES_PER_SECOND
@@ -362,7 +362,7 @@ class WhisperModel:
                                           window_frames, offset, last_speech, chaining)
             timings.decode_ms += (time.perf_counter() - started) * 1000
         result = window.result
-        segments = [Segment(round(timed.start, 3), round(timed.end, 3), text, result.avg_logprob,
+        segments = [TextSegment(round(timed.start, 3), round(timed.end, 3), text, result.avg_logprob,
                             result.no_speech_prob, tokens, result.temperature, result.compression_ratio,
                             timed.words if chaining.word_timestamps else None)
                     for timed, tokens, text in drafts]
@@ -400,7 +400,7 @@ class WhisperModel:
             return tuple(self.tokenizer.encode(" " + prompt.strip()))
         return prompt or ()
 
-    def _result(self, segments: list[Segment], language: str | None, language_prob: float | None,
+    def _result(self, segments: list[TextSegment], language: str | None, language_prob: float | None,
                 audio: np.ndarray, timings: _Timings, chaining: TranscribeOptions) -> Result:
         # Decoding all tokens at once (not joining segment texts) keeps languages
         # written without spaces right.

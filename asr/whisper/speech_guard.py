@@ -18,7 +18,9 @@ from __future__ import annotations
 import numpy as np
 import webrtcvad
 
-SAMPLE_RATE = 16000
+from asr.whisper.audio import float_to_int16
+from asr.whisper.features import SAMPLE_RATE
+
 VAD_FRAME = 480  # 30 ms at 16 kHz
 VAD_SETTLING_FRAMES = 3  # webrtcvad calls its first 90 ms speech whenever there is any signal
 VAD_MODE = 3  # the most aggressive: least likely to call noise speech
@@ -26,7 +28,7 @@ VAD_MODE = 3  # the most aggressive: least likely to call noise speech
 
 def voiced_ms(audio: np.ndarray, mode: int = VAD_MODE) -> int:
     """Milliseconds of 16 kHz float audio that webrtcvad calls speech (after its settling frames)."""
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    pcm = float_to_int16(audio)
     vad = webrtcvad.Vad(mode)
     voiced = 0
     for index in range(pcm.shape[0] // VAD_FRAME):

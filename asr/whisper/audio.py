@@ -17,9 +17,12 @@ import numpy as np
 import soundfile
 import soxr
 
+from asr.whisper.features import SAMPLE_RATE
+
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
+# int16 ↔ float: float = int16 / 32768 (the bus's scale too: bus/pcm.py, held equal by a test)
+INT16_SCALE = 32768.0
 RAW_SUFFIXES = (".raw", ".pcm")
 FFMPEG_TIMEOUT_S = 600
 
@@ -53,7 +56,7 @@ def _read_raw_s16le(path: Path) -> np.ndarray:
     data = path.read_bytes()
     if len(data) % 2:
         raise ValueError(f"{path}: odd byte count for 16-bit raw PCM ({len(data)} bytes)")
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    return int16_to_float(data)
 
 
 def _read_with_soundfile_or_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
@@ -80,8 +83,7 @@ def _read_with_ffmpeg(path: Path) -> np.ndarray:
         lines = completed.stderr.decode("utf-8", "replace").strip().splitlines()
         reason = lines[-1] if lines else f"exit status {completed.returncode}"
         raise ValueError(f"{path}: cannot decode audio (ffmpeg: {reason})")
-    pcm = completed.stdout[: len(completed.stdout) // 2 * 2]
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    return int16_to_float(completed.stdout[: len(completed.stdout) // 2 * 2])
 
 
 def validate_audio(audio: np.ndarray) -> np.ndarray:
@@ -98,3 +100,13 @@ def validate_audio(audio: np.ndarray) -> np.ndarray:
     if not np.isfinite(audio).all():
         raise ValueError("audio contains NaN or infinite samples")
     return audio
+
+
+def int16_to_float(pcm: bytes) -> np.ndarray:
+    """Little-endian int16 bytes → float32 in [-1, 1)."""
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / INT16_SCALE
+
+
+def float_to_int16(audio: np.ndarray) -> np.ndarray:
+    """float samples → int16, rounded and clipped to the int16 range."""
+    return np.clip(np.round(np.asarray(audio, np.float32) * INT16_SCALE), -32768, 32767).astype("<i2")
