@@ -19,12 +19,13 @@ from pathlib import Path
 from asr.whisper.audio import load_audio
 from bus import subtitles
 from bus.schemas import TASKS
+from config import ConfigError, load_config
+from config.paths import model_dir
 
 logger = logging.getLogger(__name__)
 
 PROG = "voxbus transcribe"
-MODEL_ENV = "VOXBUS_MODEL_DIR"
-DEFAULT_MODEL_DIR = Path("~/.local/share/voxbus/models/tiny.en-int8")
+MODEL_ENV = "VOXBUS_MODEL_DIR"  # one model directory, over the config's run.models_dir + asr.model
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -106,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Transcribe audio files with a voxbus Whisper model.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, MP3, OGG (or anything ffmpeg reads)")
     parser.add_argument("--model", metavar="DIR",
-                        help=f"model directory (default: ${MODEL_ENV}, else {DEFAULT_MODEL_DIR})")
+                        help=f"model directory, or a model name under run.models_dir (default: ${MODEL_ENV}, "
+                             f"else the config's asr.model under run.models_dir)")
+    parser.add_argument("--config", metavar="FILE", help="TOML over the defaults (else $VOXBUS_CONFIG, "
+                                                         "/etc/voxbus/voxbus.toml)")
     parser.add_argument("--language", default="auto", metavar="xx|auto", help="language code, or auto to detect")
     parser.add_argument("--task", choices=TASKS, default="transcribe")
     parser.add_argument("--format", choices=subtitles.FORMATS, default="text", dest="output_format")
@@ -115,9 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _model_dir(option: str | None) -> Path:
-    chosen = option or os.environ.get(MODEL_ENV) or str(DEFAULT_MODEL_DIR)
-    return Path(chosen).expanduser()
+def _model_dir(option: str | None, config_file: str | None) -> Path:
+    """--model (a directory, else a name under run.models_dir), else $VOXBUS_MODEL_DIR, else the
+    configured asr.model under run.models_dir ($VOXBUS_MODELS_DIR, as the asr stage finds it)."""
+    if option and Path(option).expanduser().is_dir():
+        return Path(option).expanduser()
+    if not option and os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV]).expanduser()
+    try:
+        cfg = load_config(config_file, check_cores=False)
+    except ConfigError as exc:
+        raise UsageError("; ".join(exc.problems)) from None
+    return model_dir(cfg.models_dir, option or cfg.asr.model)
 
 
 def _error(message: str) -> None:
@@ -193,7 +206,7 @@ def _run(argv: Sequence[str]) -> int:
     from asr.whisper.engine import WhisperModel  # onnxruntime loads slowly: not for --help or usage errors
 
     try:
-        model = WhisperModel(_model_dir(args.model), threads=args.threads)
+        model = WhisperModel(_model_dir(args.model, args.config), threads=args.threads)
         language = model.resolve_language(args.language, args.task)
     except (OSError, ValueError) as exc:  # missing/broken model, unsupported language or task
         _error(str(exc))

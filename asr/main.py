@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib.metadata import version as _version
 import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -31,13 +32,14 @@ MODEL_RETRY_S = 10.0
 # supersede queued partials here.
 MAX_LOCAL_JOB_SEGMENTS = 1
 MAX_LOCAL_SEGMENTS = 64
+RUNTIME_VERSION = _version("onnxruntime")
 
 
 class AsrLoop:
     def __init__(self, runtime: StageRuntime):
         self.runtime = runtime
         self.cfg = runtime.config
-        self.worker = self.cfg.asr.transcriber or f"{socket.gethostname()}-{os.getpid()}"
+        self.worker = self.cfg.asr.worker or f"{socket.gethostname()}-{os.getpid()}"
         self.threads = self.cfg.asr.threads or len(runtime.cores) or 1
         self.queue = SegmentQueue()
         self.transcriber: SegmentTranscriber | None = None
@@ -50,15 +52,18 @@ class AsrLoop:
     def state(self) -> tuple[bool, str, dict]:
         done = self.counters["segments_done"] + self.counters["partials_done"]
         mean = self.counters["inference_ms_total"] / done if done else 0.0
-        info = self.transcriber.model.info() if self.transcriber else {}
         counters = {**self.counters, "inference_ms_total": round(self.counters["inference_ms_total"], 1),
                     "mean_inference_ms": round(mean, 1), "queue_depth": len(self.queue),
-                    "partials_superseded": self.queue.partials_superseded,
-                    "model_loaded": self.transcriber is not None, "model": self.cfg.asr.model,
-                    "threads": self.threads, **info}
+                    "partials_superseded": self.queue.partials_superseded}
         if self.transcriber is None:
             return False, self.model_error or "loading model", counters
         return True, "ok", counters
+
+    def model_status(self) -> schemas.ModelStatus:
+        model = self.transcriber.model if self.transcriber else None
+        return schemas.ModelStatus(
+            name=self.cfg.asr.model, loaded=model is not None, threads=self.threads, runtime=RUNTIME_VERSION,
+            precision=model.manifest.precision if model else "", multilingual=bool(model and model.multilingual))
 
     def load_model(self) -> None:
         from asr.whisper.engine import WhisperModel  # onnxruntime import is slow; only the asr process pays it
@@ -78,7 +83,7 @@ class AsrLoop:
         ctx, bus_cfg = self.runtime.ctx, self.cfg.bus
         pull = sockets.puller(ctx, self.cfg.vad.segments, bus_cfg, bind=False)
         pub = self.runtime.publisher()
-        beat = self.runtime.heartbeater(pub, self.state, instance=self.worker)
+        beat = self.runtime.heartbeater(pub, self.state, instance=self.worker, model=self.model_status)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         try:
             while not self.runtime.stopping.is_set():

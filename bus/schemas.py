@@ -245,6 +245,22 @@ class Error(Message):
 
 
 @dataclass(frozen=True)
+class ModelStatus:
+    """What an asr worker serves: the typed `model` field of its heartbeat (not a message itself)."""
+    name: str
+    loaded: bool
+    precision: str = ""
+    multilingual: bool = False
+    threads: int = 0
+    runtime: str = ""  # onnxruntime's version in that worker
+
+    @classmethod
+    def parse(cls, body: dict) -> ModelStatus:
+        """SchemaError naming the field when `body` is not one."""
+        return _build(cls, body, "heartbeat.model")
+
+
+@dataclass(frozen=True)
 class Heartbeat(Message):
     TYPE: ClassVar[str] = "heartbeat"
     stage: str
@@ -255,7 +271,11 @@ class Heartbeat(Message):
     status: str = "ok"
     instance: str = ""
     counters: dict = field(default_factory=dict)
+    model: dict | None = None  # asr: a ModelStatus as a map (see model_status())
     ts: float | None = None
+
+    def model_status(self) -> ModelStatus | None:
+        return ModelStatus.parse(self.model) if self.model is not None else None
 
     def topic(self) -> bytes:
         return topic("health", self.stage)
@@ -311,7 +331,7 @@ def unpack(frames: list[bytes]) -> Message:
 
 
 @functools.cache
-def _fields(cls: type[Message]) -> tuple[tuple[str, tuple, bool], ...]:
+def _fields(cls) -> tuple[tuple[str, tuple, bool], ...]:
     """(name, allowed types, required) per field; resolving type hints is slow, so once per class."""
     hints = typing.get_type_hints(cls)
     return tuple((f.name, typing.get_args(hints[f.name]) or (hints[f.name],),
@@ -319,15 +339,16 @@ def _fields(cls: type[Message]) -> tuple[tuple[str, tuple, bool], ...]:
                  for f in dataclasses.fields(cls))
 
 
-def _build(cls: type[Message], body: dict) -> Message:
+def _build(cls, body: dict, where: str | None = None):
     kwargs = {}
     for name, allowed, required in _fields(cls):
         if name in body:
             kwargs[name] = _check(cls.__name__, name, body[name], allowed)
         elif required:
-            raise SchemaError(f"{body.get('type')}: missing field {name!r}")
+            raise SchemaError(f"{where or body.get('type')}: missing field {name!r}")
     msg = cls(**kwargs)
-    _check_message(msg)
+    if isinstance(msg, Message):
+        _check_message(msg)
     return msg
 
 
@@ -337,6 +358,8 @@ def _check_message(msg: Message) -> None:
         raise SchemaError(f"{msg.TYPE}: exactly one of stream and job is required")
     if isinstance(msg, Open) and msg.end_silence_ms is not None and not 50 <= msg.end_silence_ms <= 60000:
         raise SchemaError(f"open.end_silence_ms = {msg.end_silence_ms}: expected 50 to 60000 or none")
+    if isinstance(msg, Heartbeat) and msg.model is not None:
+        msg.model_status()
     if isinstance(msg, Transcript):
         _check_timed_items("segments", msg.segments, text_key="text")
         if msg.words is not None:

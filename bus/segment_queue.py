@@ -8,7 +8,8 @@
   neither starves the other.
 
 `peek()` names the next item without taking it (a sender tries to send it first),
-`pop()` takes exactly that item, `get()` does both.
+`pop()` takes exactly that item, `get()` does both; `drop_oldest()` and `take_all()`
+serve a sender that must shed load or stop.
 """
 from __future__ import annotations
 
@@ -97,3 +98,30 @@ class SegmentQueue:
     def get(self) -> Queued | None:
         """The next segment to transcribe, or None when empty."""
         return self.pop()
+
+    def drop_oldest(self) -> Queued | None:
+        """Shed load: the oldest partial if any (it is soon superseded anyway), else the oldest
+        live final or job piece by arrival. None when empty."""
+        if self.partials:
+            item = self.partials.popitem(last=False)[1]
+        else:
+            heads = [(self.live_finals[0].received, None)] if self.live_finals else []
+            heads += [(items[0].received, job) for job, items in self.jobs.items()]
+            if not heads:
+                return None
+            _, job = min(heads, key=lambda head: head[0])
+            if job is None:
+                item = self.live_finals.popleft()
+            else:
+                item = self.jobs[job].popleft()
+                if not self.jobs[job]:
+                    del self.jobs[job]
+        self.pcm_bytes -= len(item.segment.pcm)
+        return item
+
+    def take_all(self) -> list[Queued]:
+        """Empty the queue, in the order it would have served."""
+        items = []
+        while (item := self.pop()) is not None:
+            items.append(item)
+        return items

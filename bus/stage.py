@@ -33,8 +33,8 @@ class StageRuntime:
     cores: tuple[int, ...] = ()
 
     def heartbeater(self, pub: zmq.Socket, state: Callable[[], tuple[bool, str, dict]],
-                    instance: str = "") -> Heartbeater:
-        return Heartbeater(pub, self.name, state, self.config.bus.heartbeat_interval_s, instance)
+                    instance: str = "", model=None) -> Heartbeater:
+        return Heartbeater(pub, self.name, state, self.config.bus.heartbeat_interval_s, instance, model)
 
     def publisher(self) -> zmq.Socket:
         return sockets.publisher(self.ctx, self.config.bus)

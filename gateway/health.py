@@ -5,9 +5,8 @@ adds the gateway's rule: bus, vad and at least one asr with a loaded model.
 """
 from __future__ import annotations
 
-from importlib import metadata
-
-from bus.schemas import SAMPLE_RATE
+from bus import schemas
+from bus.pcm import SAMPLE_RATE
 from bus.status import HealthTable
 
 REQUIRED = ("bus", "vad")
@@ -23,7 +22,7 @@ def missing(table: HealthTable, now: float, timeout: float) -> list[str]:
     asr = _asr_rows(table, now, timeout)
     if not asr:
         gone.append(f"asr (no heartbeat in {timeout:g} s)")
-    elif not any(row.heartbeat.counters.get("model_loaded") for row in asr):
+    elif not any(_model(row).loaded for row in asr):
         statuses = sorted({row.heartbeat.status for row in asr})
         gone.append(f"asr with a loaded model ({len(asr)} worker(s) heard, status: {', '.join(statuses)})")
     return gone
@@ -41,23 +40,22 @@ def report(table: HealthTable, now: float, timeout: float) -> tuple[bool, dict]:
     return not gone, body
 
 
-def _onnxruntime_version() -> str | None:
-    try:  # the package's metadata, without importing onnxruntime into the gateway
-        return metadata.version("onnxruntime")
-    except metadata.PackageNotFoundError:
-        return None
+def _model(row) -> schemas.ModelStatus:
+    """The worker's typed model status (a worker too old to send one: nothing loaded)."""
+    return row.heartbeat.model_status() or schemas.ModelStatus(name="", loaded=False)
 
 
 def model_info(table: HealthTable, now: float, timeout: float) -> dict:
+    """What the asr workers say they serve; onnxruntime is the workers' version, None until one reports."""
     workers = []
     for row in _asr_rows(table, now, timeout):
-        hb, counters = row.heartbeat, row.heartbeat.counters
+        hb, model = row.heartbeat, _model(row)
         workers.append({"instance": hb.instance, "host": hb.host, "pid": hb.pid, "status": hb.status,
-                        "model_loaded": bool(counters.get("model_loaded")), "model": counters.get("model"),
-                        "precision": counters.get("precision"), "threads": counters.get("threads"),
-                        "onnxruntime": counters.get("onnxruntime")})
+                        "model_loaded": model.loaded, "model": model.name or None,
+                        "precision": model.precision or None, "threads": model.threads or None,
+                        "multilingual": model.multilingual, "onnxruntime": model.runtime or None})
     loaded = [w for w in workers if w["model_loaded"]] or workers
     first = loaded[0] if loaded else {}
     return {"model": first.get("model"), "precision": first.get("precision"), "sample_rate": SAMPLE_RATE,
-            "onnxruntime": first.get("onnxruntime") or _onnxruntime_version(), "threads": first.get("threads"),
+            "onnxruntime": first.get("onnxruntime"), "threads": first.get("threads"),
             "workers_seen": len(workers), "workers": workers}

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from bus.schemas import Segment
-from bus.segment_queue import Queued, SegmentQueue
+from bus.segment_queue import SegmentQueue
 
 STALL_S = 5.0  # segments waiting this long with no successful send: no asr worker, or all stuck
 
@@ -55,7 +55,7 @@ class SegmentOutbox:
         self.counters.max_depth = max(self.counters.max_depth, len(self.queue))
         dropped: list[Segment] = []
         while self.queue.pcm_bytes > self.max_bytes and self.queue:
-            item = self._drop_oldest()
+            item = self.queue.drop_oldest()
             if item.segment.kind == "partial":
                 self.counters.dropped_partials += 1
             else:
@@ -78,29 +78,8 @@ class SegmentOutbox:
 
     def take_all(self) -> list[Segment]:
         """Empty the outbox without counting anything as sent (on shutdown, to report what is left)."""
-        left = []
-        while (item := self.queue.pop()) is not None:
-            left.append(item.segment)
-        return left
+        return [item.segment for item in self.queue.take_all()]
 
     def stalled_for(self) -> float:
         """Seconds segments have waited without a successful send (0 when empty)."""
         return self._clock() - self._progress if self.queue else 0.0
-
-    def _drop_oldest(self) -> Queued:
-        """The oldest partial if any, else the oldest final or job piece (by arrival)."""
-        q = self.queue
-        if q.partials:
-            item = q.partials.popitem(last=False)[1]
-        else:
-            heads = [(q.live_finals[0].received, "live", None)] if q.live_finals else []
-            heads += [(items[0].received, "job", job) for job, items in q.jobs.items()]
-            _, where, job = min(heads, key=lambda h: h[0])
-            if where == "live":
-                item = q.live_finals.popleft()
-            else:
-                item = q.jobs[job].popleft()
-                if not q.jobs[job]:
-                    del q.jobs[job]
-        q.pcm_bytes -= len(item.segment.pcm)
-        return item

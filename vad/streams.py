@@ -23,7 +23,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from bus import schemas
-from bus.health import GapCounter
+from vad.gaps import GapCounter
 from config.schema import VadConfig
 from vad.detector import SAMPLE_RATE, VoiceDetector
 from vad.segmenter import SegmenterSettings, SpeechEnded, SpeechStarted, StreamSegmenter, UtteranceAudio

@@ -125,10 +125,6 @@ class WhisperModel:
     def multilingual(self) -> bool:
         return self.tokenizer.multilingual
 
-    def info(self) -> dict[str, str]:
-        """What the health heartbeat reports about the loaded model."""
-        return {"model_name": self.manifest.name, "precision": self.manifest.precision}
-
     # --- entry points ---------------------------------------------------------------
 
     def transcribe(self, audio: np.ndarray, language: str | None = None, task: str = "transcribe",

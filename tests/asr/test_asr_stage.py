@@ -59,9 +59,9 @@ def collect(sub: zmq.Socket, until, timeout: float) -> list[schemas.Message]:
 
 def wait_for_model(sub: zmq.Socket, timeout: float = 60) -> schemas.Heartbeat:
     beats = collect(sub, lambda got: any(isinstance(m, schemas.Heartbeat) and m.stage == "asr"
-                                         and m.counters.get("model_loaded") for m in got), timeout)
+                                         and m.model_status() and m.model_status().loaded for m in got), timeout)
     asr = [m for m in beats if isinstance(m, schemas.Heartbeat) and m.stage == "asr"]
-    assert asr and asr[-1].counters.get("model_loaded"), f"asr never loaded its model: {asr[-1:]}"
+    assert asr and asr[-1].model_status().loaded, f"asr never loaded its model: {asr[-1:]}"
     return asr[-1]
 
 
@@ -83,7 +83,7 @@ def asr_stack(run_dir, spawn, tiny_model_dir):
 def test_replayed_segments_give_transcripts_newest_partial_only_finals_all(asr_stack, eval_clips):
     cfg, push, sub, asr = asr_stack
     heartbeat = wait_for_model(sub)
-    assert heartbeat.counters["model"] and heartbeat.ok
+    assert heartbeat.model_status().name and heartbeat.ok
     for record in read_records(io.BytesIO(segments_recording(eval_clips))):
         push.send(record.payload)
     finals_wanted = {("busy", 0), ("mic1", 2), ("mic1", 3), ("j2", 0), ("j2", 1)}

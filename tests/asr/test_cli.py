@@ -159,3 +159,15 @@ def test_subtitles_with_beam_search_and_word_timestamps(capsys, use_model, clip)
     body = json.loads(capsys.readouterr().out)
     assert body["task"] == "transcribe" and body["segments"][0]["id"] == 0
     assert body["words"] and {"word", "start", "end", "probability"} <= set(body["words"][0])
+
+
+@pytest.mark.slow
+def test_finds_the_model_where_the_asr_stage_does(capsys, tiny_model_dir, clip, monkeypatch):
+    """Under the systemd unit only $VOXBUS_MODELS_DIR (run.models_dir) and asr.model say where models are."""
+    monkeypatch.delenv(cli.MODEL_ENV, raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no default ~/.local/share/... to fall back on
+    monkeypatch.setenv("VOXBUS_MODELS_DIR", str(tiny_model_dir.parent))
+    monkeypatch.setenv("VOXBUS_ASR__MODEL", tiny_model_dir.name)
+    assert cli.main([clip]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip()
+    assert cli.main([clip, "--model", tiny_model_dir.name]) == 0  # a model name, looked up in the models dir

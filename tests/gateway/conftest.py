@@ -86,10 +86,10 @@ class ScriptedPipeline(threading.Thread):
 
     def _heartbeat(self, pub) -> None:
         for stage in self.heartbeat_as:
-            counters = {"model_loaded": self.model_loaded, "model": "tiny.en-int8", "precision": "int8",
-                        "threads": 1, "onnxruntime": "test"} if stage == "asr" else {}
+            model = {"name": "tiny.en-int8", "loaded": self.model_loaded, "precision": "int8", "threads": 1,
+                     "runtime": "test"} if stage == "asr" else None
             sockets.publish(pub, schemas.Heartbeat(stage=stage, pid=os.getpid(), host="test", uptime_s=1.0, ok=True,
-                                                   instance=f"scripted-{stage}", counters=counters))
+                                                   instance=f"scripted-{stage}", model=model))
         self.ready.set()
 
     def _job(self, pub, job: schemas.Job) -> None:

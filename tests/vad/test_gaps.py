@@ -1,5 +1,5 @@
 """GapCounter: audio frames lost per stream, and nothing kept about a stream once it is forgotten."""
-from bus.health import GapCounter
+from vad.gaps import GapCounter
 
 
 def test_gaps_are_counted_per_stream_and_forget_drops_everything():
