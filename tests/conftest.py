@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.require_all"]  # CI: a skip is a failure
+# Models the tests build are cached here across runs, never in the user's own models dir.
+TEST_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voxbus-tests"
 
 
 def pytest_sessionstart(session):

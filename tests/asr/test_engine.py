@@ -48,8 +48,15 @@ def test_corrupt_onnx_file_is_a_model_error(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_checksums_verified_on_request(tiny_model_dir):
-    WhisperModel(tiny_model_dir, threads=1, check_files=True)
+def test_checksums_verified_on_request(tiny_model_dir, tmp_path):
+    WhisperModel(tiny_model_dir, threads=1, check_files=True)  # the real build passes
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, copy)
+    tokenizer = copy / "tokenizer.json"
+    tokenizer.write_bytes(tokenizer.read_bytes().replace(b"{", b"{ ", 1))  # still valid JSON, other bytes
+    WhisperModel(copy, threads=1)  # not checked unless asked: loading stays fast
+    with pytest.raises(ModelFormatError, match="tokenizer.json: sha256 does not match manifest.json"):
+        WhisperModel(copy, threads=1, check_files=True)
 
 
 # --- transcription ---------------------------------------------------------------------

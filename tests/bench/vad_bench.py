@@ -33,7 +33,7 @@ import numpy as np
 from bus import schemas
 from config.schema import VadConfig
 from tests.bench.common import print_table, write_json
-from tests.vad.kit import CLIPS, BusClient, build_stream, frames_of, settle, wait_for
+from tests.kit import CLIPS, BusClient, build_stream, frames_of, settle, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,7 +151,7 @@ def first_speech_end_s(pcm: bytes) -> float:
 def job_stall(stack: Stack, hours: float) -> dict:
     """Publish a live stream at real time, push a long job as an utterance ends; measure the loop's stalls."""
     import zmq
-    from tests.vad.kit import synth_stream
+    from tests.kit import synth_stream
     live = synth_stream(JOB_SENTENCES * 2, gap_s=1.5)
     pattern = np.frombuffer(synth_stream(JOB_SENTENCES, gap_s=1.0, tail_s=1.0), "<i2")
     job_pcm = np.tile(pattern, int(hours * 3600 * 16000 / len(pattern)) + 1)[:int(hours * 3600 * 16000)].tobytes()

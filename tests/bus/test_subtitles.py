@@ -1,40 +1,14 @@
 """Transcript renderings (bus/subtitles.py), checked with strict srt and vtt parsers."""
 
-import re
-
 import pytest
 
 from bus import subtitles
+from tests.kit import parse_srt, parse_vtt
 
 SEGMENTS = [{"start": 0.0, "end": 2.5, "text": " Hello there."},
             {"start": 2.5, "end": 3661.0015, "text": "General --> Kenobi", "words": [
                 {"word": " General", "start": 2.5, "end": 3.0, "probability": 0.9}]},
             {"start": 4.0, "end": 5.0, "text": "   "}]
-
-_SRT_CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d{3}) --> (\d\d:\d\d:\d\d,\d{3})\n((?:.+\n)+)")
-_VTT_CUE = re.compile(r"(\d\d:\d\d:\d\d\.\d{3}) --> (\d\d:\d\d:\d\d\.\d{3})\n((?:.+\n)+)")
-
-
-def parse_srt(text: str) -> list[tuple[str, str, str]]:
-    """Strict SRT: numbered from 1, one timing line, text lines, a blank line between cues."""
-    blocks = text.split("\n\n")
-    cues = []
-    for number, block in enumerate(blocks, start=1):
-        match = _SRT_CUE.fullmatch(block if block.endswith("\n") else block + "\n")
-        assert match, f"bad srt block {block!r}"
-        assert int(match.group(1)) == number
-        cues.append((match.group(2), match.group(3), match.group(4).strip()))
-    return cues
-
-
-def parse_vtt(text: str) -> list[tuple[str, str, str]]:
-    assert text.startswith("WEBVTT\n\n")
-    cues = []
-    for block in text[len("WEBVTT\n\n"):].split("\n\n"):
-        match = _VTT_CUE.fullmatch(block if block.endswith("\n") else block + "\n")
-        assert match, f"bad vtt block {block!r}"
-        cues.append((match.group(1), match.group(2), match.group(3).strip()))
-    return cues
 
 
 @pytest.mark.parametrize("seconds, srt, vtt", [

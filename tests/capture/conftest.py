@@ -1,2 +1,2 @@
 """Fixtures of the vad and capture tests."""
-from tests.vad.kit import close_bus_clients  # noqa: F401  (autouse: no BusClient outlives its test)
+from tests.kit import close_bus_clients  # noqa: F401  (autouse: no BusClient outlives its test)

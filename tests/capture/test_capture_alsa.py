@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bus import schemas
-from tests.vad.kit import REPO, BusClient, load_clip, need_eval, start_bus, wait_for, wait_subscribed
+from tests.kit import REPO, BusClient, load_clip, need_eval, start_bus, wait_for, wait_subscribed
 
 pytestmark = pytest.mark.slow
 SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")

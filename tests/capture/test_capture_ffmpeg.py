@@ -14,7 +14,7 @@ from bus import schemas
 from capture.base import SourceLost
 from capture.ffmpeg import FfmpegReader, redact_text, redact_url
 from config.schema import SourceConfig
-from tests.vad.kit import EVAL_DIR, BusClient, load_clip, need_eval, start_bus, wait_for, wait_subscribed
+from tests.kit import EVAL_DIR, BusClient, load_clip, need_eval, start_bus, wait_for, wait_subscribed
 
 CLIP = "asr/ljspeech/LJ001-0002.wav"  # 22.05 kHz WAV: ffmpeg resamples it
 

@@ -15,7 +15,7 @@ from bus import schemas
 from capture.filesrc import FileReader
 from capture.main import credential_warnings
 from config.schema import SourceConfig
-from tests.vad.kit import (EVAL_DIR, REPO, BusClient, load_clip, need_eval, start_bus, synth_stream,
+from tests.kit import (EVAL_DIR, REPO, BusClient, load_clip, need_eval, start_bus, synth_stream,
                            wait_subscribed)
 
 A = "asr/librispeech/7902-96591-0000.flac"   # 16 kHz FLAC

@@ -9,7 +9,7 @@ from capture.backoff import Backoff
 from capture.base import SourceLost, SourceUnavailable
 from capture.worker import SourceWorker
 from config.schema import SourceConfig
-from tests.vad.kit import wait_for
+from tests.kit import wait_for
 
 CFG = SourceConfig(stream="mic1", kind="alsa", device="fake", period_frames=320, language="de", partials=False)
 

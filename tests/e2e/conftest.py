@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_CACHE
 from tests.e2e import live, stack as stacks
 
 
@@ -27,7 +28,7 @@ def tiny_models_dir(tmp_path_factory) -> Path:
     name under its models dir, so only a folder named tiny.en-int8 is used.
     """
     model_build = pytest.importorskip("asr.build.builder", reason="the model builder (asr.build.builder) is missing")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voxbus-tests" / "tiny.en-int8"
+    cache = TEST_CACHE / "tiny.en-int8"
     chosen = Path(os.environ.get("VOXBUS_TEST_MODEL_DIR", cache))
     out = chosen if chosen.name == "tiny.en-int8" else tmp_path_factory.mktemp("models") / "tiny.en-int8"
     try:

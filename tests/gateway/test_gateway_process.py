@@ -15,7 +15,7 @@ import pytest
 import websockets
 
 from tests.conftest import REPO, find_free_port
-from tests.gateway.test_ws_session import tone, until
+from tests.gateway.helpers import tone, until
 
 pytestmark = pytest.mark.slow
 

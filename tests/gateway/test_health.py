@@ -7,7 +7,7 @@ from bus import schemas
 from bus.status import HealthTable
 from gateway import health
 from tests.gateway.conftest import ScriptedPipeline
-from tests.gateway.test_ws_session import until
+from tests.gateway.helpers import until
 
 
 def beat(stage, instance="", model_loaded=None, model="", onnxruntime="", **status):

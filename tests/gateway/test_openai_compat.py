@@ -4,7 +4,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.gateway.test_rest import WAV
+from tests.gateway.helpers import WAV
 
 
 @pytest.fixture(scope="module")

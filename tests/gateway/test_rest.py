@@ -3,25 +3,13 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 
 import numpy as np
 import pytest
 import soundfile
 
 from gateway import jobs
-from tests.gateway.test_ws_session import until
-
-
-def wav_bytes(seconds: float = 5.0, rate: int = 16000) -> bytes:
-    """A tone: the scripted peer answers by length, not content."""
-    t = np.arange(int(seconds * rate)) / rate
-    buf = io.BytesIO()
-    soundfile.write(buf, 0.3 * np.sin(2 * np.pi * 300 * t), rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-WAV = wav_bytes()
+from tests.gateway.helpers import WAV, until, wav_bytes
 
 
 def test_service_info_health_and_model(client):

@@ -2,27 +2,11 @@
 from __future__ import annotations
 
 import json
-import time
 
-import numpy as np
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-
-def tone(seconds: float, rate: int = 16000, encoding: str = "f32") -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    wave = 0.3 * np.sin(2 * np.pi * 220 * t)
-    return wave.astype("<f4").tobytes() if encoding == "f32" else (wave * 32767).astype("<i2").tobytes()
-
-
-def until(predicate, timeout: float = 15.0):
-    """Poll `predicate` until it holds (True) or `timeout` runs out (False); generous for a busy machine."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+from tests.gateway.helpers import tone, until
 
 
 def receive_until(ws, kind: str, limit: int = 50) -> tuple[dict, list[dict]]:

@@ -3,7 +3,7 @@ import numpy as np
 
 from bus import schemas
 from config.schema import VadConfig
-from tests.vad.kit import synth_stream, wait_for
+from tests.kit import synth_stream, wait_for
 from vad.job_worker import JobWorker
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from vad.detector import VoiceDetector
 from vad.jobs import cut_job
-from tests.vad.kit import CLIPS, build_stream, need_eval
+from tests.kit import CLIPS, build_stream, need_eval
 
 
 def test_long_file_is_cut_at_pauses_into_pieces_under_the_limit():

@@ -5,7 +5,7 @@ import pytest
 from config.schema import VadConfig
 from vad.detector import VoiceDetector
 from vad.segmenter import SegmenterSettings, SpeechEnded, SpeechStarted, StreamSegmenter, UtteranceAudio
-from tests.vad.kit import build_stream, frames_of, load_clip, need_eval
+from tests.kit import build_stream, frames_of, load_clip, need_eval
 
 FRAME = 480  # samples in a 30 ms vad frame
 

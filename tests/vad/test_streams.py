@@ -4,7 +4,7 @@ import logging
 from bus import schemas
 from config.schema import VadConfig
 from vad.streams import StreamTable
-from tests.vad.kit import build_stream, frames_of, need_eval, synth_stream
+from tests.kit import build_stream, frames_of, need_eval, synth_stream
 
 
 def feed(table, stream, pcm, seq0=0, now=0.0, skip=()):

@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from bus import schemas
-from tests.vad.kit import CLIPS, BusClient, build_stream, frames_of, need_eval, settle, start_bus, synth_stream
+from tests.kit import CLIPS, BusClient, build_stream, frames_of, need_eval, settle, start_bus, synth_stream
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 from bus import schemas
 from config.schema import VadConfig
 from vad.streams import StreamTable
-from tests.vad.kit import CLIPS, build_stream, frames_of, need_eval
+from tests.kit import CLIPS, build_stream, frames_of, need_eval
 
 EDGE_SLACK = 480  # one vad frame: the energy edge of a clip's faint tail is not a word
 

@@ -19,7 +19,7 @@ from bus import schemas
 from bus.recording import read_records
 from config import load_config
 from vad.streams import StreamTable
-from tests.vad.kit import REPO, BusClient, settle, start_bus
+from tests.kit import REPO, BusClient, settle, start_bus
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vad"
 RECORDING = FIXTURES / "replay_fx1.rec"

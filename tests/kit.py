@@ -1,4 +1,4 @@
-"""Test helpers for vad and capture: real eval audio joined with pauses, and real bus processes.
+"""The shared bus test kit (vad, capture, benches, e2e): real eval audio joined with pauses, real bus processes.
 
 Audio comes from ../shared/eval (never copied into the project); `need_eval()`
 skips a test with a clear message where that folder is absent.
@@ -6,6 +6,7 @@ skips a test with a clear message where that folder is absent.
 from __future__ import annotations
 
 import io
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import zmq
 from bus import schemas
 from tests.bench.common import EVAL_DIR, load_audio_16k, speech_span  # noqa: F401  (re-exported)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 RATE = 16000
 
 # Short, clean clips of several corpora and rates (16 kHz FLAC/WAV, 22.05 kHz WAV).
@@ -230,3 +231,31 @@ def settle(client: BusClient, stage: str = "vad", timeout: float = 30.0) -> None
             return
     raise AssertionError(f"{stage} did not hear our probe within {timeout} s; "
                          f"saw {sorted({m.TYPE for m in client.seen})}")
+
+
+# ---- subtitle parsers (strict: a test of SRT/VTT output fails on any malformed cue) ----
+
+_SRT_CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d{3}) --> (\d\d:\d\d:\d\d,\d{3})\n((?:.+\n)+)")
+_VTT_CUE = re.compile(r"(\d\d:\d\d:\d\d\.\d{3}) --> (\d\d:\d\d:\d\d\.\d{3})\n((?:.+\n)+)")
+
+
+def parse_srt(text: str) -> list[tuple[str, str, str]]:
+    """Strict SRT: numbered from 1, one timing line, text lines, a blank line between cues."""
+    blocks = text.split("\n\n")
+    cues = []
+    for number, block in enumerate(blocks, start=1):
+        match = _SRT_CUE.fullmatch(block if block.endswith("\n") else block + "\n")
+        assert match, f"bad srt block {block!r}"
+        assert int(match.group(1)) == number
+        cues.append((match.group(2), match.group(3), match.group(4).strip()))
+    return cues
+
+
+def parse_vtt(text: str) -> list[tuple[str, str, str]]:
+    assert text.startswith("WEBVTT\n\n")
+    cues = []
+    for block in text[len("WEBVTT\n\n"):].split("\n\n"):
+        match = _VTT_CUE.fullmatch(block if block.endswith("\n") else block + "\n")
+        assert match, f"bad vtt block {block!r}"
+        cues.append((match.group(1), match.group(2), match.group(3).strip()))
+    return cues
