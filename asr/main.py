@@ -18,6 +18,7 @@ import zmq
 
 from bus.segment_queue import Queued, SegmentQueue
 from asr.transcriber import SegmentTranscriber
+from asr.utterances import UtteranceAudio
 from bus import schemas, sockets
 from bus.stage import StageRuntime, run_stage
 from config.paths import model_dir
@@ -42,6 +43,7 @@ class AsrLoop:
         self.worker = self.cfg.asr.worker or f"{socket.gethostname()}-{os.getpid()}"
         self.threads = self.cfg.asr.threads or len(runtime.cores) or 1
         self.queue = SegmentQueue()
+        self.utterances = UtteranceAudio()
         self.transcriber: SegmentTranscriber | None = None
         self.model_error = ""
         self.next_model_try = 0.0
@@ -54,7 +56,7 @@ class AsrLoop:
         mean = self.counters["inference_ms_total"] / done if done else 0.0
         counters = {**self.counters, "inference_ms_total": round(self.counters["inference_ms_total"], 1),
                     "mean_inference_ms": round(mean, 1), "queue_depth": len(self.queue),
-                    "partials_superseded": self.queue.partials_superseded}
+                    "partials_superseded": self.queue.partials_superseded, "partial_gaps": self.utterances.gaps}
         if self.transcriber is None:
             return False, self.model_error or "loading model", counters
         return True, "ok", counters
@@ -121,7 +123,9 @@ class AsrLoop:
                 self.counters["bad_messages"] += 1
                 log.warning("unexpected %s on vad.segments", msg.TYPE)
                 continue
-            self.queue.put(msg)
+            whole = self.utterances.complete(msg)
+            if whole is not None:  # else: a partial's new audio that joins nothing held here (counted)
+                self.queue.put(whole)
 
     def start_next(self, pool: ThreadPoolExecutor, pub: zmq.Socket) -> None:
         if self.pending is not None:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from asr.whisper.speech_guard import VoicedFrames
 from asr.whisper.timeline import shift_times
 from bus import pcm
 from bus.pcm import SAMPLE_RATE
@@ -40,8 +41,8 @@ class SegmentTranscriber:
         try:
             audio = pcm.to_float(segment.pcm)
             result = self.model.transcribe_segment(
-                audio, language=self._language(segment), task=segment.task,
-                prompt=self._prompt(segment), **{**self._defaults(segment.kind), **segment.options})
+                audio, language=self._language(segment), task=segment.task, prompt=self._prompt(segment),
+                voiced=voiced_frames(segment), **{**self._defaults(segment.kind), **segment.options})
         except ValueError as exc:  # bad audio or bad options: the sender's fault, permanent
             log.warning("segment rejected: %s", exc, extra=self._where(segment))
             return Error.about(segment, "bad_segment", str(exc), permanent=True, stage="asr")
@@ -111,6 +112,15 @@ class SegmentTranscriber:
     @staticmethod
     def _where(segment: Segment) -> dict:
         return {"stream": segment.stream, "job": segment.job, "utt": segment.utt}
+
+
+def voiced_frames(segment: Segment) -> VoicedFrames | None:
+    """vad's voice judgement of the segment's audio, for the engine's silence gate (None: not judged)."""
+    if not segment.voiced:
+        return None
+    frame_samples = SAMPLE_RATE * segment.voiced_frame_ms // 1000
+    origin = segment.offset - (segment.utt_offset if segment.utt_offset is not None else segment.offset)
+    return VoicedFrames(np.frombuffer(segment.voiced, np.uint8) != 0, frame_samples, origin)
 
 
 def _plain_segments(segments) -> list[dict]:

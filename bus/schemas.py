@@ -135,7 +135,13 @@ class SpeechEnd(Message):
 
 @dataclass(frozen=True)
 class Segment(Message):
-    """vad → asr over PUSH: an utterance so far (`partial`) or whole (`final`), or a file job's piece."""
+    """vad → asr over PUSH: an utterance so far (`partial`) or whole (`final`), or a file job's piece.
+
+    `voiced` is vad's judgement, one byte per `voiced_frame_ms` frame from `utt_offset` (1 =
+    speech), so asr need not run webrtcvad again. A live segment's audio starts at `utt_offset`,
+    except a partial sent to the one asr worker there is, which carries only the audio from
+    `offset` on: the worker holds the rest from the utterance's earlier partials.
+    """
     TYPE: ClassVar[str] = "segment"
     utt: int
     kind: str
@@ -150,6 +156,14 @@ class Segment(Message):
     count: int | None = None
     ts_end_of_speech: float | None = None
     options: dict = field(default_factory=dict)   # decoding options for file jobs
+    voiced: bytes = b""
+    voiced_frame_ms: int = 0
+    utt_offset: int | None = None  # live: the utterance's first sample
+
+    @property
+    def is_delta(self) -> bool:
+        """Audio from `offset` on only: the earlier audio of the utterance was sent before."""
+        return self.utt_offset is not None and self.offset > self.utt_offset
 
 
 @dataclass(frozen=True)
@@ -358,12 +372,23 @@ def _check_message(msg: Message) -> None:
         raise SchemaError(f"{msg.TYPE}: exactly one of stream and job is required")
     if isinstance(msg, Open) and msg.end_silence_ms is not None and not 50 <= msg.end_silence_ms <= 60000:
         raise SchemaError(f"open.end_silence_ms = {msg.end_silence_ms}: expected 50 to 60000 or none")
+    if isinstance(msg, Segment):
+        _check_segment(msg)
     if isinstance(msg, Heartbeat) and msg.model is not None:
         msg.model_status()
     if isinstance(msg, Transcript):
         _check_timed_items("segments", msg.segments, text_key="text")
         if msg.words is not None:
             _check_timed_items("words", msg.words, text_key=None)
+
+
+def _check_segment(msg: Segment) -> None:
+    if msg.voiced and msg.voiced_frame_ms not in (10, 20, 30):
+        raise SchemaError(f"segment.voiced_frame_ms = {msg.voiced_frame_ms}: expected 10, 20 or 30 with voiced")
+    if msg.utt_offset is not None and not 0 <= msg.utt_offset <= msg.offset:
+        raise SchemaError(f"segment.utt_offset = {msg.utt_offset}: expected 0 to offset ({msg.offset})")
+    if msg.is_delta and (msg.kind != "partial" or msg.stream is None):
+        raise SchemaError("segment: only a live partial may carry part of its utterance (offset > utt_offset)")
 
 
 def _check_timed_items(name: str, items: list, text_key: str | None) -> None:

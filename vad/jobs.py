@@ -20,6 +20,7 @@ MIN_VOICED_RUN_MS = 150
 class JobPiece:
     offset: int  # first sample in the job's audio
     pcm: bytes
+    voiced: bytes = b""  # one byte per frame: 1 where speech was heard (short blips dropped)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def cut_job(pcm: bytes, detector: VoiceDetector, max_segment_s: float = 30.0,
     if not cuts:  # a silent file: one piece, so the job still gets its (empty) answer
         cuts = [(0, min(n, max_frames))]
     step = detector.frame_bytes
-    return [JobPiece(a * detector.frame_samples, pcm[a * step:b * step]) for a, b in cuts]
+    return [JobPiece(a * detector.frame_samples, pcm[a * step:b * step], bytes(frames.voiced[a:b])) for a, b in cuts]
 
 
 def _cut_point(frames: _Frames, lo: int, hi: int) -> int:

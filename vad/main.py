@@ -16,6 +16,8 @@ import zmq
 
 from bus import schemas, sockets
 from bus.stage import StageRuntime, run_stage
+from bus.status import HealthTable
+from vad.deltas import PartialDeltas
 from vad.job_worker import CutResult, JobWorker
 from vad.outbox import STALL_S, SegmentOutbox
 from vad.streams import StreamTable
@@ -34,6 +36,9 @@ class VadLoop:
         self.table = StreamTable(cfg.vad)
         self.outbox = SegmentOutbox(cfg.vad.outbox_max_mb * 1024 * 1024)
         self.job_worker = JobWorker(cfg.vad)
+        self.workers = HealthTable(forget_after_s=cfg.bus.heartbeat_timeout_s * 2)
+        self.deltas = PartialDeltas()
+        self.segment_bytes: Counter[str] = Counter()  # PCM bytes pushed to asr, by kind
         self.bad_messages = 0
         self.jobs = 0
         self.bad_jobs = 0
@@ -44,7 +49,9 @@ class VadLoop:
         counters = self.table.snapshot()
         counters.update(bad_messages=self.bad_messages, jobs=self.jobs, bad_jobs=self.bad_jobs,
                         job_cutting=self.job_worker.busy, outbox_depth=len(self.outbox),
-                        outbox_mb=round(self.outbox.pcm_bytes / 2 ** 20, 1),
+                        outbox_mb=round(self.outbox.pcm_bytes / 2 ** 20, 1), asr_workers=len(self.deltas.workers),
+                        **{f"pushed_bytes_{k}": v for k, v in self.segment_bytes.items()},
+                        partial_bytes_saved=self.deltas.bytes_saved,
                         **{f"outbox_{k}": v for k, v in vars(self.outbox.counters).items()})
         if self.outbox.stalled_for() > STALL_S:
             return False, f"backlog: {len(self.outbox)} segments waiting, no asr worker?", counters
@@ -55,7 +62,7 @@ class VadLoop:
         sub = pub = jobs = segments = None
         self.job_worker.start()
         try:
-            sub = sockets.subscriber(ctx, cfg.bus, [b"audio/", b"ctl/"])
+            sub = sockets.subscriber(ctx, cfg.bus, [b"audio/", b"ctl/", b"health/asr/"])
             pub = sockets.publisher(ctx, cfg.bus)
             jobs = sockets.puller(ctx, cfg.vad.jobs, cfg.bus, bind=True)
             segments = sockets.pusher(ctx, cfg.vad.segments, cfg.bus, bind=True)
@@ -97,6 +104,9 @@ class VadLoop:
             except schemas.SchemaError as exc:
                 self.bad_messages += 1
                 log.warning("bad bus message dropped", extra={"error": str(exc), "count": self.bad_messages})
+                continue
+            if isinstance(msg, schemas.Heartbeat):
+                self.see_workers(msg)
                 continue
             self.route(self.table.handle(msg, time.time()), pub)
 
@@ -143,10 +153,21 @@ class VadLoop:
 
     def send_segments(self, segments: zmq.Socket, timeout_ms: int = 0) -> None:
         while self.outbox:
-            if not sockets.push(segments, self.outbox.peek(), timeout_ms=timeout_ms):
+            original = self.outbox.peek()
+            sent = self.deltas.shape(original)
+            if not sockets.push(segments, sent, timeout_ms=timeout_ms):
                 self.outbox.counters.blocked += 1
                 return
             self.outbox.pop()
+            self.deltas.pushed_ok(original, sent)
+            self.segment_bytes[original.kind if original.job is None else "job"] += len(sent.pcm)
+
+    def see_workers(self, heartbeat: schemas.Heartbeat) -> None:
+        """asr heartbeats tell how many workers share the segments pipe (see vad/deltas.py)."""
+        now = time.monotonic()
+        self.workers.see(heartbeat, now)
+        alive = self.workers.fresh(now, self.rt.config.bus.heartbeat_timeout_s)
+        self.deltas.set_workers(frozenset(row.heartbeat.instance for row in alive))
 
     def expire(self, pub: zmq.Socket) -> None:
         if time.monotonic() < self.next_expire:

@@ -67,6 +67,7 @@ class UtteranceAudio:
     offset: int  # first sample of pcm (includes pre-roll)
     pcm: bytes
     ts_end_of_speech: float | None = None
+    voiced: bytes = b""  # one byte per frame of pcm: 1 where webrtcvad heard speech
 
 
 @dataclass
@@ -281,7 +282,7 @@ class StreamSegmenter:
     def _audio(self, utt: _Utterance, kind: str, upto: int) -> UtteranceAudio:
         frames = utt.frames[:upto]
         return UtteranceAudio(self.next_utt, kind, frames[0].offset, b"".join(f.pcm for f in frames),
-                              utt.frames[utt.last_voiced].now)
+                              utt.frames[utt.last_voiced].now, bytes(f.voiced for f in frames))
 
     def _to_idle(self, utt: _Utterance) -> None:
         """Keep only the silence after the last voiced frame, so it cannot retrigger a start."""

@@ -198,7 +198,9 @@ class StreamTable:
                 self.counters[f"{event.kind}s"] += 1
                 out.append(schemas.Segment(utt=event.utt, kind=event.kind, offset=event.offset, pcm=event.pcm,
                                            stream=stream, language=opts.language, task=opts.task,
-                                           prompt=opts.prompt, ts_end_of_speech=event.ts_end_of_speech))
+                                           prompt=opts.prompt, ts_end_of_speech=event.ts_end_of_speech,
+                                           voiced=event.voiced, voiced_frame_ms=self.cfg.frame_ms,
+                                           utt_offset=event.offset))
         return out
 
     def _problem(self, stream: str, kind: str, message: str) -> None:

@@ -33,6 +33,7 @@ from asr.whisper.manifest import (SPECIAL_ROLES, ModelFormatError, ModelManifest
                           load_manifest, verify_checksums)
 from asr.whisper.onnx_session import EncodedWindows, WhisperSessions
 from asr.whisper.options import TranscribeOptions, split_options
+from asr.whisper.speech_guard import VoicedFrames
 from asr.whisper.timeline import shift_times
 from asr.whisper.tokenizer import TIME_PRECISION, Tokenizer
 from asr.whisper.word_timing import TimedSegment, add_word_timestamps, find_alignment
@@ -177,22 +178,25 @@ class WhisperModel:
         return self._result(segments, decoding.language, language_prob, audio, timings, chaining)
 
     def transcribe_segment(self, audio: np.ndarray, language: str | None = None, task: str = "transcribe",
-                           prompt: str | None = None, **options: object) -> Result:
+                           prompt: str | None = None, voiced: VoicedFrames | None = None,
+                           **options: object) -> Result:
         """Fast path for one live segment of at most 30 s: one encoder run, one decode (plus fallback).
 
         prompt: context before the segment (the stream's previous final text).
+        voiced: the caller's voice judgement of `audio` (else webrtcvad runs here).
         """
         audio = validate_audio(audio)
         if audio.shape[0] > N_SAMPLES:
             raise ValueError(f"segment is {audio.shape[0] / SAMPLE_RATE:.1f} s; at most 30 s, or use transcribe()")
-        return self.transcribe_batch([audio], language, task, prompt, **options)[0]
+        return self.transcribe_batch([audio], language, task, prompt, voiced=[voiced], **options)[0]
 
     def transcribe_batch(self, segments: Sequence[np.ndarray], language: str | None = None,
                          task: str = "transcribe", prompt: str | None = None, batch_size: int = ENCODER_BATCH,
-                         **options: object) -> list[Result]:
+                         voiced: Sequence[VoicedFrames | None] | None = None, **options: object) -> list[Result]:
         """Several independent segments of ≤ 30 s (one file job), encoded `batch_size` per encoder run.
 
-        Each segment is decoded on its own, with the same prompt and options.
+        Each segment is decoded on its own, with the same prompt and options; `voiced`, one per
+        segment (or None), is the caller's voice judgement of each.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -201,9 +205,12 @@ class WhisperModel:
             if audio.shape[0] > N_SAMPLES:
                 raise ValueError(f"segment {index} is {audio.shape[0] / SAMPLE_RATE:.1f} s; at most 30 s")
         decoding, chaining = self._options(language, task, options, prompt)
+        judged = list(voiced) if voiced is not None else [None] * len(audios)
+        if len(judged) != len(audios):
+            raise ValueError(f"voiced: {len(judged)} judgements for {len(audios)} segments")
         results: list[Result | None] = [None] * len(audios)
         voiced = [i for i, audio in enumerate(audios)
-                  if content_frames(audio.shape[0]) > 0 and self._has_voice(audio, chaining)]
+                  if content_frames(audio.shape[0]) > 0 and self._has_voice(audio, chaining, judged[i])]
         for index in set(range(len(audios))) - set(voiced):
             results[index] = self._result([], decoding.language, None, audios[index], _Timings(), chaining)
         for first in range(0, len(voiced), batch_size):
@@ -213,7 +220,7 @@ class WhisperModel:
             share = _Timings(timings.encode_ms / len(group))
             for row, index in enumerate(group):
                 results[index] = self._one_window(audios[index], encoded, row, decoding, chaining,
-                                                  dataclasses.replace(share))
+                                                  dataclasses.replace(share), judged[index])
         return results  # type: ignore[return-value]  # every index was filled above
 
     def check_options(self, language: str | None = None, task: str = "transcribe", prompt: str | None = None,
@@ -239,7 +246,7 @@ class WhisperModel:
     # --- one window -----------------------------------------------------------------------
 
     def _one_window(self, audio: np.ndarray, encoded: EncodedWindows, row: int, decoding: DecodingOptions,
-                    chaining: TranscribeOptions, timings: _Timings) -> Result:
+                    chaining: TranscribeOptions, timings: _Timings, voiced: VoicedFrames | None = None) -> Result:
         window = self._decode(encoded, row, decoding, chaining, timings)
         segments: list[TextSegment] = []
         if not window.silent:
@@ -248,11 +255,12 @@ class WhisperModel:
                                          encoded.window(row), decoding, chaining, 0.0, timings)
             language = decoding.language or window.result.language
             segments += self._unheard_tail(audio, segments, dataclasses.replace(decoding, language=language),
-                                           chaining, timings)
+                                           chaining, timings, voiced)
         return self._result(segments, window.result.language, window.result.language_prob, audio, timings, chaining)
 
     def _unheard_tail(self, audio: np.ndarray, segments: list[TextSegment], decoding: DecodingOptions,
-                      chaining: TranscribeOptions, timings: _Timings) -> list[TextSegment]:
+                      chaining: TranscribeOptions, timings: _Timings,
+                      voiced: VoicedFrames | None = None) -> list[TextSegment]:
         """Segments for the audio after the last one, when the decoder closed the window early.
 
         Whisper may end a window with a lone timestamp and end-of-text while speech goes on
@@ -263,13 +271,17 @@ class WhisperModel:
         # The decoder's own last timestamp, not the word-aligned end: words after it were not heard.
         stamps = [t - begin for t in (segments[-1].tokens if segments else ()) if t >= begin]
         offset = stamps[-1] * TIME_PRECISION if stamps else 0.0
-        tail = audio[int(round(offset * SAMPLE_RATE)):]
-        if offset <= 0 or tail.shape[0] < UNHEARD_TAIL_S * SAMPLE_RATE or not self._has_voice(tail, chaining):
+        cut = int(round(offset * SAMPLE_RATE))
+        tail = audio[cut:]
+        tail_voiced = voiced.after(cut) if voiced is not None else None
+        if offset <= 0 or tail.shape[0] < UNHEARD_TAIL_S * SAMPLE_RATE \
+                or not self._has_voice(tail, chaining, tail_voiced):
             return []
         said = tuple(t for s in segments for t in s.tokens if t < self.tokenizer.special.eot)
         prompt = self._prompt_tokens(decoding.prompt) + said if chaining.condition_on_previous_text else decoding.prompt
         encoded = self._encode(self._window_mels([tail], timings), timings)
-        rest = self._one_window(tail, encoded, 0, dataclasses.replace(decoding, prompt=prompt), chaining, timings)
+        rest = self._one_window(tail, encoded, 0, dataclasses.replace(decoding, prompt=prompt), chaining, timings,
+                                tail_voiced)
         return [_shifted(segment, offset) for segment in rest.segments]
 
     def _window_mels(self, audios: list[np.ndarray], timings: _Timings) -> np.ndarray:
@@ -328,9 +340,11 @@ class WhisperModel:
             return step if step > 0 else None
         return None
 
-    def _has_voice(self, audio: np.ndarray, chaining: TranscribeOptions) -> bool:
+    def _has_voice(self, audio: np.ndarray, chaining: TranscribeOptions, voiced: VoicedFrames | None = None) -> bool:
         if chaining.min_voiced_ms <= 0:
             return True
+        if voiced is not None:  # judged already (vad): no second webrtcvad pass
+            return voiced.voiced_ms(0, audio.shape[0]) >= chaining.min_voiced_ms
         return speech_guard.voiced_ms(audio) >= chaining.min_voiced_ms
 
     # --- segments, words, options ---------------------------------------------------------

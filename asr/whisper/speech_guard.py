@@ -5,7 +5,9 @@ Three principled checks, each measured on the 60 eval clips to cost no accuracy
 
 * `voiced_ms`: webrtcvad on the window before decoding. A window with almost no
   voiced frames is not decoded at all (Whisper says "you" on digital silence
-  with avg_logprob -0.7, which its own no-speech rule lets through).
+  with avg_logprob -0.7, which its own no-speech rule lets through). A caller that
+  already judged the audio (the asr stage gets vad's judgement with each segment)
+  passes `VoicedFrames` instead, and webrtcvad is not run twice.
 * `is_silence`: Whisper's rule (no-speech probability above the threshold and a
   low average log-probability) extended by the other hallucination signal it
   already computes: a high no-speech probability with a repetitive transcript
@@ -14,6 +16,9 @@ Three principled checks, each measured on the 60 eval clips to cost no accuracy
 """
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import webrtcvad
@@ -24,6 +29,27 @@ from asr.whisper.features import SAMPLE_RATE
 VAD_FRAME = 480  # 30 ms at 16 kHz
 VAD_SETTLING_FRAMES = 3  # webrtcvad calls its first 90 ms speech whenever there is any signal
 VAD_MODE = 3  # the most aggressive: least likely to call noise speech
+
+
+@dataclass(frozen=True)
+class VoicedFrames:
+    """A voice detector's judgement of some audio, made by the caller: one flag per frame.
+
+    Audio sample s falls in frame (s + origin) // frame_samples; `after(n)` describes the
+    same judgement for the audio from sample n on (a tail of it).
+    """
+    flags: np.ndarray  # bool [frames]
+    frame_samples: int
+    origin: int = 0
+
+    def voiced_ms(self, start: int, end: int) -> int:
+        """Milliseconds of voiced frames touching samples [start, end)."""
+        first = max(0, (start + self.origin) // self.frame_samples)
+        last = min(len(self.flags), -(-(end + self.origin) // self.frame_samples))
+        return int(np.count_nonzero(self.flags[first:last])) * self.frame_samples * 1000 // SAMPLE_RATE
+
+    def after(self, samples: int) -> VoicedFrames:
+        return dataclasses.replace(self, origin=self.origin + samples)
 
 
 def voiced_ms(audio: np.ndarray, mode: int = VAD_MODE) -> int:

@@ -128,3 +128,14 @@ def test_bad_audio_is_a_clear_value_error(tiny_model, audio, message):
 def test_segment_longer_than_a_window_is_refused(tiny_model):
     with pytest.raises(ValueError, match="at most 30 s"):
         tiny_model.transcribe_segment(np.zeros(16000 * 31, np.float32))
+
+
+@pytest.mark.slow
+def test_a_callers_voice_judgement_replaces_webrtcvad(tiny_model, eval_clips):
+    from asr.whisper.speech_guard import VoicedFrames
+    audio = load_audio(eval_clips[SHORT_CLIPS[0]]["file"])
+    frames = -(-audio.shape[0] // 480)
+    heard = tiny_model.transcribe_segment(audio, voiced=VoicedFrames(np.ones(frames, bool), 480))
+    assert heard.text == tiny_model.transcribe_segment(audio).text
+    silent = tiny_model.transcribe_segment(audio, voiced=VoicedFrames(np.zeros(frames, bool), 480))
+    assert silent.text == "" and silent.encode_ms == 0  # judged silent: never encoded

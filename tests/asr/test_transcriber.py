@@ -56,3 +56,14 @@ def test_odd_pcm_is_a_permanent_error():
     _, t = transcriber({})
     msg = t.transcribe(seg("final", pcm=b"\0\0\0"), 0)
     assert isinstance(msg, Error) and msg.permanent and "odd number of bytes" in msg.message
+
+
+def test_vads_judgement_reaches_the_engine_instead_of_a_second_webrtcvad():
+    from asr.transcriber import voiced_frames
+    flags = bytes([0, 1, 1, 0, 1])
+    whole = Segment(utt=1, kind="partial", offset=0, pcm=bytes(2 * 480 * 5), stream="s", voiced=flags,
+                    voiced_frame_ms=30, utt_offset=0)
+    judged = voiced_frames(whole)
+    assert judged.frame_samples == 480 and judged.voiced_ms(0, 480 * 5) == 90
+    assert judged.voiced_ms(480, 480 * 3) == 60 and judged.after(480 * 3).voiced_ms(0, 480 * 2) == 30
+    assert voiced_frames(Segment(utt=1, kind="final", offset=0, pcm=b"", job="j")) is None
