@@ -95,9 +95,20 @@ class WyomingServer:
                 self.slots.release()
         except (ConnectionError, OSError) as exc:
             log.info("wyoming client gone", extra={"peer": str(peer), "reason": str(exc)})
+        except Exception as exc:  # a bug with one client must reach the log and that client, not the others
+            log.exception("wyoming connection failed", extra={"peer": str(peer)})
+            await _tell_internal_error(writer, exc)
         finally:
             self.connections.discard(task)
             writer.close()
+
+
+async def _tell_internal_error(writer: asyncio.StreamWriter, exc: Exception) -> None:
+    try:
+        writer.write(encode_event("error", {"code": "internal_error", "text": f"internal error: {type(exc).__name__}"}))
+        await writer.drain()
+    except (ConnectionError, OSError) as gone:
+        log.info("wyoming client gone before the error", extra={"reason": str(gone)})
 
 
 class Connection:
