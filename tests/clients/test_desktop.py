@@ -106,6 +106,7 @@ def screenshot(app, window, screen: str, folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_live_finals_from_a_wav_through_the_microphone_path(desktop, clip, shots):
     app, controller, window = desktop
     assert wait_for(app, lambda: controller.healthText == "server ok", 15), controller.healthText
@@ -129,6 +130,7 @@ def test_live_finals_from_a_wav_through_the_microphone_path(desktop, clip, shots
     screenshot(app, window, "live", shots)
 
 
+@pytest.mark.slow
 def test_file_upload_history_export_and_settings(desktop, clip, shots, tmp_path):
     app, controller, window = desktop
     controller.transcribeFile(str(clip[0]))
