@@ -133,6 +133,13 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
+class WyomingConfig:
+    enabled: bool = _f(True)
+    host: str = _f("127.0.0.1")
+    port: int = _f(10300, min=1, max=65535)
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunConfig
     bus: BusConfig
@@ -141,6 +148,7 @@ class Config:
     vad: VadConfig
     asr: AsrConfig
     gateway: GatewayConfig
+    wyoming: WyomingConfig
     source_file: str = ""  # which file, if any, was read over the defaults
     run_dir: str = ""      # resolved run directory
     models_dir: str = ""   # resolved models directory

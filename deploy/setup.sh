@@ -17,7 +17,7 @@ say() { printf 'setup: %s\n' "$*"; }
 # python3-venv: Debian's python3 cannot make a venv without it; build-essential and
 # python3-dev: pyalsaaudio and webrtcvad compile where no wheel fits (e.g. on the Pi).
 runtime_debs=(python3-venv python3-dev build-essential libasound2-dev libsndfile1 ffmpeg)
-test_debs=(espeak-ng sox chromium chromium-driver alsa-utils)
+test_debs=(espeak-ng sox chromium chromium-driver alsa-utils libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3)  # Qt offscreen
 want=("${runtime_debs[@]}")
 [ "$WITH_TESTS" = 1 ] && want+=("${test_debs[@]}")
 missing=()
@@ -38,7 +38,7 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
 extras="build,models"
-[ "$WITH_TESTS" = 1 ] && extras="$extras,test"
+[ "$WITH_TESTS" = 1 ] && extras="$extras,test,desktop"
 stamp="$VENV/.voxbus-installed-$extras"
 digest=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then

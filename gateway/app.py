@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from gateway.bridge import Bridge
 from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
 from gateway.service import JobSlots
 from gateway.ws_session import SessionSlots, stream_endpoint
+from gateway.wyoming import WyomingServer
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,10 @@ ROUTES = [
 ]
 
 
-def build_app(cfg: Config, ctx: zmq.Context | None = None) -> Starlette:
-    """The app for `cfg`; its lifespan connects to the bus (a context of its own unless given one).
+def build_app(cfg: Config, ctx: zmq.Context | None = None,
+              wyoming_listener: socket.socket | None = None) -> Starlette:
+    """The app for `cfg`; its lifespan connects to the bus (a context of its own unless given one)
+    and, with wyoming.enabled, serves Wyoming on `wyoming_listener` (bound by the server; else it binds).
 
     `app.state.shutdown` is set by the server when it starts to stop, so long-lived
     streams (WebSocket, SSE) finish on their own instead of being cut off.
@@ -78,9 +82,15 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None) -> Starlette:
         bridge = Bridge(cfg, context, lambda: {"sessions_active": slots.active, "sessions_refused": slots.refused,
                                                "jobs_active": job_slots.active, "jobs_refused": job_slots.refused})
         await bridge.start()
+        wyoming = WyomingServer(cfg, bridge, slots) if cfg.wyoming.enabled else None
         try:
-            yield {"bridge": bridge, "config": cfg, "sessions": slots, "jobs": job_slots, "shutdown": shutdown}
+            if wyoming is not None:
+                await wyoming.start(wyoming_listener)  # RuntimeError naming wyoming.host/port if it must bind
+            yield {"bridge": bridge, "config": cfg, "sessions": slots, "jobs": job_slots, "shutdown": shutdown,
+                   "wyoming": wyoming}
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             await bridge.stop()
             if own_ctx:
                 context.term()

@@ -28,7 +28,7 @@ def uvicorn_config(runtime: StageRuntime, app) -> uvicorn.Config:
         ws_ping_timeout=gw.ws_ping_interval_s, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
+def bind_listener(host: str, port: int, settings: str = "gateway.host / gateway.port") -> socket.socket:
     """Bind before uvicorn starts, so a taken port is one clear line and exit 1, not a traceback."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto given explicitly: asyncio sets TCP_NODELAY on accepted sockets only when proto is IPPROTO_TCP,
@@ -40,7 +40,7 @@ def bind_listener(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise SystemExit(f"voxbus-gateway: cannot listen on {host}:{port}: {exc.strerror or exc} "
-                         f"(gateway.host / gateway.port)") from None
+                         f"({settings})") from None
     return sock
 
 
@@ -61,18 +61,25 @@ async def _serve_until_stopped(server: uvicorn.Server, listener: socket.socket, 
 
 
 def serve(runtime: StageRuntime) -> None:
-    gw = runtime.config.gateway
-    try:
-        app = build_app(runtime.config, runtime.ctx)
-    except ValueError as exc:
-        raise SystemExit(f"voxbus-gateway: {exc}") from None
+    gw, wy = runtime.config.gateway, runtime.config.wyoming
     listener = bind_listener(gw.host, gw.port)
+    wyoming = bind_listener(wy.host, wy.port, "wyoming.host / wyoming.port, or wyoming.enabled = false") \
+        if wy.enabled else None
+    try:
+        app = build_app(runtime.config, runtime.ctx, wyoming_listener=wyoming)
+    except ValueError as exc:
+        for sock in (listener, wyoming):
+            if sock is not None:
+                sock.close()
+        raise SystemExit(f"voxbus-gateway: {exc}") from None
     try:
         server = uvicorn.Server(uvicorn_config(runtime, app))
         log.info("serving", extra={"host": gw.host, "port": gw.port})
         asyncio.run(_serve_until_stopped(server, listener, runtime.stopping, app.state.shutdown))
     finally:
         listener.close()
+        if wyoming is not None:
+            wyoming.close()
 
 
 def main(argv: list[str] | None = None) -> int:

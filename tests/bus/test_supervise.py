@@ -42,7 +42,7 @@ def make_overlay(root: Path, crashing: str = "") -> Path:
 @pytest.fixture
 def stack_env(run_dir, tmp_path, free_port):
     env = dict(os.environ, PYTHONPATH=str(make_overlay(tmp_path / "overlay")),
-               VOXBUS_GATEWAY__PORT=str(free_port()))
+               VOXBUS_GATEWAY__PORT=str(free_port()), VOXBUS_WYOMING__PORT=str(free_port()))
     yield env
     subprocess.run(CLI + ["down"], env=env, capture_output=True, timeout=60)   # whatever the test did
 

@@ -35,6 +35,7 @@ class Stack:
     base: str            # host:port of the gateway
     run_dir: Path
     env: dict
+    wyoming_port: int = 0  # the gateway's Wyoming listener (a free port, not 10300, so test runs never clash)
 
     @property
     def http(self) -> str:
@@ -57,11 +58,13 @@ class Stack:
 def start(models_dir: Path, model: str = "tiny.en-int8", **settings: str) -> Stack:
     """`voxbus up` with a fresh run dir, a free gateway port and `settings` as VOXBUS_* variables."""
     run_dir = Path(tempfile.mkdtemp(prefix="vbe2e-", dir="/tmp"))
-    port = find_free_port()
+    port, wyoming_port = find_free_port(), find_free_port()
+    while wyoming_port == port:
+        wyoming_port = find_free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOXBUS_")}
     env.update(VOXBUS_RUN_DIR=str(run_dir), VOXBUS_RUN__MODELS_DIR=str(models_dir), VOXBUS_ASR__MODEL=model,
-               VOXBUS_GATEWAY__PORT=str(port), **settings)
-    stack = Stack(f"127.0.0.1:{port}", run_dir, env)
+               VOXBUS_GATEWAY__PORT=str(port), VOXBUS_WYOMING__PORT=str(wyoming_port), **settings)
+    stack = Stack(f"127.0.0.1:{port}", run_dir, env, wyoming_port)
     up = subprocess.run([sys.executable, "-m", "cli", "up"], env=env, cwd=REPO, capture_output=True,
                         text=True, timeout=120)
     if up.returncode != 0:

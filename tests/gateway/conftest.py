@@ -176,7 +176,9 @@ def bus_run_dir():
 
 @pytest.fixture(scope="module")
 def base_cfg(bus_run_dir):
-    return load_config(env={"VOXBUS_RUN_DIR": str(bus_run_dir)}, check_cores=False)
+    # Wyoming off: its fixed port (10300) would clash between test runs; tests/gateway/test_wyoming.py turns it on.
+    return load_config(env={"VOXBUS_RUN_DIR": str(bus_run_dir), "VOXBUS_WYOMING__ENABLED": "false"},
+                       check_cores=False)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 def start_gateway(run_dir, tmp_path, **env_extra):
     port = find_free_port()
     env = dict(os.environ, VOXBUS_RUN_DIR=str(run_dir), VOXBUS_GATEWAY__PORT=str(port), **env_extra)
+    env.setdefault("VOXBUS_WYOMING__ENABLED", "false")  # a fixed port (10300) would clash between test runs
     env.pop("VOXBUS_CONFIG", None)
     log = open(tmp_path / f"gateway-{port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -188,7 +189,8 @@ def test_port_in_use_fails_fast(bus_run_dir, tmp_path):
         proc, _, log = start_gateway(bus_run_dir, tmp_path)
         proc.kill()
         proc.wait()
-        env = dict(os.environ, VOXBUS_RUN_DIR=str(bus_run_dir), VOXBUS_GATEWAY__PORT=str(port))
+        env = dict(os.environ, VOXBUS_RUN_DIR=str(bus_run_dir), VOXBUS_GATEWAY__PORT=str(port),
+                   VOXBUS_WYOMING__ENABLED="false")
         done = subprocess.run([sys.executable, "-m", "gateway"], env=env, cwd=REPO, capture_output=True, timeout=30)
     assert done.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in done.stderr.decode().lower()
