@@ -19,6 +19,11 @@ commands:
   transcribe FILE... [--model DIR] [--language xx|auto] [--task transcribe|translate]
              [--format text|json|srt|vtt|verbose_json]
                              transcribe files in-process, no bus needed
+  transcribe --url http://HOST:PORT FILE... [--language] [--task] [--format] [--api-key KEY]
+                             transcribe files on a voxbus server (POST /transcribe)
+  listen --url ws://HOST:PORT [--mic DEVICE | FILE...] [--language xx|auto] [--task]
+         [--end-silence-ms N] [--json] [--api-key KEY]
+                             stream a microphone or files at real time to a server, print the text live
   tap PREFIX                 print bus messages live
   record PREFIX -o FILE      record bus traffic to a file
   replay FILE [--speed N]    publish a recording back (N=0: as fast as possible)
@@ -37,7 +42,9 @@ COMMANDS = {
     "record": "bus.recording:record_main",
     "replay": "bus.recording:replay_main",
     "devices": "capture.devices:main",
+    "listen": "clients.remote.listen:main",
 }
+REMOTE_TRANSCRIBE = "clients.remote.transcribe:main"  # `transcribe` with --url: the server transcribes
 
 
 def resolve(argv: list[str]) -> tuple[str, list[str]] | None:
@@ -45,7 +52,10 @@ def resolve(argv: list[str]) -> tuple[str, list[str]] | None:
     for words in (2, 1):
         name = " ".join(argv[:words])
         if len(argv) >= words and name in COMMANDS:
-            return COMMANDS[name], argv[words:]
+            rest = argv[words:]
+            if name == "transcribe" and any(arg == "--url" or arg.startswith("--url=") for arg in rest):
+                return REMOTE_TRANSCRIBE, rest
+            return COMMANDS[name], rest
     return None
 
 
