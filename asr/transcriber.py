@@ -46,10 +46,13 @@ class SegmentTranscriber:
         except ValueError as exc:  # bad audio or bad options: the sender's fault, permanent
             log.warning("segment rejected: %s", exc, extra=self._where(segment))
             return Error.about(segment, "bad_segment", str(exc), permanent=True, stage="asr")
-        msg = self._transcript(segment, result, queue_ms=(started - received) * 1000)
-        if segment.stream is not None and msg.kind == "final" and msg.text:
-            self._remember(segment.stream, msg.text)
-        return msg
+        return self._transcript(segment, result, queue_ms=(started - received) * 1000)
+
+    def published(self, msg: Transcript) -> None:
+        """A live final went out: its text is the context (prompt) of the stream's next utterance.
+        Called by the thread that publishes, so decodes running in parallel never race on it."""
+        if msg.stream is not None and msg.kind == "final" and msg.text:
+            self._remember(msg.stream, msg.text)
 
     def _defaults(self, kind: str) -> dict:
         """Decoding options from [asr]; a segment's own options (file jobs) override them."""
@@ -106,7 +109,7 @@ class SegmentTranscriber:
             language=result.language, language_prob=result.language_prob, worker=self.worker,
             encode_ms=round(result.encode_ms, 2), decode_ms=round(result.decode_ms, 2),
             queue_ms=round(queue_ms, 2), index=segment.index, count=segment.count,
-            is_speech_final=segment.kind == "final" and segment.stream is not None,
+            is_speech_final=segment.kind == "final" and segment.stream is not None,  # a guess: once confirmed
             ts=time.time(), ts_end_of_speech=segment.ts_end_of_speech)
 
     @staticmethod

@@ -44,6 +44,7 @@ class UtteranceAudio:
         if segment.kind == "final":
             self.held.pop(stream, None)
             return segment
+        # A partial or a speculation: both are the utterance so far, from its first sample.
         held = self.held.get(stream)
         if not segment.is_delta:
             self._hold(stream, _Held(segment.utt, segment.offset, bytearray(segment.pcm)))
@@ -52,7 +53,7 @@ class UtteranceAudio:
             self.gaps += 1
             self.held.pop(stream, None)
             return None
-        held.pcm += segment.pcm
+        held.pcm += segment.pcm  # (a speculation ends where its final will: held to there, then trimmed back)
         self.held.move_to_end(stream)
         return dataclasses.replace(segment, offset=held.start, pcm=bytes(held.pcm))
 

@@ -21,7 +21,9 @@ from bus.pcm import SAMPLE_RATE
 from config.names import ID_RULE, TASKS, valid_id  # noqa: F401  (TASKS: the wire's home for them)
 
 VERSION = 1
-SEGMENT_KINDS = ("partial", "final")
+# partial: the utterance so far; final: the whole utterance; speculative: the final it will be if
+# the silence that has begun lasts (asr may decode it ahead and publish it the moment the final comes)
+SEGMENT_KINDS = ("partial", "final", "speculative")
 
 
 class SchemaError(ValueError):
@@ -221,7 +223,8 @@ class Final(Transcript):
     TYPE: ClassVar[str] = "final"
 
 
-TRANSCRIPT_TYPES: dict[str, type[Transcript]] = {"partial": Partial, "final": Final}  # by segment kind
+# By segment kind: a speculation is decoded into the Final it becomes once vad confirms it.
+TRANSCRIPT_TYPES: dict[str, type[Transcript]] = {"partial": Partial, "final": Final, "speculative": Final}
 
 
 @dataclass(frozen=True)
@@ -387,8 +390,9 @@ def _check_segment(msg: Segment) -> None:
         raise SchemaError(f"segment.voiced_frame_ms = {msg.voiced_frame_ms}: expected 10, 20 or 30 with voiced")
     if msg.utt_offset is not None and not 0 <= msg.utt_offset <= msg.offset:
         raise SchemaError(f"segment.utt_offset = {msg.utt_offset}: expected 0 to offset ({msg.offset})")
-    if msg.is_delta and (msg.kind != "partial" or msg.stream is None):
-        raise SchemaError("segment: only a live partial may carry part of its utterance (offset > utt_offset)")
+    if msg.is_delta and (msg.kind == "final" or msg.stream is None):
+        raise SchemaError("segment: only a live partial or speculation may carry part of its utterance "
+                          "(offset > utt_offset)")
 
 
 def _check_timed_items(name: str, items: list, text_key: str | None) -> None:

@@ -14,14 +14,16 @@ def available_cores() -> list[int]:
 
 
 def cores_for(cores: CoresConfig, stage: str, available: list[int] | None = None) -> tuple[int, ...]:
-    """Resolve "auto": light stages share the first core, asr takes the rest (or all on one core)."""
+    """Resolve "auto": light stages share the first core; asr takes the rest on 3 cores or more
+    (a Pi 4: 1-3) and every core on 1 or 2 (the light stages need far less than a core, and asr's
+    decodes would otherwise leave one core nearly idle)."""
     value = getattr(cores, stage)
     if value != "auto":
         return tuple(value)
     available = available if available is not None else available_cores()
     if stage != "asr":
         return (available[0],)
-    return tuple(available[1:]) if len(available) > 1 else tuple(available)
+    return tuple(available[1:]) if len(available) > 2 else tuple(available)
 
 
 def check_core_map(cores: CoresConfig, available: list[int] | None = None) -> list[str]:

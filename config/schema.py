@@ -88,6 +88,8 @@ class VadConfig:
     min_speech_ms: int = _f(250, min=0, max=5000)
     max_utterance_s: float = _f(30.0, min=2.0, max=30.0)
     partial_interval_ms: int = _f(500, min=100, max=10000)
+    first_partial_ms: int = _f(300, min=30, max=10000)
+    speculative_finals: bool = _f(True)
     stream_ttl_s: float = _f(60.0, min=1.0, max=86400.0)
     job_max_segment_s: float = _f(30.0, min=2.0, max=30.0)
     energy_gate_dbfs: float = _f(-100.0, min=-100.0, max=0.0)
@@ -98,6 +100,7 @@ class VadConfig:
 class AsrConfig:
     model: str = _f("tiny.en-int8")
     threads: int = _f(0, min=0, max=256)
+    parallel: int = _f(0, min=0, max=64)
     worker: str = _f("")
     language: str = _f("")
     beam_size: int = _f(1, min=1, max=32)

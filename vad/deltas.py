@@ -1,4 +1,4 @@
-"""Partial segments as new audio only, when one asr worker takes them all.
+"""Partial (and speculative) segments as new audio only, when one asr worker takes them all.
 
 A partial used to carry its utterance from the start every `partial_interval_ms`: a 30 s
 utterance sent ~29 MB of partial audio. When exactly one asr worker is alive (its
@@ -34,7 +34,7 @@ class PartialDeltas:
 
     def shape(self, segment: Segment) -> Segment:
         """What to push for `segment`: its new audio only where the one worker holds the rest."""
-        if segment.kind != "partial" or segment.stream is None or segment.utt_offset is None \
+        if segment.kind == "final" or segment.stream is None or segment.utt_offset is None \
                 or len(self.workers) != 1:
             return segment
         held = self.pushed.get(segment.stream)

@@ -56,7 +56,7 @@ class SegmentOutbox:
         dropped: list[Segment] = []
         while self.queue.pcm_bytes > self.max_bytes and self.queue:
             item = self.queue.drop_oldest()
-            if item.segment.kind == "partial":
+            if item.segment.kind != "final":  # a partial or a speculation: superseded soon anyway
                 self.counters.dropped_partials += 1
             else:
                 self.counters.dropped_finals += 1

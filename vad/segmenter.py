@@ -4,8 +4,11 @@
 20 ms, webrtcvad wants 10/20/30 ms), re-frames it, and returns events:
 
 - `SpeechStarted`  once an utterance has `min_speech_ms` of voiced span
-- `UtteranceAudio` kind "partial" every `partial_interval_ms` of new speech, and
-  kind "final" when the utterance ends
+- `UtteranceAudio` kind "partial" once `first_partial_ms` of speech is in, then every
+  `partial_interval_ms` of new speech; kind "speculative" once the silence after the
+  last voiced frame reaches the tail the final keeps (`pre_roll_ms`): that is the final's
+  audio already, if the silence lasts, so asr can decode it while endpointing still
+  waits; and kind "final" when the utterance ends
 - `SpeechEnded`    after `end_silence_ms` of silence, at `max_utterance_s`, or on flush
 
 Everything is on the stream's sample timeline; `now` (wall clock) is only carried
@@ -33,14 +36,17 @@ class SegmenterSettings:
     min_speech_ms: int = 250
     max_utterance_s: float = 30.0
     partial_interval_ms: int = 500
+    first_partial_ms: int = 500
     partials: bool = True
+    speculate: bool = True
 
     @classmethod
     def from_config(cls, cfg: VadConfig, end_silence_ms: int | None = None, partials: bool = True):
         return cls(frame_ms=cfg.frame_ms, start_window_ms=cfg.start_window_ms, start_ratio=cfg.start_ratio,
                    pre_roll_ms=cfg.pre_roll_ms, end_silence_ms=end_silence_ms or cfg.end_silence_ms,
                    min_speech_ms=cfg.min_speech_ms, max_utterance_s=cfg.max_utterance_s,
-                   partial_interval_ms=cfg.partial_interval_ms, partials=partials)
+                   partial_interval_ms=cfg.partial_interval_ms, first_partial_ms=cfg.first_partial_ms,
+                   partials=partials, speculate=cfg.speculative_finals)
 
     def frames(self, ms: float) -> int:
         """A duration in whole frames, at least one."""
@@ -116,6 +122,10 @@ class StreamSegmenter:
         self.min_speech = settings.frames(settings.min_speech_ms) if settings.min_speech_ms else 1
         self.max_frames = int(settings.max_utterance_s * 1000 // settings.frame_ms)
         self.partial_every = settings.frames(settings.partial_interval_ms)
+        self.first_partial = settings.frames(settings.first_partial_ms)
+        # A speculation when the silence holds all the tail the final keeps (and endpointing still waits).
+        self.speculate_at = max(1, self.pre_roll) if settings.speculate and self.end_silence > max(1, self.pre_roll) \
+            else None
         self.split_lookback = settings.frames(1000)
         self.history: deque[_Frame] = deque(maxlen=self.window + self.pre_roll)
         self.utt: _Utterance | None = None
@@ -220,6 +230,8 @@ class StreamSegmenter:
         else:
             utt.trailing_silence += 1
         events = self._check_confirm(utt)
+        if utt.confirmed and utt.trailing_silence == self.speculate_at:
+            events.append(self._audio(utt, "speculative", utt.last_voiced + 1 + self.pre_roll))
         if utt.trailing_silence >= self.end_silence:
             if utt.confirmed:
                 return events + self._finish(utt, utt.last_voiced + 1, "silence")
@@ -244,7 +256,8 @@ class StreamSegmenter:
 
     def _confirm(self, utt: _Utterance) -> list:
         utt.confirmed = True
-        utt.since_partial = len(utt.frames) - utt.first_voiced
+        # The first partial once first_partial_ms of the utterance is in, the next ones every partial_every.
+        utt.since_partial = len(utt.frames) - utt.first_voiced + self.partial_every - self.first_partial
         self.counters.utterances += 1
         return [SpeechStarted(self.next_utt, utt.frames[utt.first_voiced].offset)]
 

@@ -7,16 +7,17 @@ tiny.en model.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import os
 import time
 
-import numpy as np
 import pytest
 import zmq
 
 from bus import schemas, sockets
 from bus.recording import Record, RecordingWriter, read_records
 from config import load_config
+from bus.pcm import to_pcm
 from tests.asr.wer import wer
 
 pytestmark = pytest.mark.slow
@@ -24,8 +25,7 @@ pytestmark = pytest.mark.slow
 
 def pcm_of(path: str) -> bytes:
     from tests.bench.common import load_audio_16k
-    audio = load_audio_16k(__import__("pathlib").Path(path))
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    return to_pcm(load_audio_16k(Path(path)))
 
 
 def segments_recording(clips: dict) -> bytes:
@@ -125,3 +125,28 @@ def test_bad_segments_get_error_messages_and_the_worker_keeps_serving(asr_stack,
     beats = collect(sub, counted, 30)
     assert counted(beats), [m.counters for m in beats if isinstance(m, schemas.Heartbeat)][-1:]
     assert asr.popen.poll() is None
+
+
+def test_a_speculative_final_is_published_as_the_fresh_decode_would_be(asr_stack, eval_clips):
+    """vad's guess is decoded ahead; when the final with the same audio comes, it is answered
+    from the guess: one final, the same text a fresh decode of the final gives."""
+    cfg, push, sub, asr = asr_stack
+    wait_for_model(sub)
+    pcm = pcm_of(eval_clips["ls-1089-134691-0001"]["file"])
+
+    def live(kind: str, stream: str) -> bytes:
+        return schemas.encode(schemas.Segment(utt=7, kind=kind, offset=0, pcm=pcm, stream=stream, utt_offset=0))
+    push.send(live("final", "fresh"))
+    push.send(live("speculative", "guessed"))
+    time.sleep(1.0)  # the guess is decoded (or under way) before its final comes
+    push.send(live("final", "guessed"))
+    finals = lambda got: [m for m in got if isinstance(m, schemas.Transcript) and m.kind == "final"]  # noqa: E731
+    got = finals(collect(sub, lambda got: {m.stream for m in finals(got)} == {"fresh", "guessed"}, timeout=90))
+    by_stream = {m.stream: m for m in got}
+    assert sorted(m.stream for m in got) == ["fresh", "guessed"], f"{got}\n{asr.output()[-2000:]}"
+    assert by_stream["guessed"].text == by_stream["fresh"].text and by_stream["guessed"].is_speech_final
+    beat = collect(sub, lambda got: any(isinstance(m, schemas.Heartbeat) and m.stage == "asr"
+                                        and m.counters.get("speculations_confirmed") for m in got), timeout=15)
+    assert any(isinstance(m, schemas.Heartbeat) and m.counters.get("speculations_confirmed") == 1 for m in beat)
+    late = collect(sub, lambda got: False, timeout=2)
+    assert not [m for m in finals(late) if m.stream == "guessed"], "the guessed final went out twice"

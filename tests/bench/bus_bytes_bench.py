@@ -24,8 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bus.pcm import BYTES_PER_SAMPLE, SAMPLE_RATE  # noqa: E402
 from tests.bench.common import print_table, write_json  # noqa: E402
-from tests.bench.live_bench import CLIPS  # noqa: E402
 from tests.e2e import live, stack as stacks  # noqa: E402
+
+
+CLIPS = ["ls-1089-134691-0000", "lj-LJ001-0011", "librivox-0880", "ls-6930-75918-0000", "timit-ldc93s1",
+         "lj-LJ001-0020"]  # six real clips of 2-6 s, several corpora
 
 
 def vad_counters(stack: stacks.Stack) -> dict:

@@ -115,6 +115,7 @@ def test_endpoints_and_cores():
     auto = load_config(env={})
     assert cores_for(auto.cores, "asr", available=[0, 1, 2, 3]) == (1, 2, 3)
     assert cores_for(auto.cores, "asr", available=[0]) == (0,)
+    assert cores_for(auto.cores, "asr", available=[0, 1]) == (0, 1)  # two cores: asr works on both
 
 
 def test_every_problem_is_collected_in_one_error():

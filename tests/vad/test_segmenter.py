@@ -57,7 +57,7 @@ def test_no_partials_when_stream_does_not_want_them():
     need_eval()
     pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac"], [])
     events = run(segmenter(partials=False), pcm)
-    assert [e.kind for e in of(events, UtteranceAudio)] == ["final"]
+    assert [e.kind for e in of(events, UtteranceAudio) if e.kind != "speculative"] == ["final"]
 
 
 def test_blip_shorter_than_min_speech_is_dropped():
@@ -125,3 +125,22 @@ def test_settings_follow_config_and_stream_override():
     s = SegmenterSettings.from_config(VadConfig(), end_silence_ms=500, partials=False)
     assert (s.end_silence_ms, s.partials, s.pre_roll_ms) == (500, False, 300)
     assert SegmenterSettings.from_config(VadConfig()).end_silence_ms == 800
+
+
+def test_speculation_is_the_final_to_be_and_a_new_one_follows_resumed_speech():
+    need_eval()
+    pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac"], [])
+    audio = of(run(segmenter(partials=False), pcm), UtteranceAudio)
+    kinds = [e.kind for e in audio]
+    # The clip pauses longer than the 300 ms tail mid-sentence: a guess, voided when speech goes on,
+    # then a second guess at its end, which is the final to the byte.
+    assert kinds == ["speculative", "speculative", "final"]
+    early, guess, final = audio
+    assert (guess.utt, guess.offset, guess.pcm, guess.voiced) == (final.utt, final.offset, final.pcm, final.voiced)
+    assert early.utt == final.utt and len(early.pcm) < len(final.pcm)
+
+
+def test_no_speculation_when_switched_off():
+    need_eval()
+    pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac"], [])
+    assert [e.kind for e in of(run(segmenter(partials=False, speculate=False), pcm), UtteranceAudio)] == ["final"]

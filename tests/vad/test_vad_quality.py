@@ -26,7 +26,8 @@ def segment_stream(cfg: VadConfig):
     for i, (offset, chunk) in enumerate(frames_of(pcm)):
         out += table.handle(schemas.Audio(stream="q", seq=i, offset=offset, pcm=chunk), 0.0)
     out += table.handle(schemas.Close(stream="q"), 0.0)
-    finals = [(m.offset, m.offset + len(m.pcm) // 2) for m in out if isinstance(m, schemas.Segment)]
+    finals = [(m.offset, m.offset + len(m.pcm) // 2) for m in out
+              if isinstance(m, schemas.Segment) and m.kind == "final"]
     starts = [m.offset for m in out if isinstance(m, schemas.SpeechStart)]
     ends = [m.offset for m in out if isinstance(m, schemas.SpeechEnd)]
     return placed, finals, starts, ends
