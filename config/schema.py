@@ -134,6 +134,10 @@ class GatewayConfig:
     allowed_origins: tuple[str, ...] = _f([])
     allowed_hosts: tuple[str, ...] = _f([])
 
+    header_timeout_s: float = _f(10.0, min=0.1, max=3600.0)
+    body_timeout_s: float = _f(30.0, min=0.1, max=3600.0)
+    body_min_rate_kbps: float = _f(16.0, min=0.1, max=1000000.0)
+    job_memory_mb: int = _f(600, min=16, max=100000)
 
 @dataclass(frozen=True)
 class WyomingConfig:
