@@ -131,13 +131,13 @@ class GatewayConfig:
     min_end_silence_ms: int = _f(300, min=100, max=10000)
     max_end_silence_ms: int = _f(2000, min=100, max=10000)
     max_jobs: int = _f(4, min=1, max=1000)
-    allowed_origins: tuple[str, ...] = _f([])
-    allowed_hosts: tuple[str, ...] = _f([])
-
     header_timeout_s: float = _f(10.0, min=0.1, max=3600.0)
     body_timeout_s: float = _f(30.0, min=0.1, max=3600.0)
     body_min_rate_kbps: float = _f(16.0, min=0.1, max=1000000.0)
     job_memory_mb: int = _f(600, min=16, max=100000)
+    allowed_origins: tuple[str, ...] = _f([])
+    allowed_hosts: tuple[str, ...] = _f([])
+
 
 @dataclass(frozen=True)
 class WyomingConfig:
