@@ -281,9 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         mode = Mode(json=args.json, tty=out.isatty(), width=shutil.get_terminal_size().columns)
-        # Partials are asked for even when only finals are printed: with partials=false the server's
-        # speculative final of an utterance that pauses mid-sentence is sent as its final and the rest is lost.
-        url = stream_url(args.url, args.language, args.task, args.end_silence_ms, partials=True)
+        # Partials cost the server an encoder pass each: asked for only when they are printed.
+        url = stream_url(args.url, args.language, args.task, args.end_silence_ms, partials=mode.json or mode.tty)
         listener.display = Display(out, mode)
         return asyncio.run(_listen_until_interrupted(args, url, listener))
     except UsageError as exc:
