@@ -10,6 +10,7 @@ others (tcp:// endpoints), share the PUSH stream from vad.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -44,6 +45,12 @@ def lane(segment: schemas.Segment) -> tuple[str, str] | None:
     if segment.stream is None:
         return None
     return segment.stream, "partial" if segment.kind == "partial" else "final"
+
+
+def as_partial(msg: schemas.Transcript) -> schemas.Partial:
+    """A transcript shown as a partial (a speculation not yet confirmed by its final)."""
+    fields = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    return schemas.Partial(**{**fields, "is_speech_final": False})
 
 
 class AsrLoop:
@@ -197,9 +204,11 @@ class AsrLoop:
                 if isinstance(msg, schemas.Error):  # a guess that failed tells nobody; its final decodes anew
                     self.take_back(item, pub)
                     continue
-                msg = self.speculations.on_result(item.segment, msg)  # the final, if it came meanwhile
-                if msg is None:
+                final = self.speculations.on_result(item.segment, msg)  # the final, if it came meanwhile
+                if final is None:  # not yet: the guess is news already, as a partial (vad's endpoint adapts to it)
+                    self.publish(pub, as_partial(msg))
                     continue
+                msg = final
             self.publish(pub, msg)
 
     def take_back(self, item: Queued, pub: zmq.Socket) -> None:

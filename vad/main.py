@@ -1,6 +1,6 @@
 """The vad process: wires the bus, the job PULL and the segment PUSH around StreamTable.
 
-SUB audio/ and ctl/ → StreamTable → PUB vad/ events (and errors), PUSH segments
+SUB audio/, ctl/ and text/ (asr's partials, for endpoints that adapt to them) → StreamTable → PUB vad/ events (and errors), PUSH segments
 through a SegmentOutbox (queue policy of bus.segment_queue, bounded by
 vad.outbox_max_mb). PULL vad.jobs → JobWorker (cuts in its own thread, one job at
 a time) → PUB job_segments, PUSH pieces. The loop thread owns every socket.
@@ -62,7 +62,8 @@ class VadLoop:
         sub = pub = jobs = segments = None
         self.job_worker.start()
         try:
-            sub = sockets.subscriber(ctx, cfg.bus, [b"audio/", b"ctl/", b"health/asr/"])
+            # text/: asr's partials, which the endpoints adapt to; health/asr/: how many asr workers there are
+            sub = sockets.subscriber(ctx, cfg.bus, [b"audio/", b"ctl/", b"text/", b"health/asr/"])
             pub = sockets.publisher(ctx, cfg.bus)
             jobs = sockets.puller(ctx, cfg.vad.jobs, cfg.bus, bind=True)
             segments = sockets.pusher(ctx, cfg.vad.segments, cfg.bus, bind=True)

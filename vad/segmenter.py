@@ -11,6 +11,11 @@
   waits; and kind "final" when the utterance ends
 - `SpeechEnded`    after `end_silence_ms` of silence, at `max_utterance_s`, or on flush
 
+The endpoint adapts to what was said (`hear`): when asr's newest text for the utterance
+covers all its speech and ends a sentence, `sentence_end_factor` × end_silence_ms of
+silence close it; text that stops mid-sentence waits `open_sentence_factor` × as long,
+so a pause inside a sentence does not split it.
+
 Everything is on the stream's sample timeline; `now` (wall clock) is only carried
 through as `ts_end_of_speech` for latency measurement.
 """
@@ -26,6 +31,15 @@ from vad.detector import BYTES_PER_SAMPLE, VoiceDetector
 MAX_GAP_FILL_S = 1.0  # lost audio up to this long is replaced by silence; longer gaps restart the timeline
 
 
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether a transcript ends a sentence ("..." trails off: it does not)."""
+    text = text.rstrip().rstrip("\"')»”’")
+    return text.endswith(SENTENCE_ENDS) and not text.endswith("..")
+
+
 @dataclass(frozen=True)
 class SegmenterSettings:
     frame_ms: int = 30
@@ -39,6 +53,9 @@ class SegmenterSettings:
     first_partial_ms: int = 500
     partials: bool = True
     speculate: bool = True
+    adaptive: bool = True
+    sentence_end_factor: float = 0.6
+    open_sentence_factor: float = 1.5
 
     @classmethod
     def from_config(cls, cfg: VadConfig, end_silence_ms: int | None = None, partials: bool = True):
@@ -46,7 +63,8 @@ class SegmenterSettings:
                    pre_roll_ms=cfg.pre_roll_ms, end_silence_ms=end_silence_ms or cfg.end_silence_ms,
                    min_speech_ms=cfg.min_speech_ms, max_utterance_s=cfg.max_utterance_s,
                    partial_interval_ms=cfg.partial_interval_ms, first_partial_ms=cfg.first_partial_ms,
-                   partials=partials, speculate=cfg.speculative_finals)
+                   partials=partials, speculate=cfg.speculative_finals, adaptive=cfg.adaptive_endpointing,
+                   sentence_end_factor=cfg.sentence_end_factor, open_sentence_factor=cfg.open_sentence_factor)
 
     def frames(self, ms: float) -> int:
         """A duration in whole frames, at least one."""
@@ -94,6 +112,7 @@ class _Utterance:
     trailing_silence: int = 0
     since_partial: int = 0
     partial_upto: int = -1  # frame index the last partial reached
+    heard: tuple[int, bool] | None = None  # asr's newest text: (sample it covers to, ends a sentence)
 
 
 @dataclass
@@ -126,6 +145,9 @@ class StreamSegmenter:
         # A speculation when the silence holds all the tail the final keeps (and endpointing still waits).
         self.speculate_at = max(1, self.pre_roll) if settings.speculate and self.end_silence > max(1, self.pre_roll) \
             else None
+        # Endpoints that adapt to the text; never shorter than the speculation, which brings the text.
+        self.sentence_end_silence = max(self.speculate_at or 1, round(self.end_silence * settings.sentence_end_factor))
+        self.open_sentence_silence = max(self.end_silence, round(self.end_silence * settings.open_sentence_factor))
         self.split_lookback = settings.frames(1000)
         self.history: deque[_Frame] = deque(maxlen=self.window + self.pre_roll)
         self.utt: _Utterance | None = None
@@ -232,7 +254,7 @@ class StreamSegmenter:
         events = self._check_confirm(utt)
         if utt.confirmed and utt.trailing_silence == self.speculate_at:
             events.append(self._audio(utt, "speculative", utt.last_voiced + 1 + self.pre_roll))
-        if utt.trailing_silence >= self.end_silence:
+        if utt.trailing_silence >= (self._end_silence(utt) if utt.confirmed else self.end_silence):
             if utt.confirmed:
                 return events + self._finish(utt, utt.last_voiced + 1, "silence")
             self.counters.blips_dropped += 1
@@ -248,6 +270,28 @@ class StreamSegmenter:
                 utt.partial_upto = len(utt.frames) - 1
                 events.append(self._audio(utt, "partial", len(utt.frames)))
         return events
+
+    def hear(self, utt: int, text: str, upto: int, now: float = 0.0) -> list:
+        """asr's text for utterance `utt` so far, covering its audio up to sample `upto`: the
+        endpoint adapts to it (the events of an utterance this closes are returned)."""
+        current = self.utt
+        if not self.s.adaptive or current is None or not current.confirmed or utt != self.next_utt:
+            return []
+        if current.heard is not None and current.heard[0] > upto:
+            return []  # an older text (a partial overtaken by the speculation's)
+        current.heard = (upto, ends_sentence(text))
+        if current.trailing_silence and current.trailing_silence >= self._end_silence(current):
+            return self._finish(current, current.last_voiced + 1, "silence")
+        return []
+
+    def _end_silence(self, utt: _Utterance) -> int:
+        """Frames of silence that end this (confirmed) utterance now."""
+        if not self.s.adaptive or utt.heard is None:
+            return self.end_silence
+        upto, ended = utt.heard
+        if upto < utt.frames[utt.last_voiced].offset + self.detector.frame_samples:
+            return self.end_silence  # the text is older than the last speech
+        return self.sentence_end_silence if ended else self.open_sentence_silence
 
     def _check_confirm(self, utt: _Utterance) -> list:
         if utt.confirmed or utt.last_voiced - utt.first_voiced + 1 < self.min_speech:

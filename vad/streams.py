@@ -63,6 +63,8 @@ class StreamTable:
             return self.on_flush(msg.stream, now)
         if isinstance(msg, schemas.Close):
             return self.on_close(msg.stream, now)
+        if isinstance(msg, schemas.Transcript):
+            return self.on_transcript(msg, now)
         self._problem(getattr(msg, "stream", None) or "-", "unexpected_message", f"ignored a {msg.TYPE} message")
         return []
 
@@ -112,6 +114,15 @@ class StreamTable:
             return []
         events = state.segmenter.feed(msg.pcm, msg.offset, now)
         return self._messages(msg.stream, state, events)
+
+    def on_transcript(self, msg: schemas.Transcript, now: float) -> list[schemas.Message]:
+        """asr's text of a live utterance: the stream's endpoint adapts to it (vad/segmenter.py)."""
+        state = self.streams.get(msg.stream) if msg.stream is not None else None
+        if state is None or state.segmenter is None or msg.kind != "partial":
+            return []
+        self.counters["texts_heard"] += 1
+        upto = round(msg.end * SAMPLE_RATE)
+        return self._messages(msg.stream, state, state.segmenter.hear(msg.utt, msg.text, upto, now))
 
     def on_flush(self, stream: str, now: float) -> list[schemas.Message]:
         state = self.streams.get(stream)

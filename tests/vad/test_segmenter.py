@@ -4,7 +4,7 @@ import pytest
 
 from config.schema import VadConfig
 from vad.detector import VoiceDetector
-from vad.segmenter import SegmenterSettings, SpeechEnded, SpeechStarted, StreamSegmenter, UtteranceAudio
+from vad.segmenter import SegmenterSettings, SpeechEnded, SpeechStarted, StreamSegmenter, UtteranceAudio, ends_sentence
 from tests.kit import build_stream, frames_of, load_clip, need_eval
 
 FRAME = 480  # samples in a 30 ms vad frame
@@ -144,3 +144,31 @@ def test_no_speculation_when_switched_off():
     need_eval()
     pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac"], [])
     assert [e.kind for e in of(run(segmenter(partials=False, speculate=False), pcm), UtteranceAudio)] == ["final"]
+
+
+def test_text_that_ends_a_sentence_closes_sooner_and_open_text_waits_longer():
+    need_eval()
+    full, [clip] = build_stream(["asr/librispeech/1089-134691-0001.flac"], [], tail_s=1.5)
+    speech, quiet = full[: clip.speech_off * 2], full[clip.speech_off * 2:]  # cut where its speech ends
+
+    def endpoint_ms(text: str | None) -> float:
+        seg = segmenter(partials=False, end_silence_ms=500)
+        run(seg, speech)
+        assert seg.utt is not None and seg.utt.trailing_silence < 5, "the utterance should still be open here"
+        speech_end = seg.utt.frames[seg.utt.last_voiced].offset + seg.detector.frame_samples
+        if text is not None:
+            seg.hear(seg.next_utt, text, speech_end + 4800)
+        for offset, chunk in frames_of(quiet, 30):
+            if of(seg.feed(chunk, clip.speech_off + offset, 0.0), SpeechEnded):
+                return (clip.speech_off + offset + 480 - speech_end) / 16
+        raise AssertionError("never ended")
+
+    plain, ended = endpoint_ms(None), endpoint_ms("Stuff it into you, his belly counselled him.")
+    open_ = endpoint_ms("Stuff it into you, his belly")
+    assert 450 <= plain <= 600 and 270 <= ended <= 380 and 700 <= open_ <= 850, (plain, ended, open_)
+
+
+def test_an_older_or_earlier_text_does_not_move_the_endpoint():
+    seg = segmenter(end_silence_ms=500)
+    assert seg.hear(0, "Done.", 10**9) == []  # nothing in speech: ignored
+    assert ends_sentence("Really?") and ends_sentence('He said "yes."') and not ends_sentence("and so...")
