@@ -143,6 +143,10 @@ async def send_audio(send: Callable[[bytes | str], Awaitable[None]], sources: Se
     return sent
 
 
+def _closed(code: int | None, reason: str | None) -> str:
+    return f"the server closed the connection with code {code}" + (f" ({reason})" if reason else "")
+
+
 class Listener:
     """One /stream session: the events it received and how it ended."""
 
@@ -180,10 +184,11 @@ class Listener:
         except ConnectionClosed as exc:
             if self.errors:       # the error event already said why
                 return
-            raise ListenError(f"connection lost: {exc}") from None
+            if exc.rcvd is None:
+                raise ListenError(f"connection lost: {exc}") from None
+            raise ListenError(_closed(exc.rcvd.code, exc.rcvd.reason)) from None
         if ws.close_code != 1000 and not self.errors:
-            reason = f" ({ws.close_reason})" if ws.close_reason else ""
-            raise ListenError(f"the server closed the connection with code {ws.close_code}{reason}")
+            raise ListenError(_closed(ws.close_code, ws.close_reason))
 
     async def run(self, ws, sources: Sequence[AudioSource], stop: asyncio.Event) -> int:
         """Send until the sources end or `stop`, then eof and the last final; the exit status."""

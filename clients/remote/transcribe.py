@@ -53,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"{PROG} --url", description="Transcribe files on a voxbus server (POST /transcribe).")
+    parser = _Parser(prog=PROG, description="Transcribe files on a voxbus server (POST /transcribe).")
     parser.add_argument("--url", required=True, metavar="http://HOST:PORT", help="the server (http:// or https://)")
     parser.add_argument("files", nargs="+", metavar="FILE", help="WAV, FLAC, MP3, OGG, WebM/Opus, M4A, ...")
     parser.add_argument("--language", default="auto", metavar="xx|auto")

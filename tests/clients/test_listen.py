@@ -207,6 +207,66 @@ def test_a_stop_ends_the_audio_at_once():
     assert time.monotonic() - started < 1.0
 
 
+# ---- one session against a scripted WebSocket server ----
+
+async def scripted_session(script, sources, api_key=None):
+    """Serve one /stream session with `script(ws, received)`; run the client against it."""
+    from websockets.asyncio.server import serve
+
+    seen: dict = {"received": []}
+
+    def record(connection, request):
+        seen["path"], seen["auth"] = request.path, request.headers.get("Authorization")
+
+    async def handler(ws):
+        await script(ws, seen["received"])
+
+    out, err = io.StringIO(), io.StringIO()
+    async with serve(handler, "127.0.0.1", 0, process_request=record) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = listen.stream_url(f"ws://127.0.0.1:{port}", "en", "transcribe", None, partials=True)
+        status = await listen.listen(url, api_key, sources, listen.Listener(Display(out, Mode()), err),
+                                     asyncio.Event())
+    return status, out.getvalue(), err.getvalue(), seen
+
+
+def test_a_session_sends_audio_then_eof_and_prints_the_finals():
+    async def script(ws, received):
+        await ws.send(json.dumps({"type": "ready", "session": "ws-1"}))
+        async for message in ws:
+            received.append(message)
+            if isinstance(message, str) and json.loads(message)["type"] == "eof":
+                await ws.send(json.dumps({"type": "partial", "utt": 0, "text": "for a"}))
+                await ws.send(json.dumps({"type": "final", "utt": 0, "text": "For a full hour."}))
+                await ws.close(1000)
+
+    source = FileSource("a", decode=lambda _: tone(SAMPLE_RATE, 0.2))
+    status, out, err, seen = asyncio.run(scripted_session(script, [source], api_key="k1"))
+    assert (status, out, err) == (0, "For a full hour.\n", "")
+    assert seen["auth"] == "Bearer k1" and seen["path"].startswith("/stream?language=en&")
+    assert [len(m) if isinstance(m, bytes) else m for m in seen["received"]] == [3200, 3200, '{"type": "eof"}']
+
+
+def test_an_error_event_is_one_line_and_status_1():
+    async def script(ws, received):
+        await ws.send(json.dumps({"type": "error", "code": "bad_config", "message": "end_silence_ms = 50:\n bad"}))
+        await ws.close(1008, "bad_config")
+
+    source = FileSource("a", decode=lambda _: tone(SAMPLE_RATE, 5.0))
+    status, out, err, _ = asyncio.run(scripted_session(script, [source]))
+    assert (status, out) == (1, "")
+    assert err == "voxbus listen: error: server error bad_config: end_silence_ms = 50: bad\n"
+
+
+def test_a_close_without_a_reason_is_named():
+    async def script(ws, received):
+        await ws.close(1012, "service restart")
+
+    source = FileSource("a", decode=lambda _: tone(SAMPLE_RATE, 5.0))
+    with pytest.raises(listen.ListenError, match="closed the connection with code 1012 .service restart."):
+        asyncio.run(scripted_session(script, [source]))
+
+
 # ---- against a running stack ----
 
 @pytest.fixture(scope="module")

@@ -132,3 +132,40 @@ def test_problems_are_one_line_each(remote, tmp_path, free_port):
     down = voxbus("transcribe", "--url", f"http://127.0.0.1:{port}", path)
     assert down.returncode == 1 and down.stderr == (f"voxbus transcribe: error: cannot reach "
                                                     f"http://127.0.0.1:{port}/transcribe: Connection refused\n")
+
+
+def test_the_api_key_goes_as_a_bearer_token(tmp_path, monkeypatch):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: dict = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            seen["path"], seen["auth"] = self.path, self.headers.get("Authorization")
+            seen["body"] = self.rfile.read(int(self.headers["Content-Length"]))
+            answer = json.dumps(BODY).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF....WAVE")
+    monkeypatch.setenv("VOXBUS_API_KEY", "from-env")
+    try:
+        assert transcribe.main(["--url", f"http://127.0.0.1:{server.server_port}", str(audio)]) == 0
+        assert seen["path"] == "/transcribe" and seen["auth"] == "Bearer from-env"
+        assert b'name="response_format"\r\n\r\njson' in seen["body"] and b"RIFF....WAVE" in seen["body"]
+        assert transcribe.main(["--url", f"http://127.0.0.1:{server.server_port}", "--api-key", "k2",
+                                str(audio)]) == 0
+        assert seen["auth"] == "Bearer k2"
+    finally:
+        server.shutdown()
+        server.server_close()
