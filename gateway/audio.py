@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,12 +19,17 @@ import soxr
 
 from bus import pcm as pcm_format
 from bus.pcm import SAMPLE_RATE
+from gateway import audio_header
 
 log = logging.getLogger(__name__)
 
 BLOCK_FRAMES = 65536
 UNKNOWN_FRAMES = 2 ** 62  # libsndfile says SF_COUNT_MAX when a header gives no length (a streamed FLAC)
 FFMPEG_TIMEOUT_S = 300.0
+MB = 1024 * 1024
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+JOB_COPIES = 4  # the decoded blocks, their concatenation, the job's PCM bytes and its msgpack encoding
+_OPENING = re.compile(r"^Error opening .*?: ")
 
 
 class AudioError(ValueError):
@@ -35,17 +41,26 @@ class AudioError(ValueError):
         self.message = message
 
 
+def decode_upload(data: bytes, max_seconds: float, memory_bytes: int | None = None) -> np.ndarray:
+    """Any supported file's bytes → 16 kHz mono int16; AudioError says what is wrong.
 
-
-def decode_upload(data: bytes, max_seconds: float) -> np.ndarray:
-    """Any supported file's bytes → 16 kHz mono int16; AudioError says what is wrong."""
+    `memory_bytes`: what the job may cost (gateway.job_memory_mb), checked against the length
+    the header declares before decoding and against what is counted while decoding.
+    """
     if not data:
         raise AudioError("empty_audio", "the audio file is empty (0 bytes)")
+    limits = Limits(max_seconds, memory_bytes, len(data))
     try:
-        pcm = _decode_soundfile(data, max_seconds)
+        declared = audio_header.check(data)
+    except audio_header.HeaderError as exc:
+        raise AudioError(exc.code, exc.message) from None
+    if declared is not None and declared.frames is not None:
+        limits.check(declared.frames / declared.rate)
+    try:
+        pcm = _decode_soundfile(data, limits, declared)
         reason = "its header gives no length"  # why ffmpeg reads it, if pcm is None
     except (soundfile.SoundFileError, RuntimeError) as exc:
-        pcm, reason = None, str(exc)
+        pcm, reason = None, _reason(exc)
     if pcm is None:
         container = ffmpeg_container(data)
         if container is None:
@@ -53,10 +68,41 @@ def decode_upload(data: bytes, max_seconds: float) -> np.ndarray:
                                                    "WebM/Opus, M4A/MP4 or AAC file (the first bytes match none), "
                                                    f"or it is corrupt ({reason})")
         log.debug("soundfile cannot read upload, trying ffmpeg", extra={"reason": reason, "container": container})
-        pcm = _decode_ffmpeg(data, max_seconds, reason)
+        pcm = _decode_ffmpeg(data, limits, reason)
     if pcm.size == 0:
         raise AudioError("empty_audio", "the audio file decodes to no samples")
     return pcm
+
+
+def _reason(exc: Exception) -> str:
+    """libsndfile's reason without the file object it names (`Error opening <_io.BytesIO object at 0x…>: `)."""
+    return _OPENING.sub("", str(exc)).strip() or type(exc).__name__
+
+
+class Limits:
+    """gateway.max_audio_s and gateway.job_memory_mb for one upload."""
+
+    def __init__(self, max_seconds: float, memory_bytes: int | None, upload_bytes: int):
+        self.max_seconds = max_seconds
+        self.memory_bytes = memory_bytes
+        self.upload_bytes = upload_bytes
+
+    @property
+    def seconds(self) -> float:
+        """The longest audio both limits allow."""
+        if self.memory_bytes is None:
+            return self.max_seconds
+        budget = (self.memory_bytes - self.upload_bytes) / (JOB_COPIES * BYTES_PER_SECOND)
+        return max(0.0, min(self.max_seconds, budget))
+
+    def check(self, seconds: float, at_least: bool = False) -> None:
+        if seconds > self.max_seconds:
+            raise _too_long(seconds, self.max_seconds, at_least)
+        if seconds > self.seconds:
+            need = (self.upload_bytes + seconds * JOB_COPIES * BYTES_PER_SECOND) / MB
+            raise AudioError("audio_too_large", f"{'more than ' if at_least else ''}{seconds:.1f} s of audio "
+                                                f"would need about {need:.0f} MB in memory; a job may use "
+                                                f"{self.memory_bytes / MB:.0f} MB (gateway.job_memory_mb)")
 
 
 def ffmpeg_container(data: bytes) -> str | None:
@@ -86,28 +132,43 @@ def _too_long(seconds: float, max_seconds: float, at_least: bool = False) -> Aud
                                         f"(gateway.max_audio_s)")
 
 
-def _decode_soundfile(data: bytes, max_seconds: float) -> np.ndarray | None:
+def _decode_soundfile(data: bytes, limits: Limits, declared: audio_header.Declared | None) -> np.ndarray | None:
     """None when the header gives no length: soundfile's reads seek, and such a file cannot seek."""
     with soundfile.SoundFile(io.BytesIO(data)) as f:
         if f.frames >= UNKNOWN_FRAMES:
             return None
-        if f.frames / f.samplerate > max_seconds:
-            raise _too_long(f.frames / f.samplerate, max_seconds)
+        try:
+            audio_header.check_rate(f.samplerate, f.format)
+        except audio_header.HeaderError as exc:
+            raise AudioError(exc.code, exc.message) from None
+        limits.check(f.frames / f.samplerate)
         resampler = soxr.ResampleStream(f.samplerate, SAMPLE_RATE, 1, dtype="float32") \
             if f.samplerate != SAMPLE_RATE else None
         parts, read = [], 0
-        for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
-            read += block.shape[0]
-            if read > max_seconds * f.samplerate:  # counted, not trusted: a header can be wrong
-                raise _too_long(read / f.samplerate, max_seconds, at_least=True)
-            mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-            parts.append(pcm_format.to_int16(resampler.resample_chunk(mono) if resampler else mono))
+        try:
+            for block in f.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+                read += block.shape[0]
+                limits.check(read / f.samplerate, at_least=True)  # counted, not trusted: a header can be wrong
+                mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+                parts.append(pcm_format.to_int16(resampler.resample_chunk(mono) if resampler else mono))
+        except (soundfile.SoundFileError, RuntimeError) as exc:
+            if declared is None:
+                raise  # not a WAV or FLAC we understand: ffmpeg may do better
+            raise _truncated(declared, read, _reason(exc)) from None
+        if declared is not None and declared.frames is not None and read < declared.frames:
+            raise _truncated(declared, read, "the audio ends early")
         if resampler:
             parts.append(pcm_format.to_int16(resampler.resample_chunk(np.zeros(0, "float32"), last=True)))
     return np.concatenate(parts) if parts else np.zeros(0, "<i2")
 
 
-def _decode_ffmpeg(data: bytes, max_seconds: float, why: str) -> np.ndarray:
+def _truncated(declared: audio_header.Declared, read: int, why: str) -> AudioError:
+    expected = f"{declared.frames} frames" if declared.frames is not None else "more audio"
+    return AudioError("truncated", f"the {declared.kind} file is truncated or corrupt: its header declares "
+                                   f"{expected}, only {read} could be decoded ({why})")
+
+
+def _decode_ffmpeg(data: bytes, limits: Limits, why: str) -> np.ndarray:
     """WebM/Opus, M4A, FLAC without a length and the rest; a temp file because MP4 needs a seekable input.
     `why`: soundfile's reason for not reading it, for the error when ffmpeg is missing."""
     ffmpeg = shutil.which("ffmpeg")
@@ -118,7 +179,7 @@ def _decode_ffmpeg(data: bytes, max_seconds: float, why: str) -> np.ndarray:
         tmp.write(data)
         tmp.flush()
         cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", tmp.name, "-vn",
-               "-t", f"{max_seconds + 1:.3f}", "-af", "aresample=resampler=soxr", "-ac", "1",
+               "-t", f"{limits.seconds + 1:.3f}", "-af", "aresample=resampler=soxr", "-ac", "1",
                "-ar", str(SAMPLE_RATE), "-f", "s16le", "pipe:1"]
         try:
             done = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
@@ -130,8 +191,8 @@ def _decode_ffmpeg(data: bytes, max_seconds: float, why: str) -> np.ndarray:
         raise AudioError("unsupported_format", "could not decode the audio: not a WAV, FLAC, MP3, OGG, "
                                                f"WebM/Opus or M4A file, or it is corrupt (ffmpeg: {reason[:200]})")
     pcm = np.frombuffer(done.stdout[: len(done.stdout) // 2 * 2], "<i2")
-    if pcm.size > max_seconds * SAMPLE_RATE:  # ffmpeg stopped at max + 1 s: the true length is unknown
-        raise _too_long(pcm.size / SAMPLE_RATE, max_seconds, at_least=True)
+    if pcm.size > limits.seconds * SAMPLE_RATE:  # ffmpeg stopped at the limit + 1 s: the true length is unknown
+        limits.check(pcm.size / SAMPLE_RATE, at_least=True)
     return pcm
 
 
@@ -185,7 +246,13 @@ class PcmConverter:
         if len(data) % self.width:
             raise AudioError("bad_frame", f"binary frame of {len(data)} bytes is not a whole number of "
                                           f"{self.encoding} samples ({self.width} bytes each)")
-        self._append(self._convert(np.frombuffer(data, self.dtype)))
+        samples = np.frombuffer(data, self.dtype)
+        if self.encoding == "f32":
+            bad = samples.size - int(np.count_nonzero(np.isfinite(samples)))
+            if bad:  # one NaN would poison the resampler's state for the rest of the stream
+                raise AudioError("bad_frame", f"binary frame has {bad} NaN or infinite samples of {samples.size}; "
+                                              "f32 samples must be finite numbers (-1..1); the frame was dropped")
+        self._append(self._convert(samples))
         return self._take(whole_only=True)
 
     def drain(self) -> list[bytes]:

@@ -6,12 +6,21 @@ official client libraries surface our messages unchanged.
 from __future__ import annotations
 
 import logging
+import re
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 log = logging.getLogger(__name__)
+
+# A Python object's repr (`<_io.BytesIO object at 0x7f...>`) that a library put into its message.
+_OBJECT_REPR = re.compile(r"<[\w.]+ (?:object )?at 0x[0-9a-fA-F]+>")
+
+
+def public(message: str) -> str:
+    """A message fit for a client: no object reprs, whatever a library wrote into it."""
+    return _OBJECT_REPR.sub("the upload", message)
 
 
 class ApiError(Exception):
@@ -29,7 +38,7 @@ class ApiError(Exception):
 
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return {"error": {"message": message, "type": kind, "code": code, "param": param}}
+    return {"error": {"message": public(message), "type": kind, "code": code, "param": param}}
 
 
 async def api_error_handler(request: Request, exc: ApiError) -> JSONResponse:

@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bus import subtitles
-from gateway import formats, health, params, service, uploads
+from gateway import formats, health, params, service
+from gateway.rest import read_upload
 from gateway.errors import ApiError
 
 DEFAULT_MODEL = "whisper-1"
@@ -25,14 +26,14 @@ def _granularities(form) -> list[str]:
     values = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
     for value in values:
         if value not in GRANULARITIES:
-            raise ApiError(400, "bad_timestamp_granularities", f"timestamp_granularities[] {value!r}: expected "
+            raise ApiError(400, "bad_timestamp_granularities", f"timestamp_granularities[] {params.shown(value)}: expected "
                                                                "segment or word", "timestamp_granularities[]")
     return values or ["segment"]
 
 
 async def _audio(request: Request, task: str) -> Response:
     bridge, cfg = request.state.bridge, request.state.config
-    upload = await uploads.read_upload(request, "file", cfg.gateway.max_upload_mb * 1024 * 1024)
+    upload = await read_upload(request, "file")  # before the job slot: a stalled upload holds none
     form = upload.form
     if params.flag(form.get("stream"), False, "stream"):
         raise ApiError(400, "stream_unsupported", "stream=true is not supported here; use the /stream WebSocket "
@@ -46,7 +47,8 @@ async def _audio(request: Request, task: str) -> Response:
         language=params.language(form.get("language")) if task == "transcribe" else "auto",
         prompt=params.text(form.get("prompt"), params.PROMPT_MAX_CHARS, "prompt"),
         temperature=temperature, words=words)
-    outcome = await service.transcribe(bridge, cfg.gateway, req)
+    with request.state.jobs.hold():
+        outcome = await service.transcribe(bridge, cfg.gateway, req)
     result = outcome.result
     verbose = formats.verbose_json(result.text, result.segments if "segment" in granularities else [],
                                    result.words if words else None, task=task, language=outcome.language,
@@ -55,13 +57,11 @@ async def _audio(request: Request, task: str) -> Response:
 
 
 async def transcriptions(request: Request) -> Response:
-    with request.state.jobs.hold():  # before the body is read: a refused job costs no memory
-        return await _audio(request, "transcribe")
+    return await _audio(request, "transcribe")
 
 
 async def translations(request: Request) -> Response:
-    with request.state.jobs.hold():
-        return await _audio(request, "translate")
+    return await _audio(request, "translate")
 
 
 async def models(request: Request) -> JSONResponse:

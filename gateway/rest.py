@@ -11,6 +11,7 @@ from bus import subtitles
 from gateway import formats, health, params, service, uploads
 from gateway.version import VERSION
 from gateway.errors import ApiError
+from gateway.http_limits import BodyDeadline
 
 TRANSCRIBE_FIELDS = ("audio_file", "language", "task", "normalize", "trim_silence", "response_format",
                      "prompt", "temperature", "word_timestamps")
@@ -19,6 +20,17 @@ BASE64_FIELDS = tuple(f for f in TRANSCRIBE_FIELDS if f != "audio_file")
 
 def _state(request: Request):
     return request.state.bridge, request.state.config
+
+
+def body_deadline(request: Request) -> BodyDeadline:
+    gw = request.state.config.gateway
+    return BodyDeadline(gw.body_timeout_s, gw.body_min_rate_kbps)
+
+
+async def read_upload(request: Request, file_field: str) -> uploads.Upload:
+    """The multipart body, read before any job slot is taken: a slow or stalled upload holds none."""
+    return await uploads.read_upload(request, file_field, request.state.config.gateway.max_upload_mb * 1024 * 1024,
+                                     body_deadline(request))
 
 
 def _now_iso() -> str:
@@ -77,60 +89,51 @@ def _transcribe_response(outcome: service.Outcome, fmt: str, req: service.Reques
 
 async def transcribe(request: Request) -> Response:
     """POST /transcribe: multipart `audio_file` plus options."""
-    with request.state.jobs.hold():  # before the body is read: a refused job costs no memory
-        return await _transcribe(request)
-
-
-async def _transcribe(request: Request) -> Response:
     started = time.monotonic()
     bridge, cfg = _state(request)
-    upload = await uploads.read_upload(request, "audio_file", cfg.gateway.max_upload_mb * 1024 * 1024)
+    upload = await read_upload(request, "audio_file")
     fields = {k: v for k, v in upload.form.multi_items() if k != "audio_file"}
     params.no_unknown(list(fields) + ["audio_file"], TRANSCRIBE_FIELDS)
     req, fmt = _job_request(upload.data, fields, "json")
-    outcome = await service.transcribe(bridge, cfg.gateway, req)
+    with request.state.jobs.hold():  # only once the body is in: a stalled upload holds no slot
+        outcome = await service.transcribe(bridge, cfg.gateway, req)
     return _transcribe_response(outcome, fmt, req, started)
 
 
 async def transcribe_base64(request: Request) -> Response:
     """POST /transcribe/base64: JSON `audio_base64` plus the same options."""
-    with request.state.jobs.hold():
-        return await _transcribe_base64(request)
-
-
-async def _transcribe_base64(request: Request) -> Response:
     started = time.monotonic()
     bridge, cfg = _state(request)
-    data, fields = await uploads.read_json_audio(request, cfg.gateway.max_upload_mb * 1024 * 1024)
+    data, fields = await uploads.read_json_audio(request, cfg.gateway.max_upload_mb * 1024 * 1024,
+                                                 body_deadline(request))
     params.no_unknown(fields, BASE64_FIELDS)
     bad = [k for k, v in fields.items() if v is not None and not isinstance(v, (str, bool, int, float))]
     if bad:
-        raise ApiError(400, "bad_field", f"field {bad[0]!r} must be a string, number or boolean", bad[0])
+        raise ApiError(400, "bad_field", f"field {params.shown(bad[0])} must be a string, number or boolean", bad[0])
     fields = {k: (v if isinstance(v, (str, bool)) or v is None else str(v)) for k, v in fields.items()}
     req, fmt = _job_request(data, fields, "json")
-    outcome = await service.transcribe(bridge, cfg.gateway, req)
+    with request.state.jobs.hold():
+        outcome = await service.transcribe(bridge, cfg.gateway, req)
     return _transcribe_response(outcome, fmt, req, started)
 
 
 async def inference(request: Request) -> Response:
     """POST /inference, as whisper.cpp's server: `file`, `response_format`, `temperature`, `language`.
 
-    whisper.cpp clients send many tuning fields we do not have; they are ignored, as there.
+    whisper.cpp clients send many tuning fields we do not have; they are ignored, as there, once
+    their values are sane (`params.whisper_cpp_tuning`: a beam of 10^9 is refused, not ignored).
     """
-    with request.state.jobs.hold():
-        return await _inference(request)
-
-
-async def _inference(request: Request) -> Response:
     bridge, cfg = _state(request)
-    upload = await uploads.read_upload(request, "file", cfg.gateway.max_upload_mb * 1024 * 1024)
+    upload = await read_upload(request, "file")
     form = upload.form
+    params.whisper_cpp_tuning(form)
     translate = params.flag(form.get("translate"), False, "translate")
     fields = {"language": form.get("language"), "temperature": form.get("temperature"),
               "response_format": form.get("response_format"), "prompt": form.get("prompt"),
               "task": "translate" if translate else "transcribe"}
     req, fmt = _job_request(upload.data, fields, "json")
-    outcome = await service.transcribe(bridge, cfg.gateway, req)
+    with request.state.jobs.hold():
+        outcome = await service.transcribe(bridge, cfg.gateway, req)
     result = outcome.result
     verbose = formats.verbose_json(result.text, result.segments, None, task=req.task,
                                    language=outcome.language, duration=outcome.duration,

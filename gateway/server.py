@@ -11,6 +11,7 @@ import uvicorn
 
 from bus.stage import StageRuntime, run_stage
 from gateway.app import build_app
+from gateway.http_limits import header_deadline_protocol
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ def uvicorn_config(runtime: StageRuntime, app) -> uvicorn.Config:
     gw = runtime.config.gateway
     return uvicorn.Config(
         app, host=gw.host, port=gw.port, loop="asyncio", lifespan="on",
+        http=header_deadline_protocol(gw.header_timeout_s),
         log_config=None, access_log=False, server_header=False,
         ws_max_size=gw.ws_max_frame_bytes * WS_SIZE_HEADROOM, ws_ping_interval=gw.ws_ping_interval_s,
         ws_ping_timeout=gw.ws_ping_interval_s, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)

@@ -19,7 +19,7 @@ RETRY_AFTER_S = 5  # what a refused client is told to wait: a short job takes ab
 
 
 class JobSlots:
-    """Counts file jobs in progress (from reading the body to the answer) against gateway.max_jobs:
+    """Counts file jobs in progress (from the body being in to the answer) against gateway.max_jobs:
     every job holds its upload and decoded audio in memory, and they share the asr workers."""
 
     def __init__(self, limit: int):
@@ -75,8 +75,9 @@ class Outcome:
         return round(self.inference_time / self.duration, 4) if self.duration else 0.0
 
 
-def decode(data: bytes, max_seconds: float, normalize: bool, trim: bool) -> np.ndarray:
-    pcm = audio.decode_upload(data, max_seconds)
+def decode(data: bytes, max_seconds: float, normalize: bool, trim: bool,
+           memory_bytes: int | None = None) -> np.ndarray:
+    pcm = audio.decode_upload(data, max_seconds, memory_bytes)
     if trim:
         pcm = audio.trim_silence(pcm)
         if pcm.size == 0:
@@ -84,11 +85,11 @@ def decode(data: bytes, max_seconds: float, normalize: bool, trim: bool) -> np.n
     return audio.normalize_peak(pcm) if normalize else pcm
 
 
-def prepare(req: Request, max_seconds: float) -> jobs.EncodedJob:
+def prepare(req: Request, max_seconds: float, memory_bytes: int | None = None) -> jobs.EncodedJob:
     """Runs in a worker thread: decoding, the PCM copy and the msgpack encoding of an hour of
     audio (~115 MB each) would otherwise stall every stream and request for their duration."""
     try:
-        pcm = decode(req.data, max_seconds, req.normalize, req.trim_silence)
+        pcm = decode(req.data, max_seconds, req.normalize, req.trim_silence, memory_bytes)
     except audio.AudioError as exc:
         raise ApiError(400, exc.code, exc.message) from None
     job = schemas.Job(job=jobs.new_job_id(), pcm=pcm.tobytes(), language=req.language, task=req.task,
@@ -98,7 +99,7 @@ def prepare(req: Request, max_seconds: float) -> jobs.EncodedJob:
 
 async def transcribe(bridge, gateway_cfg, req: Request) -> Outcome:
     started = time.monotonic()
-    job = await asyncio.to_thread(prepare, req, gateway_cfg.max_audio_s)
+    job = await asyncio.to_thread(prepare, req, gateway_cfg.max_audio_s, gateway_cfg.job_memory_mb * audio.MB)
     bridge.counters["jobs_started"] += 1
     pushed = time.monotonic()
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import json
 import re
 from dataclasses import dataclass
 
@@ -19,6 +18,8 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
 from gateway.errors import ApiError
+from gateway.http_limits import BodyDeadline
+from gateway.params import loads, shown
 
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 64 * 1024
@@ -35,12 +36,15 @@ class Upload:
 
 
 def too_large(limit_bytes: int) -> ApiError:
+    # Connection: close, so a client still sending the refused body is cut off instead of read to the end.
     return ApiError(413, "too_large", f"the request body is larger than the limit of "
-                                      f"{limit_bytes // (1024 * 1024)} MB (gateway.max_upload_mb)")
+                                      f"{limit_bytes // (1024 * 1024)} MB (gateway.max_upload_mb)",
+                    headers={"Connection": "close"})
 
 
-def limited(request: Request, limit_bytes: int) -> Request:
-    """The same request, but reading past `limit_bytes` raises 413 (a Content-Length can lie or be absent)."""
+def limited(request: Request, limit_bytes: int, deadline: BodyDeadline | None = None) -> Request:
+    """The same request, but reading past `limit_bytes` raises 413 (a Content-Length can lie or be absent),
+    and a body that does not keep up with `deadline` raises 408."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit_bytes:
         raise too_large(limit_bytes)
@@ -48,9 +52,18 @@ def limited(request: Request, limit_bytes: int) -> Request:
 
     async def receive():
         nonlocal received
-        message = await request.receive()
+        if deadline is None:
+            message = await request.receive()
+        else:
+            try:
+                async with asyncio.timeout(max(deadline.remaining(), 0.0)):
+                    message = await request.receive()
+            except TimeoutError:
+                raise deadline.error() from None
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
+            if deadline is not None:
+                deadline.add(len(message.get("body", b"")))
             if received > limit_bytes:
                 raise too_large(limit_bytes)
         return message
@@ -70,13 +83,14 @@ def _file_item(form: FormData, file_field: str) -> UploadFile:
     return item
 
 
-async def read_upload(request: Request, file_field: str, limit_bytes: int) -> Upload:
+async def read_upload(request: Request, file_field: str, limit_bytes: int,
+                      deadline: BodyDeadline | None = None) -> Upload:
     """A multipart body with one audio file in `file_field`; 400 naming what is missing or wrong."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(400, "not_multipart", f"expected a multipart/form-data body with the audio file in field "
-                                             f"'{file_field}' (got content type {content_type or 'none'!r})")
-    body = limited(request, limit_bytes)
+                                             f"'{file_field}' (got content type {shown(content_type) if content_type else 'none'})")
+    body = limited(request, limit_bytes, deadline)
     # Starlette closes the parts itself when parsing fails; from here on, closing is ours on every path.
     form = await body.form(max_files=4, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
     try:
@@ -86,10 +100,11 @@ async def read_upload(request: Request, file_field: str, limit_bytes: int) -> Up
         await form.close()
 
 
-async def read_json_audio(request: Request, limit_bytes: int) -> tuple[bytes, dict]:
+async def read_json_audio(request: Request, limit_bytes: int,
+                          deadline: BodyDeadline | None = None) -> tuple[bytes, dict]:
     """A JSON object with base64 audio in `audio_base64`; returns (audio bytes, the other fields)."""
     body_limit = limit_bytes * 4 // 3 + MAX_FIELD_BYTES  # base64 is 4/3 of the audio
-    chunks = [chunk async for chunk in limited(request, body_limit).stream()]
+    chunks = [chunk async for chunk in limited(request, body_limit, deadline).stream()]
     return await asyncio.to_thread(lambda: parse_json_audio(b"".join(chunks), limit_bytes))
 
 
@@ -100,7 +115,7 @@ def parse_json_audio(raw: bytes, limit_bytes: int) -> tuple[bytes, dict]:
         payload, (start, end) = cut
         return b64decode_chunked(memoryview(raw)[start:end], limit_bytes), payload
     try:
-        payload = json.loads(raw)
+        payload = loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
@@ -130,7 +145,7 @@ def _cut_audio(raw: bytes) -> tuple[dict, tuple[int, int]] | None:
     if end < 0 or raw.find(b"\\", start, end) >= 0 or _AUDIO_KEY.search(raw, end) is not None:
         return None
     try:
-        payload = json.loads(raw[:start] + raw[end:])
+        payload = loads(raw[:start] + raw[end:])
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(payload, dict) or payload.get("audio_base64") != "":  # not the top-level key after all

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -21,7 +20,7 @@ from config.schema import GatewayConfig
 from gateway.audio import AudioError, PcmConverter
 from gateway.events import client_event
 from gateway.languages import language_code
-from gateway.params import PROMPT_MAX_CHARS
+from gateway.params import PROMPT_MAX_CHARS, loads, shown
 
 FLUSH_SETTLE_S = 1.0   # after eof, how long vad may take to show an utterance that was still open
 DRAIN_MAX_S = 30.0     # after eof, the longest wait for the last final
@@ -73,7 +72,7 @@ CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(SessionConfig))
 
 
 def _bad(key: str, value: Any, expected: str) -> ProtocolError:
-    return ProtocolError("bad_config", f"{key} {value!r}: expected {expected}", close_code=1008)
+    return ProtocolError("bad_config", f"{key} {shown(value)}: expected {expected}", close_code=1008)
 
 
 def _as_int(key: str, value: Any, low: int, high: int) -> int:
@@ -222,9 +221,9 @@ class Session:
     def text_message(self, raw: str, now: float) -> tuple[list[schemas.Message], list[dict]]:
         """A JSON control message → (bus messages, client events)."""
         try:
-            body = json.loads(raw)
+            body = loads(raw)
         except ValueError:
-            raise ProtocolError("bad_json", f"text frame is not JSON: {raw[:80]!r}") from None
+            raise ProtocolError("bad_json", f"text frame is not JSON: {shown(raw)}") from None
         kind = body.get("type") if isinstance(body, dict) else None
         if kind == "flush":
             return self.flush(), []
@@ -234,7 +233,7 @@ class Session:
             return [], [{"type": "pong", "timestamp": round(time.time(), 3)}]
         if kind == "config":
             return [], [self.configure({k: v for k, v in body.items() if k != "type"})]
-        raise ProtocolError("unknown_message", f"unknown message type {kind!r} (expected flush, eof, config, ping)")
+        raise ProtocolError("unknown_message", f"unknown message type {shown(kind)} (expected flush, eof, config, ping)")
 
     def on_bus(self, msg: schemas.Message) -> dict | None:
         """A bus message for this stream → the client event, or None when it is stale or unwanted."""

@@ -28,6 +28,8 @@ OUTBOX_MAX = 512
 DROPPABLE = ("partial", "vad", "pong")
 MAX_PROTOCOL_ERRORS = 50   # a client that keeps sending nonsense is closed
 CLOSE_FLUSH_S = 5.0        # how long the outbox may take to empty before the close
+CLOSE_SEND_S = 5.0         # how long the close frame may take to go out (a client that never reads)
+DRAIN_POLL_S = 0.05        # after eof: how often the wait for the last final looks again
 
 
 class SessionSlots:
@@ -49,6 +51,19 @@ class SessionSlots:
         self.active -= 1
 
 
+class _Slot:
+    """One session's hold on a SessionSlots place, released once (before the close frame is sent)."""
+
+    def __init__(self, slots: SessionSlots):
+        self.slots = slots
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
+
+
 async def stream_endpoint(websocket: WebSocket) -> None:
     bridge, cfg, slots = websocket.state.bridge, websocket.state.config, websocket.state.sessions
     refusal = origins.origin_refusal(websocket.headers, cfg.gateway.allowed_origins)
@@ -61,17 +76,19 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         await _refuse(websocket, "too_many_sessions", f"the gateway already serves {slots.limit} streams "
                                                       "(gateway.max_sessions); try again later", 1013)
         return
+    slot = _Slot(slots)
     try:
         try:
             config = parse_config(dict(websocket.query_params), SessionConfig(), cfg.gateway)
         except ProtocolError as exc:
+            slot.release()
             await _refuse(websocket, exc.code, exc.message, exc.close_code or 1008)
             return
         frame_samples = schemas.SAMPLE_RATE * cfg.capture.frame_ms // 1000
         session = Session(f"ws-{uuid.uuid4().hex[:12]}", config, cfg.gateway, frame_samples)
-        await StreamHandler(websocket, bridge, session, cfg.gateway.ws_idle_timeout_s).run()
+        await StreamHandler(websocket, bridge, session, cfg.gateway.ws_idle_timeout_s, slot.release).run()
     finally:
-        slots.release()
+        slot.release()
 
 
 async def _deny(websocket: WebSocket, message: str) -> None:
@@ -91,8 +108,10 @@ async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int
 
 
 class StreamHandler:
-    def __init__(self, websocket: WebSocket, bridge, session: Session, idle_timeout_s: float):
+    def __init__(self, websocket: WebSocket, bridge, session: Session, idle_timeout_s: float,
+                 release=lambda: None):
         self.ws = websocket
+        self.release = release  # frees the session's slot: called once the stream is over, before the close
         self.bridge = bridge
         self.session = session
         self.idle_timeout_s = idle_timeout_s
@@ -133,6 +152,7 @@ class StreamHandler:
             for task in tasks:
                 if not task.cancelled() and task.exception() is not None and task is not self.receiver:
                     log.error("stream task failed", exc_info=task.exception(), extra={"stream": stream})
+            self.release()
             await self._close_socket()
             log.info("stream closed", extra={"stream": stream, "code": self.close_code,
                                              "client_gone": self.client_gone, "samples": self.session.samples})
@@ -168,20 +188,26 @@ class StreamHandler:
                            "message": f"nothing received for {self.idle_timeout_s:g} s (gateway.ws_idle_timeout_s)"})
                 self.close_code, self.close_reason = 1001, "idle_timeout"
                 return
-            if message["type"] == "websocket.disconnect":
-                self.client_gone = True
+            if not await self._step(message):
                 return
-            try:
-                await self._handle(message)
-            except ProtocolError as exc:
-                self.emit(exc.event())
-                self.protocol_errors += 1
-                if exc.close_code or self.protocol_errors >= MAX_PROTOCOL_ERRORS:
-                    self.close_code, self.close_reason = exc.close_code or 1008, exc.code
-                    return
             if self.session.state is SessionState.DRAINING:
                 await self._drain()
                 return
+
+    async def _step(self, message: dict) -> bool:
+        """Handle one client message; False when the session must end (the client left, or a fatal error)."""
+        if message["type"] == "websocket.disconnect":
+            self.client_gone = True
+            return False
+        try:
+            await self._handle(message)
+        except ProtocolError as exc:
+            self.emit(exc.event())
+            self.protocol_errors += 1
+            if exc.close_code or self.protocol_errors >= MAX_PROTOCOL_ERRORS:
+                self.close_code, self.close_reason = exc.close_code or 1008, exc.code
+                return False
+        return True
 
     async def _handle(self, message: dict) -> None:
         if message.get("bytes") is not None:
@@ -197,9 +223,17 @@ class StreamHandler:
                 self.emit(event)
 
     async def _drain(self) -> None:
-        """After eof: wait (bounded) for the last final, which the listener forwards meanwhile."""
+        """After eof: wait (bounded) for the last final, which the listener forwards meanwhile.
+        The client is still read: frames after eof are answered with an illegal_state error each
+        (not left unread in the socket), and a client that leaves ends the wait."""
         while not self.session.drained(time.monotonic()):
-            await asyncio.sleep(0.05)
+            try:
+                async with asyncio.timeout(DRAIN_POLL_S):
+                    message = await self.ws.receive()
+            except TimeoutError:
+                continue
+            if not await self._step(message):
+                return
 
     async def _listen_loop(self, queue: asyncio.Queue) -> None:
         while True:
@@ -234,6 +268,10 @@ class StreamHandler:
                 or self.ws.client_state != WebSocketState.CONNECTED:
             return
         try:
-            await self.ws.close(self.close_code, reason=self.close_reason)
+            # Bounded: to a client that never reads, the close frame may never go out (TCP is full).
+            async with asyncio.timeout(CLOSE_SEND_S):
+                await self.ws.close(self.close_code, reason=self.close_reason)
         except (RuntimeError, OSError) as exc:  # the client left between the check and the close
             log.info("close after the client left", extra={"stream": self.session.stream, "reason": str(exc)})
+        except TimeoutError:
+            log.warning("close frame not sent: the client does not read", extra={"stream": self.session.stream})

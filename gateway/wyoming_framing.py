@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.params import loads
+
 PROTOCOL_VERSION = "1.8.0"   # transcript-start / -chunk / -stop exist since this version of the protocol
 MAX_HEADER_BYTES = 64 * 1024
 MAX_DATA_BYTES = 1024 * 1024
@@ -47,7 +49,7 @@ def _length(header: dict, key: str, limit: int, setting: str) -> int:
 
 def _header(line: bytes) -> dict:
     try:
-        header = json.loads(line)
+        header = loads(line)
     except ValueError:
         raise FramingError("bad_header", f"header line is not JSON: {line[:80]!r}") from None
     if not isinstance(header, dict):
@@ -80,7 +82,7 @@ async def read_event(reader: asyncio.StreamReader, max_payload: int) -> WyomingE
     data = dict(header.get("data") or {})
     try:
         if data_length:
-            extra = json.loads(await reader.readexactly(data_length))
+            extra = loads(await reader.readexactly(data_length))
             if not isinstance(extra, dict):
                 raise FramingError("bad_header", f"the data of a {header['type']} event is not a JSON object")
             data.update(extra)

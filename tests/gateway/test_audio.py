@@ -120,10 +120,19 @@ def test_live_converter_rejects_partial_samples():
     assert bad.value.code == "bad_frame" and "7 bytes" in bad.value.message
 
 
-def test_live_converter_survives_nan():
-    conv = audio.PcmConverter(16000, "f32", 320)
-    frames = conv.feed(np.full(320, np.nan, "<f4").tobytes())
-    assert np.frombuffer(frames[0], "<i2").max() == 0
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_live_converter_refuses_nan_and_inf_and_goes_on(rate):
+    """Issue 11: a NaN or ±inf sample is a bad_frame error naming how many (before, NaN became silence
+    and, through the resampler at 48 kHz, poisoned its state); the next good frame converts as usual."""
+    conv = audio.PcmConverter(rate, "f32", 320)
+    for bad in (np.nan, np.inf, -np.inf):
+        frame = np.zeros(rate // 50, "<f4")
+        frame[7] = bad
+        with pytest.raises(audio.AudioError) as err:
+            conv.feed(frame.tobytes())
+        assert err.value.code == "bad_frame" and "1 NaN or infinite samples" in err.value.message
+    frames = conv.feed(np.full(rate // 10, 0.5, "<f4").tobytes())
+    assert frames and all(np.isfinite(np.frombuffer(f, "<i2")).all() for f in frames)
 
 
 def test_only_known_containers_reach_ffmpeg(jfk_bytes, tmp_path):
