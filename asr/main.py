@@ -205,8 +205,9 @@ class AsrLoop:
                     self.take_back(item, pub)
                     continue
                 final = self.speculations.on_result(item.segment, msg)  # the final, if it came meanwhile
-                if final is None:  # not yet: the guess is news already, as a partial (vad's endpoint adapts to it)
+                if final is True:  # held for its final; news already, as a partial (vad's endpoint adapts to it)
                     self.publish(pub, as_partial(msg))
+                if isinstance(final, bool):  # held, or voided by speech that went on
                     continue
                 msg = final
             self.publish(pub, msg)

@@ -77,14 +77,15 @@ class Speculations:
         del self.held[segment.stream]
         return self._confirm(guess.result, segment)
 
-    def on_result(self, segment: Segment, result: Transcript) -> Transcript | None:
-        """A speculative decode finished: the Final to publish if its final came meanwhile, else None."""
+    def on_result(self, segment: Segment, result: Transcript) -> Transcript | bool:
+        """A speculative decode finished: the Final to publish if its final came meanwhile; True
+        when it is held for its final (still the newest guess); False when it was voided."""
         guess = self.held.get(segment.stream)
         if guess is None or guess.key != _audio_key(segment):
-            return None  # voided meanwhile (or replaced by a newer guess)
+            return False  # voided meanwhile (or replaced by a newer guess)
         if guess.confirmed is None:
             guess.result = result
-            return None
+            return True
         del self.held[segment.stream]
         return self._confirm(result, guess.confirmed)
 

@@ -72,9 +72,16 @@ class DecodingOptions:
         return self.best_of or 1
 
 
+# Sane bounds: every row of a beam or best-of batch costs a copy of the decoder's caches, so an
+# unbounded beam_size (a client's 10**9) would take a worker's memory; sample_len is capped by the
+# decoder's context anyway.
+LIMITS = {"sample_len": 448, "beam_size": 32, "best_of": 32}
+MAX_PATIENCE = 10.0
+
+
 def _positive_int_or_none(name: str, value: object) -> None:
-    if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= LIMITS[name]):
+        raise ValueError(f"{name} must be an int from 1 to {LIMITS[name]} or None, got {value!r:.40}")
 
 
 def _verify_options(options: DecodingOptions) -> None:
@@ -92,8 +99,8 @@ def _verify_options(options: DecodingOptions) -> None:
     for name in ("sample_len", "beam_size", "best_of"):
         _positive_int_or_none(name, getattr(options, name))
     if options.patience is not None:
-        if not isinstance(options.patience, (int, float)) or not options.patience > 0:
-            raise ValueError(f"patience must be a number > 0 or None, got {options.patience!r}")
+        if not isinstance(options.patience, (int, float)) or not 0 < options.patience <= MAX_PATIENCE:
+            raise ValueError(f"patience must be a number > 0 and ≤ {MAX_PATIENCE:g} or None, got {options.patience!r:.40}")
         if options.beam_size is None:
             raise ValueError("patience only applies to beam search: set beam_size too")
     penalty = options.length_penalty

@@ -100,3 +100,17 @@ def test_a_window_closed_early_is_continued_to_the_end_of_the_segment(tiny_model
     assert whole.segments[-1].end <= whole.duration + 0.02
     monkeypatch.setattr("asr.whisper.engine.UNHEARD_TAIL_S", float("inf"))
     assert tiny_model.transcribe_segment(audio, temperature=0.0).text.endswith("printing")
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"beam_size": 10**9}, "beam_size must be an int from 1 to 32"),
+    ({"best_of": 33}, "best_of must be an int from 1 to 32"),
+    ({"beam_size": 5, "patience": float("inf")}, "patience must be a number > 0 and ≤ 10"),
+    ({"beam_size": 5, "patience": float("nan")}, "patience"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"sample_len": 10**6}, "sample_len must be an int from 1 to 448"),
+])
+def test_absurd_decoding_options_are_refused_before_any_work(tiny_model, options, named):
+    """A segment's options come from a client (a file job): a beam of 10**9 once took a worker to 12 GB."""
+    with pytest.raises(ValueError, match=named.replace("(", r"\(")):
+        tiny_model.check_options("en", **options)

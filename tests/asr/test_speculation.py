@@ -17,7 +17,7 @@ def result(utt: int = 1, text: str = "hello") -> schemas.Final:
 def test_a_final_that_comes_after_the_guess_is_done_goes_out_at_once():
     spec = Speculations()
     spec.offer(seg("speculative"))
-    assert spec.on_result(seg("speculative"), result()) is None  # no final yet: held
+    assert spec.on_result(seg("speculative"), result()) is True  # no final yet: held
     answer = spec.on_final(seg("final"))
     assert answer.text == "hello" and answer.is_speech_final and answer.ts_end_of_speech == 123.0
     assert spec.counters.confirmed == 1 and spec.counters.saved_ms == 50.0 and not spec.held
@@ -37,7 +37,7 @@ def test_speech_going_on_or_other_audio_voids_the_guess():
     assert spec.on_final(seg("final", samples=4800)) is False and spec.counters.voided == 1
     spec.offer(seg("speculative", utt=2))
     assert spec.on_final(seg("final", utt=2, samples=9999)) is False  # longer: speech came back, then ended
-    assert spec.on_result(seg("speculative", utt=2), result(2)) is None and spec.counters.voided == 2
+    assert spec.on_result(seg("speculative", utt=2), result(2)) is False and spec.counters.voided == 2
 
 
 def test_a_partial_of_another_utterance_leaves_the_guess():
