@@ -222,8 +222,8 @@ class Session:
         """A JSON control message → (bus messages, client events)."""
         try:
             body = loads(raw)
-        except ValueError:
-            raise ProtocolError("bad_json", f"text frame is not JSON: {shown(raw)}") from None
+        except ValueError as exc:
+            raise ProtocolError("bad_json", f"text frame is not JSON ({exc}): {shown(raw)}") from None
         kind = body.get("type") if isinstance(body, dict) else None
         if kind == "flush":
             return self.flush(), []

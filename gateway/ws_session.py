@@ -164,7 +164,10 @@ class StreamHandler:
             if event["type"] in DROPPABLE:
                 self.bridge.counters["ws_events_dropped"] += 1
                 return
-            log.warning("client does not read its events; closing", extra={"stream": self.session.stream})
+            if self.close_reason != "slow_consumer":
+                self.bridge.counters["ws_slow_consumers"] += 1
+                log.warning("client does not read its events; closing", extra={"stream": self.session.stream,
+                                                                               "queued": self.outbox.qsize()})
             self._end(1008, "slow_consumer")
 
     def _end(self, code: int, reason: str) -> None:
