@@ -259,3 +259,24 @@ def parse_vtt(text: str) -> list[tuple[str, str, str]]:
         assert match, f"bad vtt block {block!r}"
         cues.append((match.group(1), match.group(2), match.group(3).strip()))
     return cues
+
+
+# ---- the whole stack for a test module ----
+
+def serve_stack(models_dir, **settings):
+    """Generator for a fixture: `voxbus up` with the tiny model, healthy, yielded, then `down`.
+    A stack that does not come up fails the test with the stage's log (never a skip)."""
+    from tests.e2e import stack as stacks
+
+    need_eval()
+    try:
+        running = stacks.start(models_dir, **settings)
+    except stacks.StackError as exc:
+        pytest.fail(str(exc))
+    try:
+        stacks.wait_healthy(running)
+    except stacks.StackError as exc:
+        stacks.stop(running)
+        pytest.fail(str(exc))
+    yield running
+    stacks.stop(running)

@@ -31,9 +31,10 @@ from clients.desktop.app import create_window  # noqa: E402
 from clients.desktop.audio_source import FileSource  # noqa: E402
 from clients.desktop.controller import Controller  # noqa: E402
 from clients.desktop.stream_client import StreamClient  # noqa: E402
+from tests.kit import serve_stack
 from tests.asr.wer import wer  # noqa: E402
-from tests.e2e import live, stack as stacks  # noqa: E402
-from tests.e2e.conftest import need_eval, tiny_models_dir  # noqa: E402,F401  (the fixture, for this module)
+from tests.e2e import live  # noqa: E402
+from tests.kit import need_eval
 
 CLIP = "ls-1089-134691-0001"   # 5.4 s: "FOR A FULL HOUR HE HAD PACED UP AND DOWN WAITING BUT HE COULD WAIT NO LONGER"
 SCREENS = ("live", "file", "history", "settings")
@@ -55,19 +56,8 @@ def wait_for(app, predicate, timeout: float) -> bool:
 
 
 @pytest.fixture(scope="module")
-def desk_stack(tiny_models_dir):  # noqa: F811
-    need_eval()
-    try:
-        s = stacks.start(tiny_models_dir)
-    except stacks.StackError as exc:
-        pytest.fail(str(exc))
-    try:
-        stacks.wait_healthy(s)
-    except stacks.StackError as exc:
-        stacks.stop(s)
-        pytest.fail(str(exc))
-    yield s
-    stacks.stop(s)
+def desk_stack(tiny_models_dir):
+    yield from serve_stack(tiny_models_dir)
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,11 @@ from bus.pcm import SAMPLE_RATE, to_float, to_pcm
 from clients.remote import listen
 from clients.remote.display import CLEAR_LINE, Display, Mode, fit, render
 from clients.remote.sources import FileSource, MicSource, Pacer, SourceError
+from tests.kit import serve_stack
 from tests.asr.wer import wer
 from tests.conftest import REPO
-from tests.e2e import live, stack as stacks
-from tests.e2e.conftest import need_eval, tiny_models_dir  # noqa: F401  (the fixture, for this module)
+from tests.e2e import live
+from tests.kit import need_eval
 
 CLIP = "ls-1089-134691-0001"   # 5.4 s: "FOR A FULL HOUR HE HAD PACED UP AND DOWN WAITING BUT HE COULD WAIT NO LONGER"
 LONG_CLIP = "ls-1089-134686-0000"  # 10.4 s, one sentence with pauses
@@ -270,19 +271,8 @@ def test_a_close_without_a_reason_is_named():
 # ---- against a running stack ----
 
 @pytest.fixture(scope="module")
-def remote(tiny_models_dir):  # noqa: F811
-    need_eval()
-    try:
-        s = stacks.start(tiny_models_dir)
-    except stacks.StackError as exc:
-        pytest.fail(str(exc))
-    try:
-        stacks.wait_healthy(s)
-    except stacks.StackError as exc:
-        stacks.stop(s)
-        pytest.fail(str(exc))
-    yield s
-    stacks.stop(s)
+def remote(tiny_models_dir):
+    yield from serve_stack(tiny_models_dir)
 
 
 def clip(clip_id: str) -> tuple[Path, str]:

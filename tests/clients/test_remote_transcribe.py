@@ -15,9 +15,9 @@ from cli.main import REMOTE_TRANSCRIBE, resolve
 from clients.remote import transcribe
 from tests.asr.wer import wer
 from tests.conftest import REPO
-from tests.e2e import live, stack as stacks
-from tests.e2e.conftest import need_eval, tiny_models_dir  # noqa: F401  (the fixture, for this module)
-from tests.kit import parse_srt, parse_vtt
+from tests.e2e import live
+from tests.kit import need_eval
+from tests.kit import parse_srt, parse_vtt, serve_stack
 
 CLIP = "ls-1089-134691-0001"   # 5.4 s: "FOR A FULL HOUR HE HAD PACED UP AND DOWN WAITING BUT HE COULD WAIT NO LONGER"
 OTHER = "ls-1089-134691-0000"  # 2.1 s: "HE COULD WAIT NO LONGER"
@@ -63,19 +63,8 @@ def test_each_format_renders_like_the_in_process_command():
 # ---- against a running stack ----
 
 @pytest.fixture(scope="module")
-def remote(tiny_models_dir):  # noqa: F811
-    need_eval()
-    try:
-        s = stacks.start(tiny_models_dir)
-    except stacks.StackError as exc:
-        pytest.fail(str(exc))
-    try:
-        stacks.wait_healthy(s)
-    except stacks.StackError as exc:
-        stacks.stop(s)
-        pytest.fail(str(exc))
-    yield s
-    stacks.stop(s)
+def remote(tiny_models_dir):
+    yield from serve_stack(tiny_models_dir)
 
 
 def clip(clip_id: str):

@@ -20,9 +20,9 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
 from wyoming.client import AsyncTcpClient  # noqa: E402
 from wyoming.info import Describe, Info  # noqa: E402
 
+from tests.kit import serve_stack
 from tests.asr.wer import wer  # noqa: E402
-from tests.e2e import live, stack as stacks  # noqa: E402
-from tests.e2e.conftest import need_eval, tiny_models_dir  # noqa: E402,F401  (the fixture, for this module)
+from tests.e2e import live  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -33,19 +33,8 @@ TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="module")
-def wy_stack(tiny_models_dir):  # noqa: F811
-    need_eval()
-    try:
-        s = stacks.start(tiny_models_dir)
-    except stacks.StackError as exc:
-        pytest.fail(str(exc))
-    try:
-        stacks.wait_healthy(s)
-    except stacks.StackError as exc:
-        stacks.stop(s)
-        pytest.fail(str(exc))
-    yield s
-    stacks.stop(s)
+def wy_stack(tiny_models_dir):
+    yield from serve_stack(tiny_models_dir)
 
 
 def clip_int16(clip_id: str) -> tuple[np.ndarray, str]:
