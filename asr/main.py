@@ -71,6 +71,7 @@ class AsrLoop:
                          "inference_ms_total": 0.0}
         self.pending: dict[Future, Queued] = {}
         self.busy_lanes: set[tuple[str, str]] = set()
+        self.final_seq = 0
 
     def state(self) -> tuple[bool, str, dict]:
         done = self.counters["segments_done"] + self.counters["partials_done"]
@@ -219,6 +220,9 @@ class AsrLoop:
             self.queue.put(waiting)
 
     def publish(self, pub: zmq.Socket, msg: schemas.Message) -> None:
+        if isinstance(msg, schemas.Final):  # numbered per producer (the zguide's Clone pattern): gaps show
+            self.final_seq += 1
+            msg = dataclasses.replace(msg, seq=self.final_seq)
         sockets.publish(pub, msg)
         if isinstance(msg, schemas.Transcript) and self.transcriber is not None:
             self.transcriber.published(msg)

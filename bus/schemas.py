@@ -203,6 +203,7 @@ class Transcript(Message):
     is_speech_final: bool = False
     ts: float | None = None
     ts_end_of_speech: float | None = None
+    seq: int | None = None  # finals: +1 per final of this producer (`worker`), so a subscriber can close gaps
 
     @property
     def kind(self) -> str:
