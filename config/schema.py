@@ -150,6 +150,27 @@ class WyomingConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    enabled: bool = _f(True)
+    path: str = _f("")
+    query: str = _f("ipc://{run_dir}/store-query", kind="endpoint")
+    retention_days: float = _f(0.0, min=0.0, max=36500.0)
+    retention_rows: int = _f(0, min=0)
+    retention_mb: float = _f(0.0, min=0.0, max=10000000.0)
+    retention_scope: str = _f("global", choices=("global", "stream"))
+    retention_every_s: float = _f(5.0, min=0.1, max=3600.0)
+    retention_batch: int = _f(1000, min=1, max=1000000)
+    vacuum: str = _f("incremental", choices=("incremental", "none"))
+    vacuum_pages: int = _f(512, min=1, max=1000000)
+    commit_every_ms: int = _f(100, min=1, max=60000)
+    resync_timeout_ms: int = _f(1000, min=10, max=600000)
+    resync_batch: int = _f(500, min=1, max=100000)
+    query_timeout_ms: int = _f(3000, min=10, max=600000)
+    query_retries: int = _f(2, min=0, max=100)
+    max_page: int = _f(500, min=1, max=100000)
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunConfig
     bus: BusConfig
@@ -159,6 +180,7 @@ class Config:
     asr: AsrConfig
     gateway: GatewayConfig
     wyoming: WyomingConfig
+    store: StoreConfig
     source_file: str = ""  # which file, if any, was read over the defaults
     run_dir: str = ""      # resolved run directory
     models_dir: str = ""   # resolved models directory
