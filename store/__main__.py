@@ -1,0 +1,5 @@
+import sys
+
+from store.main import main
+
+sys.exit(main())

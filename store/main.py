@@ -1,0 +1,157 @@
+"""The store process: SUB text/, job/, ctl/, health/asr/ → StoreWriter → SQLite; ROUTER store.query.
+
+One thread owns every socket and the one SQLite connection: bus messages are taken as they
+come and committed every `commit_every_ms`; queries are answered between turns; producers'
+history endpoints are asked for missed finals (store/history_client.py); retention runs every
+`retention_every_s`. Partials are not subscribed to (text/ carries them, and they are dropped).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import zmq
+
+from bus import schemas, sockets
+from bus.log import setup_logging
+from bus.stage import StageRuntime, load_or_exit, parse_stage_args
+from bus.store_query import decode_query, encode_reply, query_endpoint, store_path, QueryError, Reply
+from config.cores import pin
+from store import db, queries, retention
+from store.history_client import HistoryClient
+from store.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+POLL_MS = 20
+MAX_BATCH = 2000
+TOPICS = [b"text/", b"job/", b"ctl/", b"health/asr/"]
+
+
+class StoreLoop:
+    def __init__(self, runtime: StageRuntime):
+        self.rt = runtime
+        self.cfg = runtime.config.store
+        self.path = store_path(self.cfg, runtime.config.run_dir, os.environ)
+        self.conn = db.connect(self.path)
+        self.writer = StoreWriter(self.conn, retry_s=self.cfg.resync_timeout_ms / 1000)
+        self.history = HistoryClient(runtime.ctx, self.cfg.resync_timeout_ms, self.cfg.resync_batch)
+        self.policy = retention.Policy.of(self.cfg)
+        self.next_commit = self.next_retention = 0.0
+        self.bad_messages = self.queries = self.retention_deleted = self.vacuumed_pages = 0
+
+    def state(self) -> tuple[bool, str, dict]:
+        return True, "ok", {**self.writer.state(), "bad_messages": self.bad_messages, "queries": self.queries,
+                            "retention_deleted": self.retention_deleted, "vacuumed_pages": self.vacuumed_pages,
+                            "resync_requests": self.history.requests, "resync_timeouts": self.history.timeouts,
+                            "path": str(self.path)}
+
+    def run(self) -> None:
+        cfg, ctx = self.rt.config, self.rt.ctx
+        endpoint = query_endpoint(self.cfg, cfg.run_dir)
+        sub = pub = router = None
+        try:
+            sub = sockets.subscriber(ctx, cfg.bus, TOPICS)
+            pub = sockets.publisher(ctx, cfg.bus)
+            router = sockets.make_socket(ctx, zmq.ROUTER, endpoint, cfg.bus, bind=True, hwm=1000)
+            heart = self.rt.heartbeater(pub, self.state)
+            log.info("store ready", extra={"path": str(self.path), "query": endpoint,
+                                           "stored_producers": len(self.writer.tracker.producers)})
+            while not self.rt.stopping.is_set():
+                self.turn(sub, router)
+                heart.tick()
+        finally:
+            self.writer.commit()
+            self.history.close()
+            for sock in (sub, pub, router):
+                if sock is not None:
+                    sock.close(linger=0 if sock is not pub else cfg.bus.linger_ms)
+            sockets.remove_ipc_file(endpoint)
+            self.conn.close()
+
+    def turn(self, sub: zmq.Socket, router: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(sub, zmq.POLLIN)
+        poller.register(router, zmq.POLLIN)
+        self.history.register(poller)
+        ready = dict(poller.poll(POLL_MS))
+        if sub in ready:
+            self.drain_bus(sub)
+        for reply in self.history.replies(ready):
+            self.writer.take_history(reply)
+        now = time.monotonic()
+        if now >= self.next_commit:
+            self.writer.commit()
+            self.next_commit = now + self.cfg.commit_every_ms / 1000
+            for ask in self.writer.asks(now):
+                self.history.send(ask)
+        if router in ready:
+            self.writer.commit()   # a query sees every final that has come in
+            self.answer(router)
+        if now >= self.next_retention:
+            deleted, pages = retention.step(self.conn, self.policy, time.time())
+            self.retention_deleted += deleted
+            self.vacuumed_pages += pages
+            self.next_retention = now + (0 if deleted >= self.policy.batch else self.cfg.retention_every_s)
+
+    def drain_bus(self, sub: zmq.Socket) -> None:
+        for _ in range(MAX_BATCH):
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = schemas.unpack(frames)
+            except schemas.SchemaError as exc:
+                self.bad_messages += 1
+                log.warning("bad bus message dropped", extra={"error": str(exc), "count": self.bad_messages})
+                continue
+            self.writer.take(msg)
+
+    def answer(self, router: zmq.Socket) -> None:
+        for _ in range(50):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.queries += 1
+            try:
+                reply = queries.answer(self.conn, decode_query(frames[-1]), self.cfg.max_page)
+            except QueryError as exc:
+                reply = Reply(400, error=str(exc))
+            try:
+                router.send_multipart([*frames[:-1], encode_reply(reply)], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.warning("query reply not delivered", extra={"error": str(exc)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Like bus.stage.run_stage, but pinned to the gateway's cores until [cores] has a `store` entry."""
+    args = parse_stage_args("store", argv)
+    cfg = load_or_exit(args.config, "voxbus-store")
+    setup_logging("store", cfg.run.log_level)
+    runtime = StageRuntime("store", cfg, zmq.Context())
+    runtime.cores = pin(cfg.cores, "store" if hasattr(cfg.cores, "store") else "gateway")
+
+    def on_signal(signum, _frame):
+        log.info("stopping on signal", extra={"signal": signal.Signals(signum).name})
+        runtime.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if not cfg.store.enabled:
+        log.info("store disabled ([store] enabled = false): idle until stopped")
+        runtime.stopping.wait()
+        return 0
+    try:
+        StoreLoop(runtime).run()
+    except db.StoreFileError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        return 1
+    except zmq.ContextTerminated:
+        log.info("context terminated")
+    finally:
+        runtime.ctx.destroy(linger=cfg.bus.linger_ms)
+    log.info("stopped")
+    return 0
