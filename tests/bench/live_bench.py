@@ -68,8 +68,10 @@ def run_one(system: str, k: int, env: dict, audio, utterances) -> tuple[list, li
     if system == "wyoming":
         results, errors = rounds.peer_round(env["peer"].port, audio, utterances, k)
     else:
-        results, errors = rounds.voxbus_round(env["stack"].ws, audio, utterances, k, env["end_silence_ms"],
-                                              partials=system == "voxbus")
+        results, errors, streams = rounds.voxbus_round(env["stack"].ws, audio, utterances, k,
+                                                       env["end_silence_ms"], partials=system == "voxbus")
+        if env.get("keep_events"):
+            env.setdefault("events", []).append({"streams": k, "system": system, "received": streams})
     processes = meter.stop()
     processes["_wall_s"] = round(time.monotonic() - started, 1)
     processes["_load1_after"] = round(os.getloadavg()[0], 2)
@@ -119,7 +121,7 @@ def start_systems(key: str, args: argparse.Namespace) -> dict:
     ensure_model(source, root / name, "int8")
     settings = {"VOXBUS_ASR__THREADS": str(args.vox_threads)} if args.vox_threads else {}
     stack = stacks.start(root, model=name, **settings)
-    env = {"stack": stack, "end_silence_ms": args.end_silence_ms}
+    env = {"stack": stack, "end_silence_ms": args.end_silence_ms, "keep_events": args.events}
     try:
         stacks.wait_healthy(stack)
         peer_settings = peer_wyoming.PeerSettings(ct2_model(root, key), args.peer_threads, args.peer_beam,
@@ -151,7 +153,7 @@ def bench_model(key: str, args: argparse.Namespace, clips: list[str]) -> dict:
         rows = run_rounds(env, round_plan(k_list, args.finals_only_counts, args.repeats), audio, utterances,
                           MODELS[key][1])
         peer = env["peer"]
-        return {"model": MODELS[key][1], "rows": rows,
+        return {"model": MODELS[key][1], "rows": rows, "voxbus_events": env.get("events", []),
                 "voxbus": {"model_info": env["model_info"], "pids": env["pids"]["voxbus"]},
                 "peer": {"command": peer.command, "versions": peer.version, "threads": args.peer_threads,
                          "beam_size": args.peer_beam, "vad_endpointing_s": args.peer_vad_endpointing,
@@ -173,7 +175,9 @@ def ratio_rows(rows: list[dict]) -> list[dict]:
         ratio = lambda key: (round(vox[key] / peer[key], 2) if vox[key] and peer[key] else None)  # noqa: E731
         out.append({"model": model, "streams": k, "final_p50_vox/peer": ratio("final_p50_s"),
                     "final_p95_vox/peer": ratio("final_p95_s"), "wer_vox_%": vox["wer_pct"],
-                    "wer_peer_%": peer["wer_pct"]})
+                    "wer_peer_%": peer["wer_pct"], "missing_vox": vox["missing_finals"],
+                    "missing_peer": peer["missing_finals"],
+                    "comparable": not (vox["missing_finals"] or peer["missing_finals"])})
     return out
 
 
@@ -220,6 +224,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peer-vad-endpointing", type=float, default=0.5,
                         help="seconds; 0: no peer VAD, audio-stop at each utterance's region end")
     parser.add_argument("--models-dir", help="where voxbus models are built/reused (default: run.models_dir)")
+    parser.add_argument("--events", action="store_true",
+                        help="keep every event each voxbus stream received in the JSON (voxbus_events)")
     parser.add_argument("--out", default="live_bench", help="results file name under tests/bench/results")
     args = parser.parse_args(argv)
     args.model_keys = args.models.split(",")

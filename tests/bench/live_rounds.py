@@ -26,6 +26,7 @@ from tests.e2e import live
 
 FRAME_S = 0.02          # 20 ms frames, as a microphone client sends them
 STAGGER_S = 0.37        # streams start a little apart, as real users do
+DRAIN_S = 60.0          # after eof, how long a voxbus stream waits for the server to close
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -108,14 +109,17 @@ def _partials_by_utterance(session: live.Session, utterances: list[live.Utteranc
     return out
 
 
-def _cadence(arrivals: list[float], speech_on: float, speech_off: float) -> tuple[tuple[float, ...], float | None]:
+def _cadence(arrivals: list[float], speech_on: float, speech_off: float) -> tuple[tuple[float, ...], float]:
+    """Gaps between successive partials while the utterance is spoken, and the longest stretch of
+    speech without a fresh partial (speech start to the first, ..., the last to speech end)."""
     inside = sorted(t for t in arrivals if speech_on <= t <= speech_off)
     gaps = tuple(round(b - a, 3) for a, b in zip(inside, inside[1:]))
-    edges = gaps + ((round(speech_off - inside[-1], 3),) if inside else ())
-    return gaps, (max(edges) if edges else None)
+    marks = [speech_on, *inside, speech_off]
+    return gaps, round(max(b - a for a, b in zip(marks, marks[1:])), 3)
 
 
-def voxbus_results(session: live.Session, utterances: list[live.Utterance]) -> list[UtteranceResult]:
+def voxbus_results(session: live.Session, utterances: list[live.Utterance],
+                   with_partials: bool = True) -> list[UtteranceResult]:
     finals = live.match_finals(session, utterances)
     partials = _partials_by_utterance(session, utterances, finals)
     out = []
@@ -124,7 +128,7 @@ def voxbus_results(session: live.Session, utterances: list[live.Utterance]) -> l
         t_on, t_off = _frame_time(session.sent_at, u.speech_on), _frame_time(session.sent_at, u.speech_off - 1)
         t_last = _frame_time(session.sent_at, u.end - 1)
         first = [t for t in partials[u.id] if t >= t_on]
-        gaps, max_gap = _cadence(partials[u.id], t_on, t_off)
+        gaps, max_gap = _cadence(partials[u.id], t_on, t_off) if with_partials else ((), None)
         out.append(UtteranceResult(
             u.id, u.reference, " ".join(f["text"] for _, f in got) if got else None,
             round(got[-1][0] - t_last, 3) if got else None,
@@ -133,27 +137,69 @@ def voxbus_results(session: live.Session, utterances: list[live.Utterance]) -> l
     return out
 
 
-async def _voxbus_streams(url: str, audio: np.ndarray, k: int) -> list[live.Session]:
-    async def one(i: int) -> live.Session:
+async def voxbus_stream(url: str, audio: np.ndarray) -> tuple[live.Session, str]:
+    """live.stream's pacing and records, but what arrived is kept when the server does not close
+    within DRAIN_S of eof (the note says so) instead of being lost with the timeout."""
+    import json
+
+    import websockets
+
+    session, note = live.Session(), ""
+    async with websockets.connect(url, max_size=None) as ws:
+        async def receive():
+            async for message in ws:
+                session.events.append((time.time(), json.loads(message)))
+
+        receiver = asyncio.create_task(receive())
+        step, start = int(FRAME_S * live.RATE), time.monotonic()
+        for i, first in enumerate(range(0, audio.size, step)):
+            delay = start + i * FRAME_S - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            session.sent_at.append((first, time.time()))
+            await ws.send(audio[first:first + step].astype("<f4").tobytes())
+        await ws.send(json.dumps({"type": "eof"}))
+        try:
+            await asyncio.wait_for(receiver, DRAIN_S)
+        except asyncio.TimeoutError:
+            note = f"no close within {DRAIN_S:g} s of eof"
+        session.close_code = ws.close_code
+    return session, note
+
+
+async def _voxbus_streams(url: str, audio: np.ndarray, k: int) -> list:
+    async def one(i: int):
         await asyncio.sleep(i * STAGGER_S)
-        return await live.stream(url, audio, chunk_s=FRAME_S)
+        return await voxbus_stream(url, audio)
     return await asyncio.gather(*(one(i) for i in range(k)), return_exceptions=True)
 
 
 def voxbus_round(ws_base: str, audio: np.ndarray, utterances: list[live.Utterance], k: int,
-                 end_silence_ms: int, partials: bool) -> tuple[list[UtteranceResult], list[str]]:
+                 end_silence_ms: int, partials: bool) -> tuple[list[UtteranceResult], list[str], list]:
     url = (f"{ws_base}/stream?language=en&end_silence_ms={end_silence_ms}"
            f"&partials={str(partials).lower()}")
-    results, errors = [], []
-    for session in asyncio.run(_voxbus_streams(url, audio, k)):
-        if isinstance(session, BaseException):
-            errors.append(f"stream failed: {type(session).__name__}: {session}")
+    results, errors, streams = [], [], []
+    for outcome in asyncio.run(_voxbus_streams(url, audio, k)):
+        if isinstance(outcome, BaseException):
+            errors.append(f"stream failed: {type(outcome).__name__}: {outcome}")
             results += [UtteranceResult(u.id, u.reference, None, None) for u in utterances]
+            streams.append([])
             continue
+        session, note = outcome
+        if note:
+            errors.append(note)
         errors += [f"error event: {e.get('code', '')} {e.get('message', '')}".strip()
                    for _, e in session.of_type("error")]
-        results += voxbus_results(session, utterances)
-    return results, errors
+        results += voxbus_results(session, utterances, partials)
+        streams.append(event_log(session))
+    return results, errors, streams
+
+
+def event_log(session: live.Session) -> list[list]:
+    """What the stream received, compactly: [arrival s after its first frame, type, utt, start, end, text]."""
+    t0 = session.sent_at[0][1] if session.sent_at else 0.0
+    return [[round(when - t0, 3), e["type"], e.get("utt"), e.get("start"), e.get("end"), (e.get("text") or "")[:60]]
+            for when, e in session.events if e["type"] not in ("pong",)] + [["close", session.close_code]]
 
 
 # --- the peer: one Wyoming session per utterance, paced on the same stream clock ----------------
