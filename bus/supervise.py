@@ -22,11 +22,17 @@ from typing import Mapping
 from config.cores import STAGES
 from config.paths import ensure_private_dir
 
-PRIORITY = {"bus": 10, "capture": 20, "vad": 20, "asr": 20, "gateway": 30}  # bus first
+PRIORITY = {"bus": 10, "capture": 20, "vad": 20, "asr": 20, "store": 20, "gateway": 30}  # bus first
 LOG_MAXBYTES = "10MB"
 LOG_BACKUPS = 5
 STOPWAIT_S = 10
 START_TIMEOUT_S = 30.0
+
+
+def programs(cfg) -> tuple[str, ...]:
+    """The stages supervisord runs: every one of the core map, and the transcript store when enabled."""
+    store = getattr(cfg, "store", None)
+    return STAGES + (("store",) if store is not None and store.enabled else ())
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://{_conf_value(str(paths.socket))}
 """
-    return head + "".join(program_section(stage, python, config_file, paths) for stage in STAGES)
+    return head + "".join(program_section(stage, python, config_file, paths) for stage in programs(cfg))
 
 
 EXAMPLE_PATH = Path(__file__).resolve().parent.parent / "deploy" / "supervisord.conf"
@@ -174,13 +180,13 @@ def program_states(paths: SupervisorPaths) -> dict[str, str]:
         return {}
 
 
-def wait_running(paths: SupervisorPaths, timeout: float) -> dict[str, str]:
+def wait_running(paths: SupervisorPaths, timeout: float, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
     """Poll until every stage is RUNNING or `timeout`; return the last states seen."""
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
     while time.monotonic() < deadline:
         states = program_states(paths)
-        if states and all(states.get(stage) == "RUNNING" for stage in STAGES):
+        if states and all(states.get(stage) == "RUNNING" for stage in stages):
             break
         time.sleep(0.2)
     return states

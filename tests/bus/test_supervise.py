@@ -20,7 +20,7 @@ import pytest
 import zmq
 
 from bus import schemas, sockets
-from bus.supervise import SupervisorPaths, pid_alive, render, supervisord_pid
+from bus.supervise import SupervisorPaths, pid_alive, programs, render, supervisord_pid
 from config import load_config
 from config.cores import STAGES
 
@@ -144,7 +144,7 @@ def test_rendered_conf_runs_every_stage_with_the_config_file(tmp_path):
     assert "HOME=" not in text   # only voxbus settings are written; the rest is inherited
     for setting in ("autorestart=true", "startsecs=1", "stopsignal=TERM", "stopwaitsecs=10", "stopasgroup=true",
                     "killasgroup=true", "stdout_logfile_maxbytes=10MB", "stdout_logfile_backups=5"):
-        assert text.count(setting) == len(STAGES), setting
+        assert text.count(setting) == len(programs(cfg)), setting
     assert f"file={tmp_path}/run/supervisor.sock" in text
 
 
@@ -158,7 +158,7 @@ def test_rendered_conf_is_valid_for_supervisord(tmp_path):
     options = ServerOptions()
     options.realize(["-c", str(paths.conf)])
     programs = {group.name: group.process_configs[0] for group in options.process_group_configs}
-    assert set(programs) == set(STAGES)
+    assert set(programs) == set(STAGES) | {"store"}   # the transcript store runs beside the stages of the core map
     assert programs["bus"].priority < programs["gateway"].priority
     assert programs["vad"].environment["VOXBUS_GATEWAY__HOST"] == "0.0.0.0"
     assert programs["vad"].environment["VOXBUS_RUN_DIR"] == str(tmp_path)

@@ -1,0 +1,183 @@
+"""The transcript store's HTTP API: search, get, delete, streams, export (issue 13).
+
+The gateway never opens the SQLite file: it asks the store process over `store.query`
+(bus/store_query.py, REQ with Lazy Pirate retries) from a worker thread, so a slow or absent
+store costs a request its timeout and a 503, never the event loop.
+
+Wiring (gateway/app.py): in the lifespan, `store = StoreGateway(cfg, context)`, yield it as
+"store" in the state, `store.close()` on the way out; append `ROUTES` to the route list.
+
+    GET    /v1/transcripts?stream=&q=&since=&until=&language=&limit=&cursor=
+    GET    /v1/transcripts/{id}
+    DELETE /v1/transcripts?stream=&until=        DELETE /v1/transcripts/{id}
+    GET    /v1/streams
+    GET    /v1/streams/{stream}/export?format=srt|vtt|txt|json&since=&until=
+
+`since`/`until` are epoch seconds or ISO 8601 (a time without a zone is UTC).
+"""
+from __future__ import annotations
+
+import queue
+from datetime import datetime, timezone
+
+import anyio
+import zmq
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bus.store_query import QueryError, Reply, StoreClient, StoreUnavailable, query_endpoint
+from gateway.errors import ApiError
+
+SEARCH_ARGS = ("stream", "q", "language", "limit", "cursor")
+MAX_CLIENTS = 8
+RETRY_AFTER_S = "2"
+
+
+class StoreGateway:
+    """A small pool of StoreClients (a REQ socket is one thread's), used from worker threads."""
+
+    def __init__(self, cfg, ctx: zmq.Context):
+        self.enabled = cfg.store.enabled
+        self.endpoint = query_endpoint(cfg.store, cfg.run_dir)
+        self.ctx = ctx
+        self.timeout_ms = cfg.store.query_timeout_ms
+        self.retries = cfg.store.query_retries
+        self.idle: queue.SimpleQueue[StoreClient] = queue.SimpleQueue()
+        self.limiter = anyio.CapacityLimiter(MAX_CLIENTS)
+
+    def _ask(self, op: str, args: dict) -> Reply:
+        try:
+            client = self.idle.get_nowait()
+        except queue.Empty:
+            client = StoreClient(self.ctx, self.endpoint, self.timeout_ms, self.retries)
+        try:
+            reply = client.ask(op, **args)
+        except (StoreUnavailable, QueryError):
+            client.close()
+            raise
+        self.idle.put(client)
+        return reply
+
+    async def ask(self, op: str, args: dict) -> Reply:
+        """The store's reply; ApiError 503 when it is disabled or does not answer, and its 4xx as ours."""
+        if not self.enabled:
+            raise ApiError(503, "store_disabled", "the transcript store is off ([store] enabled = false)")
+        try:
+            reply = await anyio.to_thread.run_sync(self._ask, op, args, limiter=self.limiter)
+        except StoreUnavailable as exc:
+            raise ApiError(503, "store_unavailable", str(exc), headers={"Retry-After": RETRY_AFTER_S}) from None
+        except QueryError as exc:
+            raise ApiError(502, "store_bad_reply", f"the store's reply could not be read: {exc}") from None
+        if reply.status != 200:
+            codes = {400: "invalid_argument", 404: "not_found"}
+            raise ApiError(reply.status if reply.status in codes else 500, codes.get(reply.status, "store_error"),
+                           reply.error, param=_param_of(reply.error))
+        return reply
+
+    def close(self) -> None:
+        while True:
+            try:
+                self.idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def _param_of(message: str) -> str | None:
+    first = message.split(" ", 1)[0].rstrip(":")
+    return first if first in SEARCH_ARGS + ("since", "until", "format", "id") else None
+
+
+def epoch(value: str | None, name: str) -> float | None:
+    """Epoch seconds from a number or an ISO 8601 time; ApiError 400 naming `name`."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "invalid_argument", f"{name} = {value!r:.40}: expected epoch seconds or "
+                                                f"an ISO 8601 time", param=name) from None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _range(request: Request) -> dict:
+    args = {}
+    for name in ("since", "until"):
+        value = epoch(request.query_params.get(name), name)
+        if value is not None:
+            args[name] = value
+    return args
+
+
+def _store(request: Request) -> StoreGateway:
+    return request.state.store
+
+
+async def list_transcripts(request: Request) -> JSONResponse:
+    args = {k: request.query_params[k] for k in SEARCH_ARGS if request.query_params.get(k)}
+    if "limit" in args:
+        if not args["limit"].isdigit():
+            raise ApiError(400, "invalid_argument", f"limit = {args['limit']!r:.20}: expected an integer",
+                           param="limit")
+        args["limit"] = int(args["limit"])
+    reply = await _store(request).ask("search", {**args, **_range(request)})
+    return JSONResponse(reply.result)
+
+
+def _ident(request: Request) -> int:
+    raw = request.path_params["id"]
+    if not raw.isdigit() or int(raw) < 1:
+        raise ApiError(404, "not_found", f"no transcript {raw!r:.40}: ids are positive integers")
+    return int(raw)
+
+
+async def get_transcript(request: Request) -> JSONResponse:
+    reply = await _store(request).ask("get", {"id": _ident(request)})
+    return JSONResponse(reply.result)
+
+
+async def delete_transcript(request: Request) -> JSONResponse:
+    reply = await _store(request).ask("delete", {"id": _ident(request)})
+    if reply.result["deleted"] == 0:
+        raise ApiError(404, "not_found", f"no transcript {request.path_params['id']}")
+    return JSONResponse(reply.result)
+
+
+async def delete_transcripts(request: Request) -> JSONResponse:
+    """Everything of `stream` (before `until` when given): a person asked for their text to go."""
+    stream = request.query_params.get("stream")
+    if not stream:
+        raise ApiError(400, "invalid_argument", "stream: required (and until, to keep what came after it)",
+                       param="stream")
+    args = {"stream": stream, **{k: v for k, v in _range(request).items() if k == "until"}}
+    reply = await _store(request).ask("delete", args)
+    return JSONResponse(reply.result)
+
+
+async def list_streams(request: Request) -> JSONResponse:
+    reply = await _store(request).ask("streams", {})
+    return JSONResponse(reply.result)
+
+
+async def export_stream(request: Request) -> Response:
+    fmt = request.query_params.get("format", "txt")
+    stream = request.path_params["stream"]
+    reply = await _store(request).ask("export", {"stream": stream, "format": fmt, **_range(request)})
+    extension = {"txt": "txt", "srt": "srt", "vtt": "vtt", "json": "json"}[fmt]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream)
+    return Response(reply.result["body"], media_type=reply.result["media_type"],
+                    headers={"Content-Disposition": f'attachment; filename="{safe}.{extension}"'})
+
+
+ROUTES = [
+    Route("/v1/transcripts", list_transcripts, methods=["GET"]),
+    Route("/v1/transcripts", delete_transcripts, methods=["DELETE"]),
+    Route("/v1/transcripts/{id}", get_transcript, methods=["GET"]),
+    Route("/v1/transcripts/{id}", delete_transcript, methods=["DELETE"]),
+    Route("/v1/streams", list_streams, methods=["GET"]),
+    Route("/v1/streams/{stream}/export", export_stream, methods=["GET"]),
+]

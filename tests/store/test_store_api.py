@@ -1,0 +1,86 @@
+"""gateway/store_api.py against a real store process (over store.query), in a Starlette app of its own."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+import zmq
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.testclient import TestClient
+
+from config import load_config
+from gateway import store_api
+from gateway.errors import ApiError, api_error_handler, http_error_handler
+from tests.kit import parse_srt, parse_vtt, start_bus, wait_for
+from tests.store.test_store_process import producer, seqs
+
+
+def app_for(cfg):
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        ctx = zmq.Context()
+        store = store_api.StoreGateway(cfg, ctx)
+        try:
+            yield {"store": store}
+        finally:
+            store.close()
+            ctx.destroy(linger=0)
+
+    return Starlette(routes=store_api.ROUTES, lifespan=lifespan,
+                     exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler})
+
+
+@pytest.fixture
+def http(spawn, run_dir, tmp_path, monkeypatch):
+    path = tmp_path / "store" / "t.db"
+    env = {**os.environ, "VOXBUS_RUN_DIR": str(run_dir), "VOXBUS_STORE__PATH": str(path)}
+    monkeypatch.setenv("VOXBUS_STORE__QUERY_TIMEOUT_MS", "1000")
+    monkeypatch.setenv("VOXBUS_STORE__QUERY_RETRIES", "1")
+    start_bus(spawn, run_dir, env)
+    store = spawn(["-m", "store"], env=env, name="store")
+    producer(spawn, env, run_dir, count=100, rate=2000.0)
+    wait_for(lambda: len(seqs(path)) == 100, what="100 finals")
+    with TestClient(app_for(load_config())) as client:
+        yield client, store
+
+
+def test_search_get_export_delete_over_http(http):
+    client, _ = http
+    page = client.get("/v1/transcripts", params={"q": "budget", "limit": 7}).json()
+    assert len(page["transcripts"]) == 7 and page["next_cursor"]
+    rest = client.get("/v1/transcripts", params={"q": "budget", "cursor": page["next_cursor"]}).json()
+    assert len(rest["transcripts"]) == 13 and rest["next_cursor"] is None
+    one = page["transcripts"][0]
+    assert client.get(f"/v1/transcripts/{one['id']}").json()["text"] == one["text"]
+    streams = {s["stream"]: s for s in client.get("/v1/streams").json()["streams"]}
+    assert streams["job1"]["finals"] == 20 and streams["job1"]["kind"] == "job"
+    mic = client.get("/v1/streams/mic1/export", params={"format": "srt"})
+    assert mic.status_code == 200 and mic.headers["content-disposition"] == 'attachment; filename="mic1.srt"'
+    assert len(parse_srt(mic.text)) == streams["mic1"]["finals"]
+    assert len(parse_vtt(client.get("/v1/streams/mic1/export?format=vtt").text)) == streams["mic1"]["finals"]
+    assert client.delete(f"/v1/transcripts/{one['id']}").json() == {"deleted": 1}
+    assert client.get(f"/v1/transcripts/{one['id']}").status_code == 404
+    assert client.delete("/v1/transcripts", params={"stream": "cam1", "until": "2100-01-01T00:00:00"}).json() \
+        == {"deleted": streams["cam1"]["finals"]}
+    assert client.get("/v1/transcripts", params={"stream": "cam1"}).json()["transcripts"] == []
+
+
+def test_bad_requests_are_json_errors_naming_the_argument(http):
+    client, _ = http
+    bad = client.get("/v1/transcripts", params={"q": '"unclosed'})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "q"
+    assert client.get("/v1/transcripts", params={"since": "yesterday"}).json()["error"]["param"] == "since"
+    assert client.get("/v1/transcripts", params={"limit": "-3"}).status_code == 400
+    assert client.get("/v1/streams/mic1/export", params={"format": "doc"}).json()["error"]["param"] == "format"
+    assert client.delete("/v1/transcripts").status_code == 400
+    assert client.get("/v1/transcripts/abc").status_code == 404
+
+
+def test_a_store_that_is_down_is_a_503_with_retry_after(http):
+    client, store = http
+    store.stop()
+    down = client.get("/v1/streams")
+    assert down.status_code == 503 and down.headers["retry-after"] == "2"
+    assert down.json()["error"]["code"] == "store_unavailable"
