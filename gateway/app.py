@@ -21,7 +21,7 @@ from config import Config
 from gateway import events, openai_compat, origins, rest
 from gateway.bridge import Bridge
 from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
-from gateway.service import JobSlots
+from gateway.service import READERS_PER_JOB, JobSlots, UploadSlots
 from gateway.ws_session import SessionSlots, stream_endpoint
 from gateway.wyoming import WyomingServer
 
@@ -79,14 +79,17 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None,
         own_ctx = ctx is None
         context = zmq.Context() if own_ctx else ctx
         slots, job_slots = SessionSlots(cfg.gateway.max_sessions), JobSlots(cfg.gateway.max_jobs)
+        readers = UploadSlots(cfg.gateway.max_jobs * READERS_PER_JOB)
         bridge = Bridge(cfg, context, lambda: {"sessions_active": slots.active, "sessions_refused": slots.refused,
-                                               "jobs_active": job_slots.active, "jobs_refused": job_slots.refused})
+                                               "jobs_active": job_slots.active, "jobs_refused": job_slots.refused,
+                                               "uploads_reading": readers.active, "uploads_refused": readers.refused})
         await bridge.start()
         wyoming = WyomingServer(cfg, bridge, slots) if cfg.wyoming.enabled else None
         try:
             if wyoming is not None:
                 await wyoming.start(wyoming_listener)  # RuntimeError naming wyoming.host/port if it must bind
-            yield {"bridge": bridge, "config": cfg, "sessions": slots, "jobs": job_slots, "shutdown": shutdown,
+            yield {"bridge": bridge, "config": cfg, "sessions": slots, "jobs": job_slots, "uploads": readers,
+                   "shutdown": shutdown,
                    "wyoming": wyoming}
         finally:
             if wyoming is not None:

@@ -28,9 +28,12 @@ def body_deadline(request: Request) -> BodyDeadline:
 
 
 async def read_upload(request: Request, file_field: str) -> uploads.Upload:
-    """The multipart body, read before any job slot is taken: a slow or stalled upload holds none."""
-    return await uploads.read_upload(request, file_field, request.state.config.gateway.max_upload_mb * 1024 * 1024,
-                                     body_deadline(request))
+    """The multipart body, read before any job slot is taken (a slow or stalled upload holds none),
+    under a reader slot (service.UploadSlots) and the body deadline."""
+    with request.state.uploads.hold():
+        return await uploads.read_upload(request, file_field,
+                                         request.state.config.gateway.max_upload_mb * 1024 * 1024,
+                                         body_deadline(request))
 
 
 def _now_iso() -> str:
@@ -104,8 +107,9 @@ async def transcribe_base64(request: Request) -> Response:
     """POST /transcribe/base64: JSON `audio_base64` plus the same options."""
     started = time.monotonic()
     bridge, cfg = _state(request)
-    data, fields = await uploads.read_json_audio(request, cfg.gateway.max_upload_mb * 1024 * 1024,
-                                                 body_deadline(request))
+    with request.state.uploads.hold():
+        data, fields = await uploads.read_json_audio(request, cfg.gateway.max_upload_mb * 1024 * 1024,
+                                                     body_deadline(request))
     params.no_unknown(fields, BASE64_FIELDS)
     bad = [k for k, v in fields.items() if v is not None and not isinstance(v, (str, bool, int, float))]
     if bad:

@@ -16,11 +16,21 @@ from gateway.errors import ApiError
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5  # what a refused client is told to wait: a short job takes about this long
+READERS_PER_JOB = 4  # bodies being read at once, per job slot: bounds the memory of uploads in flight
 
 
 class JobSlots:
     """Counts file jobs in progress (from the body being in to the answer) against gateway.max_jobs:
-    every job holds its upload and decoded audio in memory, and they share the asr workers."""
+    every job holds its upload and decoded audio in memory, and they share the asr workers.
+
+    `UploadSlots` counts bodies being read the same way, so memory stays bounded by
+    (readers + jobs) × max_upload_mb however many clients upload at once; a stalled body holds
+    a reader slot only until its deadline (http_limits.BodyDeadline), never a job slot.
+    """
+
+    code = "too_many_jobs"
+    what = "file jobs (gateway.max_jobs)"
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -31,14 +41,19 @@ class JobSlots:
     def hold(self):
         if self.active >= self.limit:
             self.refused += 1
-            raise ApiError(503, "too_many_jobs", f"the gateway is already running {self.limit} file jobs "
-                                                 f"(gateway.max_jobs); retry in a few seconds",
-                           headers={"Retry-After": str(RETRY_AFTER_S)})
+            raise ApiError(503, self.code, f"the gateway is already running {self.limit} {self.what}; "
+                                           f"retry in a few seconds", headers=self.headers)
         self.active += 1
         try:
             yield
         finally:
             self.active -= 1
+
+
+class UploadSlots(JobSlots):
+    code = "too_many_uploads"
+    what = f"upload reads ({READERS_PER_JOB} × gateway.max_jobs)"
+    headers = {"Retry-After": str(RETRY_AFTER_S), "Connection": "close"}  # its body is never read
 
 
 @dataclass

@@ -59,6 +59,21 @@ def test_stalled_uploads_hold_no_job_slot_and_are_cut_with_408(live):
     assert time.monotonic() - started < BODY_S + 5
 
 
+def test_bodies_read_at_once_are_bounded_and_stalled_ones_free_their_place(live):
+    """4 readers per job slot (max_jobs = 2: 8): memory stays bounded however many clients upload, and a
+    reader slot held by a stalled body is freed at its deadline."""
+    stalled = [_stalled_upload(live) for _ in range(8)]
+    time.sleep(0.3)
+    r = httpx.post(f"http://{live.base}/transcribe", files={"audio_file": ("a.wav", WAV)}, timeout=30)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "too_many_uploads", r.text
+    assert r.headers["retry-after"] == "5" and r.headers["connection"] == "close"
+    for sock in stalled:
+        assert read_until_closed(sock, 10)[0].startswith(b"HTTP/1.1 408")
+        sock.close()
+    r = httpx.post(f"http://{live.base}/transcribe", files={"audio_file": ("a.wav", WAV)}, timeout=30)
+    assert r.status_code == 200, r.text
+
+
 def test_a_trickled_body_is_cut_once_it_falls_behind_the_minimum_rate(live):
     sock = _stalled_upload(live)
     started = time.monotonic()
