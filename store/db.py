@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS finals (
     bytes INTEGER NOT NULL,          -- text + segments + words: what retention_mb counts
     UNIQUE (worker, seq)
 );
-CREATE INDEX IF NOT EXISTS finals_stream_wall ON finals (stream, wall, id);
+CREATE INDEX IF NOT EXISTS finals_stream ON finals (stream);     -- (stream, id): a stream's newest first
 CREATE INDEX IF NOT EXISTS finals_wall ON finals (wall, id);
 CREATE VIRTUAL TABLE IF NOT EXISTS finals_fts USING fts5(text, content='finals', content_rowid='id',
     tokenize='unicode61 remove_diacritics 2');

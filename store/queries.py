@@ -1,8 +1,9 @@
 """The store's answers to `store_query` ops (bus/store_query.py): search, get, delete, streams, export.
 
 Pure functions of a SQLite connection and the op's args; argument problems raise BadArgs
-(a 400 naming the argument). Pagination is by keyset: newest first on (wall, id), and the
-cursor is the last row's "wall:id", so a page never skips or repeats rows as finals arrive.
+(a 400 naming the argument). Pagination is by keyset: newest stored first (id, which follows
+the wall clock except for finals fetched late by resync), and the cursor is the last row's id,
+so a page never skips or repeats rows as finals arrive.
 """
 from __future__ import annotations
 
@@ -67,14 +68,12 @@ def _filters(args: dict) -> tuple[list[str], list]:
     return where, params
 
 
-def _cursor(value: str | None) -> tuple[float, int] | None:
+def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
-    try:
-        wall, _, ident = value.partition(":")
-        return float(wall), int(ident)
-    except ValueError:
-        raise BadArgs(f"cursor = {value!r:.60}: not a cursor this store gave") from None
+    if not value.isdigit():
+        raise BadArgs(f"cursor = {value!r:.60}: not a cursor this store gave")
+    return int(value)
 
 
 def _check_match(conn: sqlite3.Connection, q: str) -> None:
@@ -92,22 +91,23 @@ def search(conn: sqlite3.Connection, args: dict, max_page: int) -> dict:
     if limit > max_page:
         raise BadArgs(f"limit = {limit}: at most {max_page}")
     where, params = _filters(args)
-    after = _cursor(_text(args, "cursor"))
-    if after is not None:
-        where.append("(f.wall < ? OR (f.wall = ? AND f.id < ?))")
-        params += [after[0], after[0], after[1]]
     q = _text(args, "q")
-    source = "finals f"
+    key, source = "f.id", "finals f"
     if q is not None:
         _check_match(conn, q)
-        source = "finals_fts JOIN finals f ON f.id = finals_fts.rowid"
+        # FTS5 yields rowids newest first and takes the cursor itself: a page stops at `limit` hits
+        key, source = "finals_fts.rowid", "finals_fts JOIN finals f ON f.id = finals_fts.rowid"
         where.insert(0, "finals_fts MATCH ?")
         params.insert(0, q)
+    after = _cursor(_text(args, "cursor"))
+    if after is not None:
+        where.append(f"{key} < ?")
+        params.append(after)
     sql = (f"SELECT {SELECT} FROM {source} {'WHERE ' + ' AND '.join(where) if where else ''} "
-           f"ORDER BY f.wall DESC, f.id DESC LIMIT ?")
+           f"ORDER BY {key} DESC LIMIT ?")
     rows = conn.execute(sql, [*params, limit + 1]).fetchall()
     items = [row_dict(r) for r in rows[:limit]]
-    cursor = f"{items[-1]['wall']!r}:{items[-1]['id']}" if len(rows) > limit else None
+    cursor = str(items[-1]["id"]) if len(rows) > limit else None
     return {"transcripts": items, "next_cursor": cursor}
 
 

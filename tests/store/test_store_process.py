@@ -92,3 +92,27 @@ def test_queries_over_the_store_socket(spawn, run_dir, tmp_path, env):
     finally:
         client.close()
         ctx.destroy(linger=0)
+
+
+def test_retention_runs_while_finals_come_and_deleted_finals_never_come_back(spawn, run_dir, tmp_path, env):
+    path = tmp_path / "store" / "t.db"
+    env = {**env, "VOXBUS_STORE__RETENTION_ROWS": "100", "VOXBUS_STORE__RETENTION_EVERY_S": "0.2"}
+    start_bus(spawn, run_dir, env)
+    store = spawn(["-m", "store"], env=env, name="store")
+    producer(spawn, env, run_dir, count=600, rate=300.0)
+    wait_for(lambda: (s := seqs(path)) and s[-1] == 600 and len(s) == 100, timeout=30,
+             what="the newest 100 of 600 finals kept")
+    assert seqs(path) == list(range(501, 601))
+    ctx = zmq.Context()
+    client = StoreClient(ctx, f"ipc://{run_dir}/store-query", timeout_ms=2000)
+    try:
+        assert client.ask("delete", stream="mic1").result["deleted"] > 0
+    finally:
+        client.close()
+        ctx.destroy(linger=0)
+    kept = seqs(path)
+    os.kill(store.pid, signal.SIGKILL)   # a restart must not fetch deleted finals back from the producer
+    store.popen.wait()
+    spawn(["-m", "store"], env=env, name="store")
+    time.sleep(3.0)
+    assert seqs(path) == kept
