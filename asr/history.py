@@ -8,6 +8,8 @@ says the socket is readable).
 Wiring in asr/main.py (the lead's):
     history = FinalHistory(producer=self.worker)
     server = HistoryServer.bind(ctx, endpoint, history, cfg.bus)   # endpoint: e.g. ipc://{run_dir}/asr-history-<worker>
+    ... numbering: start at the wall clock, `final_seq = int(time.time() * 1000)`, then +1 per final, so a
+        restarted worker with the same name never reuses a seq (the store keys finals by worker + seq)
     ... in publish(): after numbering, `history.add(msg)` (the numbered Final)
     ... heartbeat counters: history=server.endpoint, final_seq=history.last
     ... each loop turn: server.serve(); on exit: server.close()
@@ -41,6 +43,7 @@ class FinalHistory:
         self.ring: deque[tuple[int, bytes]] = deque()
         self.bytes = 0
         self.last = 0      # newest seq added
+        self.origin = 0    # the first seq added: this instance's numbering starts there
         self.dropped = 0   # finals pushed out by a bound
 
     def add(self, final: schemas.Final) -> None:
@@ -50,6 +53,7 @@ class FinalHistory:
         if final.seq <= self.last:
             raise ValueError(f"final seq {final.seq} after seq {self.last}: seqs must increase")
         data = schemas.encode(final)
+        self.origin = self.origin or final.seq
         self.ring.append((final.seq, data))
         self.bytes += len(data)
         self.last = final.seq
@@ -80,10 +84,11 @@ class FinalHistory:
 
     def answer(self, request: resync.HistoryRequest) -> resync.HistoryReply:
         if request.producer != self.producer:
-            return resync.HistoryReply(producer=self.producer, first=self.first, last=self.last,
+            return resync.HistoryReply(producer=self.producer, first=self.first, last=self.last, origin=self.origin,
                                        error=f"this is the history of {self.producer!r}, not {request.producer!r}")
         finals, more = self.after(request.after, request.limit)
-        return resync.HistoryReply(producer=self.producer, first=self.first, last=self.last, finals=finals, more=more)
+        return resync.HistoryReply(producer=self.producer, first=self.first, last=self.last, finals=finals, more=more,
+                                   origin=self.origin)
 
 
 class HistoryServer:

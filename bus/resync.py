@@ -6,12 +6,15 @@ a subscriber that sees a gap (or starts late) asks it with a `HistoryRequest` ov
 DEALER socket and gets a `HistoryReply`:
 
     request:  {v, type: "history_request", producer, after, limit}
-    reply:    {v, type: "history_reply", producer, first, last, finals: [final payload, ...], more}
+    reply:    {v, type: "history_reply", producer, first, last, origin, finals: [final payload, ...], more}
 
 `finals` are the finals with seq > `after`, oldest first, at most `limit`, each the same
 msgpack payload `schemas.encode` gives (so they parse with `schemas.decode`). `first` is the
 oldest seq the ring still holds (`last + 1` when empty): a missed final older than that is gone.
-`last` is the newest seq the producer published. `more` says the reply stopped at `limit`.
+`last` is the newest seq the producer published; `origin` the first seq this instance of it
+numbered (seqs below it belong to an earlier run of the same producer: a producer numbers from
+where it left off or from the wall clock, never again from 1, so (worker, seq) stays unique).
+`more` says the reply stopped at `limit`.
 A request for another producer is answered with `error` set and no finals.
 """
 from __future__ import annotations
@@ -47,6 +50,7 @@ class HistoryReply:
     finals: list = field(default_factory=list)   # encoded Final payloads (bytes), oldest first
     more: bool = False
     error: str = ""
+    origin: int = 0
 
     def decoded(self) -> list[schemas.Final]:
         """The finals as messages; ResyncError naming the first that is not a Final."""
@@ -111,4 +115,5 @@ def decode_reply(data: bytes) -> HistoryReply:
         raise ResyncError(f"history_reply.more = {more!r:.40}: expected a boolean")
     return HistoryReply(producer=_str(body, "producer", "history_reply"), first=_int(body, "first", "history_reply"),
                         last=_int(body, "last", "history_reply"), finals=finals, more=more,
-                        error=_str(body, "error", "history_reply"))
+                        error=_str(body, "error", "history_reply"),
+                        origin=_int({"origin": body.get("origin", 0)}, "origin", "history_reply"))

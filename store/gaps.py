@@ -63,19 +63,19 @@ class GapTracker:
             p.missing.append([p.high + 1, last])
             p.high = last
 
-    def forgotten(self, worker: str, first: int) -> int:
-        """The producer holds nothing before `first`: those missing seqs are lost. Returns how many."""
+    def forgotten(self, worker: str, first: int, origin: int = 0) -> int:
+        """The producer holds nothing before `first`: those missing seqs are lost. Returns how many.
+
+        Seqs below `origin` (where this run of the producer started numbering) are not counted:
+        they are the gap between an earlier run's last final and this run's first, mostly numbers
+        no final ever had (a restarted producer numbers on from the wall clock)."""
         p = self._get(worker)
         gone = 0
         kept = []
         for lo, hi in p.missing:
-            if hi < first:
-                gone += hi - lo + 1
-            elif lo < first:
-                gone += first - lo
-                kept.append([first, hi])
-            else:
-                kept.append([lo, hi])
+            gone += max(0, min(hi, first - 1) - max(lo, origin) + 1)
+            if hi >= first:
+                kept.append([max(lo, first), hi])
         p.missing = kept
         self.lost += gone
         return gone

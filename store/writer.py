@@ -73,9 +73,15 @@ class StoreWriter:
             log.warning("history: producer refused", extra={"producer": reply.producer, "error": reply.error})
             self.tracker.answered(reply.producer, progress=False)
             return 0
+        known = self.tracker.producers.get(reply.producer)
+        if known is not None and reply.last < known.high:
+            self.counters["seq_went_back"] += 1
+            log.error("producer numbers below what is stored: its finals would be taken for duplicates "
+                      "(a restarted worker must number on, from the wall clock)",
+                      extra={"producer": reply.producer, "last": reply.last})
         new = sum(self.take_final(final, now, via="resync") for final in reply.decoded())
         self.tracker.announced(reply.producer, reply.last)
-        lost = self.tracker.forgotten(reply.producer, reply.first)
+        lost = self.tracker.forgotten(reply.producer, reply.first, reply.origin)
         if lost:
             log.error("finals lost: the producer no longer holds them", extra={
                 "producer": reply.producer, "lost": lost, "oldest_held": reply.first})

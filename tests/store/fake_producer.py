@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--worker", default="fake1")
     parser.add_argument("--history", required=True)
+    parser.add_argument("--origin", type=int, default=1, help="the first seq (a restarted run numbers on)")
     args = parser.parse_args()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -51,7 +52,7 @@ def main() -> int:
             due = min(args.count, int((time.monotonic() - started) * args.rate))
             while seq < due:
                 seq += 1
-                msg = message(seq, args.worker)
+                msg = message(seq + args.origin - 1, args.worker)
                 sockets.publish(pub, msg)
                 history.add(msg)
             if time.monotonic() >= next_beat:

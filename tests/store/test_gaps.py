@@ -48,3 +48,11 @@ def test_books_survive_a_restart_through_their_snapshot():
     for worker, ranges in missing.items():
         again.restore(worker, ranges)
     assert again.producers["w"].missing == [[2, 3]] and not again.stored("w", 4) and again.stored("w", 2)
+
+
+def test_a_restarted_producer_numbering_on_from_the_clock_loses_nothing_it_had():
+    books = GapTracker({"w": 5000})
+    books.announced("w", 1_000_150, "ipc://h")          # the new run started numbering at 1_000_000
+    assert books.forgotten("w", first=1_000_000, origin=1_000_000) == 0
+    assert books.producers["w"].missing == [[1_000_000, 1_000_150]]
+    assert books.forgotten("w", first=1_000_100, origin=1_000_000) == 100   # its ring dropped 100 of them

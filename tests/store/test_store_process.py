@@ -36,8 +36,8 @@ def seqs(path) -> list[int]:
         conn.close()
 
 
-def producer(spawn, env, run_dir, count=COUNT, rate=RATE):
-    return spawn(["-m", "tests.store.fake_producer", "--count", str(count), "--rate", str(rate),
+def producer(spawn, env, run_dir, count=COUNT, rate=RATE, origin=1):
+    return spawn(["-m", "tests.store.fake_producer", "--count", str(count), "--rate", str(rate), "--origin", str(origin),
                   "--worker", "fake1", "--history", f"ipc://{run_dir}/fake1-history"], env=env, name="producer")
 
 
@@ -116,3 +116,18 @@ def test_retention_runs_while_finals_come_and_deleted_finals_never_come_back(spa
     spawn(["-m", "store"], env=env, name="store")
     time.sleep(3.0)
     assert seqs(path) == kept
+
+
+def test_a_producer_restarted_under_the_same_name_while_the_store_is_down(spawn, run_dir, tmp_path, env):
+    path = tmp_path / "store" / "t.db"
+    start_bus(spawn, run_dir, env)
+    store = spawn(["-m", "store"], env=env, name="store")
+    first = producer(spawn, env, run_dir, count=200, rate=1000.0)
+    wait_for(lambda: len(seqs(path)) == 200, what="the first run's 200 finals")
+    store.stop()
+    first.stop()
+    producer(spawn, env, run_dir, count=200, rate=1000.0, origin=1_000_000)   # numbers on, from "the clock"
+    time.sleep(1.0)   # its 200 finals are published while no store listens
+    spawn(["-m", "store"], env=env, name="store")
+    wanted = list(range(1, 201)) + list(range(1_000_000, 1_000_200))
+    assert wait_for(lambda: seqs(path) == wanted, timeout=30, what="both runs' finals, once each")
