@@ -27,10 +27,10 @@ from asr.whisper.audio import validate_audio
 from asr.whisper.decoding import DecodingOptions, DecodingResult, DecodingTask
 from asr.whisper.fallback import decode_with_fallback
 from asr.whisper.features import (FRAMES_PER_SECOND, HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, content_frames,
-                          log_mel_spectrogram, pad_or_trim, window_mel)
+                                  encoder_frames, log_mel_spectrogram, pad_or_trim, window_mel)
 from asr.whisper.logit_filters import compression_ratio
-from asr.whisper.manifest import (SPECIAL_ROLES, ModelFormatError, ModelManifest, ModelNotFoundError,  # noqa: F401
-                          load_manifest, verify_checksums)
+from asr.whisper.manifest import (SPECIAL_ROLES, EncoderWindow, ModelFormatError, ModelManifest,  # noqa: F401
+                                  ModelNotFoundError, load_manifest, verify_checksums)
 from asr.whisper.onnx_session import EncodedWindows, WhisperSessions
 from asr.whisper.options import TranscribeOptions, split_options
 from asr.whisper.speech_guard import VoicedFrames
@@ -44,6 +44,9 @@ INPUT_STRIDE = 2  # mel frames per encoder frame, i.e. per timestamp step
 ENCODER_BATCH = 1  # windows per encoder run in transcribe_batch; measured: batching does not pay on CPU
 # A one-window decode that stops this long before the segment's end, with voice left, is continued.
 UNHEARD_TAIL_S = 1.0
+# A decode in a window shorter than 30 s whose timestamps run this far past the audio heard the
+# padding as speech (it repeats itself to fill the window): decode it again on a 30 s window.
+WINDOW_OVERSHOOT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class WhisperModel:
     """One loaded model: manifest, tokenizer and the onnxruntime sessions."""
 
     def __init__(self, model_dir: Path | str, threads: int | None = None, check_files: bool = False,
-                 allow_spinning: bool = False):
+                 allow_spinning: bool = False, encoder_window: EncoderWindow | None = None):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int or None, got {threads!r}")
         self.model_dir = Path(model_dir).expanduser()
@@ -107,6 +110,8 @@ class WhisperModel:
         if check_files:
             verify_checksums(self.model_dir, self.manifest)
         self.dims = self.manifest.dims
+        # The window rule: the manifest's (written by the builder), a caller's override, else 30 s.
+        self.encoder_window = encoder_window or self.manifest.encoder_window or EncoderWindow()
         self.tokenizer = Tokenizer.from_file(
             self.model_dir / "tokenizer.json", self.manifest.multilingual, self.manifest.languages or None
         )
@@ -152,8 +157,9 @@ class WhisperModel:
                 seek += window_frames
                 continue
             window_prompt = tuple(all_tokens[prompt_reset_since:]) or None
-            # Like whisper, a short window is zero-padded in mel space (not with silent frames).
-            encoded = self._encode(pad_or_trim(mel[:, seek : seek + window_frames])[None], timings)
+            # Like whisper, a short window is zero-padded in mel space (not with silent frames),
+            # to the window the model's rule gives for its audio.
+            encoded = self._encode(self._pad_window(mel[:, seek : seek + window_frames], timings)[None], timings)
             window = self._decode(encoded, 0, dataclasses.replace(decoding, prompt=window_prompt), chaining, timings)
             if decoding.language is None:  # detected on the first decoded window, then kept
                 decoding = dataclasses.replace(decoding, language=window.result.language)
@@ -248,6 +254,14 @@ class WhisperModel:
     def _one_window(self, audio: np.ndarray, encoded: EncodedWindows, row: int, decoding: DecodingOptions,
                     chaining: TranscribeOptions, timings: _Timings, voiced: VoicedFrames | None = None) -> Result:
         window = self._decode(encoded, row, decoding, chaining, timings)
+        if self._overshoots(window, audio, encoded):
+            logger.info("timestamps past the audio in a %.1f s window: decoding again on 30 s",
+                        encoded.cross_k.shape[3] * INPUT_STRIDE / FRAMES_PER_SECOND)
+            started = time.perf_counter()
+            mel = window_mel(audio, self.dims["n_mels"], N_FRAMES, self.encoder_window.pad)[None]
+            timings.encode_ms += (time.perf_counter() - started) * 1000
+            encoded, row = self._encode(mel, timings), 0
+            window = self._decode(encoded, row, decoding, chaining, timings)
         segments: list[TextSegment] = []
         if not window.silent:
             pieces, _ = self.tokenizer.split_at_timestamps(window.result.tokens, keep_trailing=True)
@@ -255,12 +269,20 @@ class WhisperModel:
                                          encoded.window(row), decoding, chaining, 0.0, timings)
             language = decoding.language or window.result.language
             segments += self._unheard_tail(audio, segments, dataclasses.replace(decoding, language=language),
-                                           chaining, timings, voiced)
+                                           chaining, timings, voiced, encoded.window(row))
         return self._result(segments, window.result.language, window.result.language_prob, audio, timings, chaining)
 
+    def _overshoots(self, window: _Window, audio: np.ndarray, encoded: EncodedWindows) -> bool:
+        """True when a short window's decode put a timestamp WINDOW_OVERSHOOT_S past the audio's end."""
+        if encoded.cross_k.shape[3] * INPUT_STRIDE >= N_FRAMES or window.silent:
+            return False
+        begin = self.tokenizer.special.timestamp_begin
+        stamps = [t - begin for t in window.result.tokens if t >= begin]
+        return bool(stamps) and max(stamps) * TIME_PRECISION > audio.shape[0] / SAMPLE_RATE + WINDOW_OVERSHOOT_S
+
     def _unheard_tail(self, audio: np.ndarray, segments: list[TextSegment], decoding: DecodingOptions,
-                      chaining: TranscribeOptions, timings: _Timings,
-                      voiced: VoicedFrames | None = None) -> list[TextSegment]:
+                      chaining: TranscribeOptions, timings: _Timings, voiced: VoicedFrames | None = None,
+                      encoded: EncodedWindows | None = None) -> list[TextSegment]:
         """Segments for the audio after the last one, when the decoder closed the window early.
 
         Whisper may end a window with a lone timestamp and end-of-text while speech goes on
@@ -271,6 +293,10 @@ class WhisperModel:
         # The decoder's own last timestamp, not the word-aligned end: words after it were not heard.
         stamps = [t - begin for t in (segments[-1].tokens if segments else ()) if t >= begin]
         offset = stamps[-1] * TIME_PRECISION if stamps else 0.0
+        if segments and segments[-1].tokens and segments[-1].tokens[-1] < begin and encoded is not None:
+            # The decoder stopped on text, without a closing timestamp ("<|0.00|> She" <|endoftext|>):
+            # where the heard words end is only known from the alignment of its cross-attention.
+            offset = max(offset, self._last_word_end(encoded, segments, decoding, audio, chaining, timings))
         cut = int(round(offset * SAMPLE_RATE))
         tail = audio[cut:]
         tail_voiced = voiced.after(cut) if voiced is not None else None
@@ -284,12 +310,47 @@ class WhisperModel:
                                 tail_voiced)
         return [_shifted(segment, offset) for segment in rest.segments]
 
-    def _window_mels(self, audios: list[np.ndarray], timings: _Timings) -> np.ndarray:
-        """[N, n_mels, 3000]: each segment's 30 s window features (counted as encoder time)."""
+    def window_frames(self, n_samples: int) -> int:
+        """Mel frames of the encoder window for `n_samples` of audio, by the model's window rule."""
+        rule = self.encoder_window
+        return encoder_frames(n_samples, rule.floor_s, rule.pad_s)
+
+    def _last_word_end(self, encoded: EncodedWindows, segments: list[TextSegment], decoding: DecodingOptions,
+                       audio: np.ndarray, chaining: TranscribeOptions, timings: _Timings) -> float:
+        """Seconds into the window where the last decoded word ends (0.0 when unknown)."""
+        if segments[-1].words:
+            return float(segments[-1].words[-1]["end"])
+        if not self.sessions.has_attention_decoder:
+            return 0.0
         started = time.perf_counter()
-        mels = np.stack([window_mel(audio, self.dims["n_mels"]) for audio in audios])
+        eot = self.tokenizer.special.eot
+        text_tokens = [t for s in segments for t in s.tokens if t < eot]
+        sot_sequence = self.tokenizer.sot_sequence(decoding.language, decoding.task, timestamps=True)
+        alignment = find_alignment(lambda tokens: self.sessions.cross_attention(encoded, tokens), self.tokenizer,
+                                   sot_sequence, text_tokens, content_frames(audio.shape[0]), decoding.language)
+        timings.decode_ms += (time.perf_counter() - started) * 1000
+        return alignment[-1].end if alignment else 0.0
+
+    def _window_mels(self, audios: list[np.ndarray], timings: _Timings) -> np.ndarray:
+        """[N, n_mels, n_frames]: each segment's window features (counted as encoder time);
+        n_frames is the window rule's for the longest segment of the batch."""
+        started = time.perf_counter()
+        n_frames = max(self.window_frames(audio.shape[0]) for audio in audios)
+        mels = np.stack([window_mel(audio, self.dims["n_mels"], n_frames, self.encoder_window.pad)
+                         for audio in audios])
         timings.encode_ms += (time.perf_counter() - started) * 1000
         return mels
+
+    def _pad_window(self, mel: np.ndarray, timings: _Timings) -> np.ndarray:
+        """transcribe()'s window: `mel` (content frames) padded to the rule's window."""
+        started = time.perf_counter()
+        n_frames = self.window_frames(mel.shape[1] * HOP_LENGTH)
+        window = pad_or_trim(mel, n_frames)
+        if self.encoder_window.pad == "silence" and mel.shape[1] < n_frames:
+            window = window.copy()
+            window[:, mel.shape[1]:] = max(float(mel.max()) - 2.0, -1.5)  # see features.window_mel
+        timings.encode_ms += (time.perf_counter() - started) * 1000
+        return window
 
     def _encode(self, mels: np.ndarray, timings: _Timings) -> EncodedWindows:
         started = time.perf_counter()

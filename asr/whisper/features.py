@@ -147,19 +147,40 @@ def pad_or_trim(array: np.ndarray, length: int = N_FRAMES, axis: int = -1) -> np
     return array
 
 
-def window_mel(audio: np.ndarray, n_mels: int = 80) -> np.ndarray:
-    """Mel of one encoder window (≤ 30 s of audio): float32 [n_mels, N_FRAMES].
+def window_mel(audio: np.ndarray, n_mels: int = 80, n_frames: int = N_FRAMES, pad: str = "zeros") -> np.ndarray:
+    """Mel of one encoder window (≤ 30 s of audio): float32 [n_mels, n_frames].
 
     What whisper's (and faster-whisper's) transcribe feeds the encoder for a short
     input: the audio's own frames, computed as if 30 s of silence followed, then
-    zero-padded in mel space to a full window. Half an FFT of zero samples is all
+    padded in mel space to a full window. Half an FFT of zero samples is all
     the following silence those frames can see, so only that much is transformed.
+    n_frames: the window's length (see `encoder_frames`); the audio is cut to it.
+    pad: "zeros" (whisper's padding) or "silence" (the log-mel value of digital
+    silence in this window, i.e. what frames of appended zero samples would give).
     """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1 or audio.shape[0] > N_SAMPLES:
         raise ValueError(f"window_mel takes ≤ {N_SAMPLES} mono samples, got shape {audio.shape}")
+    if not 0 < n_frames <= N_FRAMES:
+        raise ValueError(f"n_frames must be in 1..{N_FRAMES}, got {n_frames}")
+    if pad not in ("zeros", "silence"):
+        raise ValueError(f"pad must be 'zeros' or 'silence', got {pad!r}")
     mel = log_mel_spectrogram(audio, n_mels, padding=N_FFT)[:, : content_frames(audio.shape[0])]
-    return np.ascontiguousarray(pad_or_trim(mel, N_FRAMES))
+    window = pad_or_trim(mel, n_frames)
+    if pad == "silence" and mel.shape[1] < n_frames:
+        # Normalised log-mel of a zero frame: log10 floor, clamped to 8 dB below the
+        # loudest frame, then (x + 4) / 4; in normalised units max(peak - 2, -1.5).
+        peak = float(mel.max()) if mel.size else _LOG_FLOOR
+        window[:, mel.shape[1]:] = max(peak - _DYNAMIC_RANGE / 4.0, (_LOG_FLOOR + 4.0) / 4.0)
+    return np.ascontiguousarray(window)
+
+
+def encoder_frames(n_samples: int, floor_s: float = CHUNK_LENGTH, pad_s: float = 0.0) -> int:
+    """Frames of the encoder window for `n_samples` of audio: max(floor, audio + pad)
+    seconds, rounded up to an even frame count (the encoder halves it), at most N_FRAMES."""
+    wanted = max(floor_s * FRAMES_PER_SECOND, content_frames(n_samples) + pad_s * FRAMES_PER_SECOND)
+    frames = int(np.ceil(wanted - 1e-9))
+    return min(N_FRAMES, frames + frames % 2)
 
 
 def content_frames(n_samples: int) -> int:

@@ -41,6 +41,32 @@ class ModelManifest:
     precision: str
     files: dict[str, str]  # file name -> sha256
     alignment_heads: tuple[tuple[int, int], ...] = ()  # (layer, head) pairs, for word timestamps
+    encoder_window: EncoderWindow | None = None  # None: every window is 30 s (builders before 6)
+
+
+@dataclass(frozen=True)
+class EncoderWindow:
+    """The encoder window rule: max(floor_s, audio + pad_s) seconds, at most 30 s.
+
+    pad: how the window is filled after the audio's frames in mel space, "zeros"
+    (whisper's padding) or "silence" (the log-mel of digital silence).
+    """
+
+    floor_s: float = 30.0
+    pad_s: float = 0.0
+    pad: str = "zeros"
+
+    @classmethod
+    def from_json(cls, raw: object) -> EncoderWindow:
+        if not isinstance(raw, dict):
+            raise ValueError(f"encoder_window must be an object, got {raw!r}")
+        window = cls(float(raw.get("floor_s", 30.0)), float(raw.get("pad_s", 0.0)), str(raw.get("pad", "zeros")))
+        if not (0 < window.floor_s <= 30 and 0 <= window.pad_s <= 30 and window.pad in ("zeros", "silence")):
+            raise ValueError(f"encoder_window out of range: {raw!r}")
+        return window
+
+    def to_json(self) -> dict:
+        return {"floor_s": self.floor_s, "pad_s": self.pad_s, "pad": self.pad}
 
 
 def load_manifest(model_dir: Path) -> ModelManifest:
@@ -65,10 +91,12 @@ def load_manifest(model_dir: Path) -> ModelManifest:
         language_map = raw["special_tokens"].get("languages", raw["special_tokens"].get("lang", {}))
         languages = {str(code): int(i) for code, i in language_map.items()}
         heads = tuple((int(layer), int(head)) for layer, head in raw.get("alignment_heads", []))
+        window = EncoderWindow.from_json(raw["encoder_window"]) if "encoder_window" in raw else None
         manifest = ModelManifest(
             name=str(raw.get("name", model_dir.name)), dims=dims, multilingual=bool(raw["multilingual"]),
             special_tokens=special, languages=languages, precision=str(raw.get("precision", "unknown")),
             files={str(k): str(v) for k, v in raw.get("files", {}).items()}, alignment_heads=heads,
+            encoder_window=window,
         )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ModelFormatError(f"{path}: missing or malformed entry {exc}") from exc
