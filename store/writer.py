@@ -38,7 +38,7 @@ class StoreWriter:
         if isinstance(msg, schemas.Final):
             self.take_final(msg, now, via="bus")
         elif isinstance(msg, schemas.Open):
-            if msg.source and len(self.sources) < MAX_SOURCES or msg.stream in self.sources:
+            if msg.source and (msg.stream in self.sources or len(self.sources) < MAX_SOURCES):
                 self.sources[msg.stream] = msg.source
         elif isinstance(msg, schemas.Heartbeat) and msg.stage == "asr":
             self.take_heartbeat(msg)
