@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
     root = models_root(args.models_dir)
     load_before = os.getloadavg()
+    from tests.bench.live_rounds import code_version
+    code = code_version()
     rows = []
     for key in args.models:
         model_dir = voxbus_model(root, key, "int8")
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_setup(model_dir, MODELS[key], threads, args.lengths, args.reps, args.rule)
             sys.stderr.write(f"encoder_cost: {MODELS[key]} {threads} thread(s) done\n")
     print_table(f"encoder ms per encode by audio length (median of {args.reps})", rows)
-    path = write_json(args.out, {"reps": args.reps, "fallback_rule": list(args.rule), "rows": rows,
+    path = write_json(args.out, {"reps": args.reps, "fallback_rule": list(args.rule), "rows": rows, "code": code,
                                  "load_avg_before": load_before, "load_avg_after": os.getloadavg()})
     sys.stdout.write(f"\nwritten {path}\n")
     return 0

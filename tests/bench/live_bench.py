@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     clips = pick_clips(args.clips)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    code = rounds.code_version()
     try:
         results = [bench_model(key, args, clips) for key in args.model_keys]
     except (stacks.StackError, peer_wyoming.PeerError) as exc:
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(nothing subtracted), {len(clips)} clips per stream", [table_row(r) for r in rows])
     print_table("voxbus / wyoming-faster-whisper, same run", ratio_rows(rows))
     path = write_json(args.out, {
-        "started": started, "end_silence_ms": args.end_silence_ms, "frame_s": rounds.FRAME_S,
+        "started": started, "code": code, "end_silence_ms": args.end_silence_ms, "frame_s": rounds.FRAME_S,
         "pause_s": PAUSE_S, "stagger_s": rounds.STAGGER_S, "clips": clips, "repeats": args.repeats,
         "host": {"cores": len(os.sched_getaffinity(0)), "machine": platform.machine(),
                  "load_avg": os.getloadavg()},

@@ -46,6 +46,16 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
+def code_version() -> dict:
+    """The commit the run measured and the product files that differed from it (others edit the tree)."""
+    import subprocess
+    repo = Path(__file__).resolve().parents[2]
+    git = lambda *args: subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout  # noqa: E731
+    product = ["asr", "vad", "gateway", "bus", "config", "cli", "capture", "deploy"]
+    return {"head": git("log", "-1", "--format=%h %cI %s").strip()[:120],
+            "dirty_product_files": git("status", "--porcelain", "--", *product).split("\n")[:-1][:40]}
+
+
 # --- processes: CPU seconds and RSS from /proc -------------------------------------------------
 
 def cpu_seconds(pid: int) -> float | None:
