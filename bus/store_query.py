@@ -24,7 +24,7 @@ from bus import schemas
 
 log = logging.getLogger(__name__)
 VERSION = schemas.VERSION
-OPS = ("search", "get", "delete", "streams", "export", "stats")
+OPS = ("search", "get", "delete", "streams", "export", "stats", "replay")
 
 
 class StoreUnavailable(RuntimeError):

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bus import schemas
 from bus.store_query import QueryError, Reply, StoreClient, StoreUnavailable, query_endpoint
 from gateway.errors import ApiError
 
@@ -171,6 +172,42 @@ async def export_stream(request: Request) -> Response:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stream)
     return Response(reply.result["body"], media_type=reply.result["media_type"],
                     headers={"Content-Disposition": f'attachment; filename="{safe}.{extension}"'})
+
+
+# ---- /events resume (Last-Event-ID): helpers for gateway/events.py ----
+#
+# An SSE final's `id:` is event_id(final) (its publish time, `ts`, exactly). A client that
+# reconnects with Last-Event-ID gets, in this order and without gaps or repeats:
+#   1. subscribe to the live finals first and hold them in a buffer;
+#   2. `await missed_finals(store, last_event_id, stream)` (oldest first; pages until done);
+#   3. send those, then the buffer and live finals, skipping any whose (worker, seq) was sent.
+# The store commits every store.commit_every_ms, so step 1 before step 2 is what closes the gap.
+
+def event_id(final: schemas.Final) -> str:
+    return repr(final.ts) if final.ts is not None else ""
+
+
+def final_of(row: dict) -> schemas.Final:
+    """A stored transcript as the Final it was on the bus (for events.client_event)."""
+    job = row["stream"] if row["kind"] == "job" else None
+    return schemas.Final(utt=row["utt"], text=row["text"], start=row["start"], end=row["end"],
+                         stream=None if job else row["stream"], job=job, segments=row["segments"],
+                         words=row["words"], language=row["language"], language_prob=row["language_prob"],
+                         worker=row["worker"], decode_ms=row["decode_ms"] or 0.0, index=row["idx"],
+                         seq=row["seq"], ts=row["wall"])
+
+
+async def missed_finals(store: StoreGateway, last_event_id: str, stream: str | None = None,
+                        most: int = 10000) -> list[schemas.Final]:
+    """Finals after the one `last_event_id` names, oldest first (at most `most`); ApiError 400 for a bad id."""
+    after = epoch(last_event_id, "Last-Event-ID")
+    out: list[schemas.Final] = []
+    while after is not None and len(out) < most:
+        args = {"after": after, **({"stream": stream} if stream else {})}
+        page = (await store.ask("replay", args)).result
+        out += [final_of(row) for row in page["transcripts"]]
+        after = page["transcripts"][-1]["wall"] if page["more"] and page["transcripts"] else None
+    return out[:most]
 
 
 ROUTES = [

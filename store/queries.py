@@ -111,6 +111,25 @@ def search(conn: sqlite3.Connection, args: dict, max_page: int) -> dict:
     return {"transcripts": items, "next_cursor": cursor}
 
 
+def replay(conn: sqlite3.Connection, args: dict, max_page: int) -> dict:
+    """Finals published after wall time `after` (exclusive), oldest first: what a reconnecting
+    /events client missed (its Last-Event-ID is the last final's `ts`). `stream` narrows it."""
+    after = _num(args, "after")
+    if after is None:
+        raise BadArgs("after: required (the wall time of the last final the client has)")
+    limit = _num(args, "limit", int, 1) or max_page
+    if limit > max_page:
+        raise BadArgs(f"limit = {limit}: at most {max_page}")
+    where, params = ["f.wall > ?"], [after]
+    stream = _text(args, "stream")
+    if stream is not None:
+        where.append("f.stream = ?")
+        params.append(stream)
+    rows = conn.execute(f"SELECT {SELECT} FROM finals f WHERE {' AND '.join(where)} ORDER BY f.wall, f.id LIMIT ?",
+                        [*params, limit + 1]).fetchall()
+    return {"transcripts": [row_dict(r) for r in rows[:limit]], "more": len(rows) > limit}
+
+
 def get(conn: sqlite3.Connection, args: dict) -> dict | None:
     ident = _num(args, "id", int, 1)
     if ident is None:
@@ -164,6 +183,8 @@ def answer(conn: sqlite3.Connection, query: Query, max_page: int) -> Reply:
             return Reply(200, delete(conn, query.args))
         if query.op == "streams":
             return Reply(200, streams(conn))
+        if query.op == "replay":
+            return Reply(200, replay(conn, query.args, max_page))
         if query.op == "stats":
             return Reply(200, stats(conn))
         return export.answer(conn, query.args, _filters, _text)

@@ -121,3 +121,12 @@ def test_incremental_vacuum_returns_pages_to_the_file_system(tmp_path):
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     assert deleted == 1990 and pages > 0
     assert (tmp_path / "v.db").stat().st_size < before / 4
+
+
+def test_replay_gives_what_came_after_a_wall_time_oldest_first(conn):
+    reply = queries.answer(conn, Query("replay", {"after": 1002.0, "limit": 2}), 500)
+    assert [t["text"] for t in reply.result["transcripts"]] == ["Hello world again", "the fox and the dog"]
+    assert reply.result["more"] is True
+    mic = queries.answer(conn, Query("replay", {"after": 1002.0, "stream": "mic1"}), 500).result
+    assert [t["text"] for t in mic["transcripts"]] == ["the fox and the dog"] and mic["more"] is False
+    assert queries.answer(conn, Query("replay", {}), 500).status == 400

@@ -84,3 +84,24 @@ def test_a_store_that_is_down_is_a_503_with_retry_after(http):
     down = client.get("/v1/streams")
     assert down.status_code == 503 and down.headers["retry-after"] == "2"
     assert down.json()["error"]["code"] == "store_unavailable"
+
+
+def test_missed_finals_after_a_last_event_id_come_oldest_first(http):
+    import anyio
+    client, _ = http
+    page = client.get("/v1/transcripts", params={"stream": "mic1", "limit": 500}).json()["transcripts"]
+    oldest_first = sorted(page, key=lambda t: t["wall"])   # ids follow arrival: a resynced final comes later
+    last_seen = store_api.final_of(oldest_first[2])
+
+    async def ask():
+        ctx = zmq.Context()
+        gateway = store_api.StoreGateway(load_config(), ctx)
+        try:
+            return await store_api.missed_finals(gateway, store_api.event_id(last_seen), stream="mic1")
+        finally:
+            gateway.close()
+            ctx.destroy(linger=0)
+
+    missed = anyio.run(ask)
+    assert [f.seq for f in missed] == [t["seq"] for t in oldest_first[3:]]
+    assert missed[0].stream == "mic1" and missed[0].text == oldest_first[3]["text"]
