@@ -26,13 +26,21 @@ class HistoryClient:
         self.sent_at: dict[str, float] = {}
         self.timeouts = 0
         self.requests = 0
+        self.bad_endpoints = 0
 
     def send(self, ask: Ask) -> None:
         if ask.producer in self.socks:
             return   # one request in flight per producer
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(ask.endpoint)
+        try:
+            sock.connect(ask.endpoint)
+        except zmq.ZMQError as exc:   # a heartbeat advertised an endpoint zmq cannot use
+            sock.close(linger=0)
+            self.bad_endpoints += 1
+            log.error("history: cannot connect", extra={"producer": ask.producer, "endpoint": ask.endpoint,
+                                                        "error": str(exc)})
+            return
         request = resync.HistoryRequest(producer=ask.producer, after=ask.after, limit=self.batch)
         sock.send_multipart([b"", resync.encode(request)])
         self.socks[ask.producer] = sock

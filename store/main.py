@@ -45,6 +45,7 @@ class StoreLoop:
         return True, "ok", {**self.writer.state(), "bad_messages": self.bad_messages, "queries": self.queries,
                             "retention_deleted": self.retention_deleted, "vacuumed_pages": self.vacuumed_pages,
                             "resync_requests": self.history.requests, "resync_timeouts": self.history.timeouts,
+                            "resync_bad_endpoints": self.history.bad_endpoints,
                             "path": str(self.path)}
 
     def run(self) -> None:
