@@ -85,6 +85,17 @@ def _check_match(conn: sqlite3.Connection, q: str) -> None:
                       f'"a phrase", prefix*, AND, OR, NOT') from None
 
 
+def _id_bounds(conn: sqlite3.Connection, args: dict) -> tuple[int, int] | None:
+    """The lowest and highest id of the rows in the since/until range (every row of it lies between)."""
+    since, until = _num(args, "since"), _num(args, "until")
+    if since is None and until is None:
+        return None
+    low, high = conn.execute("SELECT min(id), max(id) FROM finals WHERE wall >= ? AND wall < ?",
+                             (since if since is not None else float("-inf"),
+                              until if until is not None else float("inf"))).fetchone()
+    return (low, high) if low is not None else (0, -1)
+
+
 def search(conn: sqlite3.Connection, args: dict, max_page: int) -> dict:
     """Newest first; `q` is an FTS5 query (words, "a phrase", prefix*, AND/OR/NOT)."""
     limit = _num(args, "limit", int, 1) or 50
@@ -99,6 +110,10 @@ def search(conn: sqlite3.Connection, args: dict, max_page: int) -> dict:
         key, source = "finals_fts.rowid", "finals_fts JOIN finals f ON f.id = finals_fts.rowid"
         where.insert(0, "finals_fts MATCH ?")
         params.insert(0, q)
+        bounds = _id_bounds(conn, args)
+        if bounds is not None:   # FTS5 seeks to the ids of the time range instead of walking every hit
+            where.append("finals_fts.rowid BETWEEN ? AND ?")
+            params += list(bounds)
     after = _cursor(_text(args, "cursor"))
     if after is not None:
         where.append(f"{key} < ?")
