@@ -24,7 +24,8 @@ from bus import schemas
 
 log = logging.getLogger(__name__)
 VERSION = schemas.VERSION
-OPS = ("search", "get", "delete", "streams", "export", "stats", "replay")
+OPS = ("search", "get", "delete", "streams", "export", "stats", "replay", "alerts_add", "alerts_list", "alerts_delete",
+       "alerts_fired")
 
 
 class StoreUnavailable(RuntimeError):

@@ -168,6 +168,13 @@ class StoreConfig:
     query_timeout_ms: int = _f(3000, min=10, max=600000)
     query_retries: int = _f(2, min=0, max=100)
     max_page: int = _f(500, min=1, max=100000)
+    alert_keywords: tuple[str, ...] = _f([])
+    alert_regex: str = _f("")
+    alert_silence_min: float = _f(0.0, min=0.0, max=10080.0)
+    webhook_url: str = _f("")
+    webhook_secret: str = _f("")
+    webhook_timeout_s: float = _f(5.0, min=0.1, max=300.0)
+    webhook_retries: int = _f(5, min=0, max=100)
 
 
 @dataclass(frozen=True)

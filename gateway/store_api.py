@@ -12,6 +12,7 @@ Wiring (gateway/app.py): in the lifespan, `store = StoreGateway(cfg, context)`, 
     DELETE /v1/transcripts?stream=&until=        DELETE /v1/transcripts/{id}
     GET    /v1/streams
     GET    /v1/streams/{stream}/export?format=srt|vtt|txt|json&since=&until=
+    POST   /v1/alerts   GET /v1/alerts   DELETE /v1/alerts/{id} (or ?id=)   GET /v1/alerts/fired?rule=&stream=&limit=
 
 `since`/`until` are epoch seconds or ISO 8601 (a time without a zone is UTC).
 """
@@ -86,7 +87,8 @@ class StoreGateway:
 
 def _param_of(message: str) -> str | None:
     first = message.split(" ", 1)[0].rstrip(":")
-    return first if first in SEARCH_ARGS + ("since", "until", "format", "id") else None
+    return first if first in SEARCH_ARGS + ("since", "until", "format", "id", "keywords", "regex",
+                                            "silence_min") else None
 
 
 def epoch(value: str | None, name: str) -> float | None:
@@ -174,6 +176,39 @@ async def export_stream(request: Request) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{safe}.{extension}"'})
 
 
+# ---- alert rules ----
+
+async def add_alert(request: Request) -> JSONResponse:
+    """POST a rule: {"id", "keywords": [...] | "regex": "...", "stream"?} or {"id", "silence_min", "stream"?}."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "invalid_json", "the body must be a JSON object (an alert rule)") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object (an alert rule)")
+    reply = await _store(request).ask("alerts_add", body)
+    return JSONResponse(reply.result, status_code=201)
+
+
+async def list_alerts(request: Request) -> JSONResponse:
+    return JSONResponse((await _store(request).ask("alerts_list", {})).result)
+
+
+async def delete_alert(request: Request) -> JSONResponse:
+    ident = request.path_params.get("id") or request.query_params.get("id")
+    if not ident:
+        raise ApiError(400, "invalid_argument", "id: required", param="id")
+    return JSONResponse((await _store(request).ask("alerts_delete", {"id": ident})).result)
+
+
+async def fired_alerts(request: Request) -> JSONResponse:
+    args = {k: request.query_params[k] for k in ("rule", "stream") if request.query_params.get(k)}
+    limit = request.query_params.get("limit", "100")
+    if not limit.isdigit():
+        raise ApiError(400, "invalid_argument", f"limit = {limit!r:.20}: expected an integer", param="limit")
+    return JSONResponse((await _store(request).ask("alerts_fired", {**args, "limit": int(limit)})).result)
+
+
 # ---- /events resume (Last-Event-ID): helpers for gateway/events.py ----
 #
 # An SSE final's `id:` is event_id(final) (its publish time, `ts`, exactly). A client that
@@ -217,4 +252,9 @@ ROUTES = [
     Route("/v1/transcripts/{id}", delete_transcript, methods=["DELETE"]),
     Route("/v1/streams", list_streams, methods=["GET"]),
     Route("/v1/streams/{stream}/export", export_stream, methods=["GET"]),
+    Route("/v1/alerts", add_alert, methods=["POST"]),
+    Route("/v1/alerts", list_alerts, methods=["GET"]),
+    Route("/v1/alerts", delete_alert, methods=["DELETE"]),
+    Route("/v1/alerts/fired", fired_alerts, methods=["GET"]),
+    Route("/v1/alerts/{id}", delete_alert, methods=["DELETE"]),
 ]

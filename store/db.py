@@ -56,6 +56,23 @@ CREATE TABLE IF NOT EXISTS gaps (      -- seqs announced but not yet stored, kep
     lo INTEGER NOT NULL,
     hi INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert_rules (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL               -- the rule as JSON (store/alerts.py Rule.body)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- keyword | silence | speech
+    stream TEXT NOT NULL,
+    final_id INTEGER,                -- the transcript it fired on (finals.id), when numbered
+    worker TEXT,
+    seq INTEGER,
+    text TEXT,
+    terms TEXT,                      -- JSON list of what matched
+    wall REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_wall ON alerts (wall);
 CREATE TABLE IF NOT EXISTS producers (
     worker TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL
@@ -65,6 +82,10 @@ COLUMNS = ("stream", "kind", "utt", "idx", "source", "start", "end", "wall", "te
            "segments", "words", "model", "worker", "seq", "latency_ms", "decode_ms", "stored_at", "bytes")
 INSERT = (f"INSERT OR IGNORE INTO finals ({', '.join(COLUMNS)}) "
           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+
+
+ALERT_INSERT = ("INSERT INTO alerts (rule, kind, stream, final_id, worker, seq, text, terms, wall) VALUES "
+                "(?, ?, ?, (SELECT id FROM finals WHERE worker = ? AND seq = ?), ?, ?, ?, ?, ?)")
 
 
 class StoreFileError(RuntimeError):
@@ -119,7 +140,7 @@ def row_of(final: schemas.Final, source: str | None, model: str | None, now: flo
 
 
 def write(conn: sqlite3.Connection, rows: list[tuple], high: dict[str, int] | None = None,
-          missing: dict[str, list] | None = None) -> int:
+          missing: dict[str, list] | None = None, alerts: list | None = None) -> int:
     """Insert rows in one transaction, with the producers' newest seqs (`high`) and their `missing`
     ranges when given; returns how many rows were new (duplicates are ignored)."""
     seq_at, worker_at = COLUMNS.index("seq"), COLUMNS.index("worker")
@@ -134,6 +155,9 @@ def write(conn: sqlite3.Connection, rows: list[tuple], high: dict[str, int] | No
         inserted = conn.executemany(INSERT, rows).rowcount   # changes of the statement itself, not its trigger's
         conn.executemany("INSERT INTO producers (worker, last_seq) VALUES (?, ?) ON CONFLICT (worker) "
                          "DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)", newest.items())
+        if alerts:
+            conn.executemany(ALERT_INSERT, [(a.rule, a.kind, a.stream, a.worker, a.seq, a.worker, a.seq, a.text,
+                                             json.dumps(list(a.terms)), a.wall) for a in alerts])
         if missing is not None:
             conn.execute("DELETE FROM gaps")
             conn.executemany("INSERT INTO gaps (worker, lo, hi) VALUES (?, ?, ?)",

@@ -19,14 +19,23 @@ from bus.log import setup_logging
 from bus.stage import StageRuntime, load_or_exit, parse_stage_args
 from bus.store_query import decode_query, encode_reply, query_endpoint, store_path, QueryError, Reply
 from config.cores import pin
-from store import db, queries, retention
+from store import alert_ops, db, queries, retention
+from store.alerts import Fired
 from store.history_client import HistoryClient
+from store.webhooks import WebhookSender
 from store.writer import StoreWriter
 
 log = logging.getLogger(__name__)
 POLL_MS = 20
 MAX_BATCH = 2000
 TOPICS = [b"text/", b"job/", b"ctl/", b"health/asr/"]
+SILENCE_CHECK_S = 1.0
+
+
+def alert_event(fired: Fired) -> dict:
+    """An alert as the webhook's JSON body (and, once schemas has an `alert` message, the bus event's fields)."""
+    return {"type": "alert", "rule": fired.rule, "kind": fired.kind, "stream": fired.stream, "text": fired.text,
+            "terms": list(fired.terms), "wall": fired.wall, "worker": fired.worker, "seq": fired.seq}
 
 
 class StoreLoop:
@@ -38,7 +47,10 @@ class StoreLoop:
         self.writer = StoreWriter(self.conn, retry_s=self.cfg.resync_timeout_ms / 1000)
         self.history = HistoryClient(runtime.ctx, self.cfg.resync_timeout_ms, self.cfg.resync_batch)
         self.policy = retention.Policy.of(self.cfg)
-        self.next_commit = self.next_retention = 0.0
+        alert_ops.load(self.writer.alerts, self.conn, self.cfg)
+        self.webhook = (WebhookSender(self.cfg.webhook_url, self.cfg.webhook_secret, self.cfg.webhook_timeout_s,
+                                      self.cfg.webhook_retries) if self.cfg.webhook_url else None)
+        self.next_commit = self.next_retention = self.next_silence_check = 0.0
         self.bad_messages = self.queries = self.retention_deleted = self.vacuumed_pages = 0
 
     def state(self) -> tuple[bool, str, dict]:
@@ -46,6 +58,7 @@ class StoreLoop:
                             "retention_deleted": self.retention_deleted, "vacuumed_pages": self.vacuumed_pages,
                             "resync_requests": self.history.requests, "resync_timeouts": self.history.timeouts,
                             "resync_bad_endpoints": self.history.bad_endpoints,
+                            **(self.webhook.counters() if self.webhook is not None else {}),
                             "path": str(self.path)}
 
     def run(self) -> None:
@@ -57,6 +70,8 @@ class StoreLoop:
             pub = sockets.publisher(ctx, cfg.bus)
             router = sockets.make_socket(ctx, zmq.ROUTER, endpoint, cfg.bus, bind=True, hwm=1000)
             heart = self.rt.heartbeater(pub, self.state)
+            if self.webhook is not None:
+                self.webhook.start()
             log.info("store ready", extra={"path": str(self.path), "query": endpoint,
                                            "stored_producers": len(self.writer.tracker.producers)})
             while not self.rt.stopping.is_set():
@@ -65,6 +80,8 @@ class StoreLoop:
         finally:
             self.writer.commit()
             self.history.close()
+            if self.webhook is not None:
+                self.webhook.stop()
             for sock in (sub, pub, router):
                 if sock is not None:
                     sock.close(linger=0 if sock is not pub else cfg.bus.linger_ms)
@@ -82,8 +99,12 @@ class StoreLoop:
         for reply in self.history.replies(ready):
             self.writer.take_history(reply)
         now = time.monotonic()
+        if now >= self.next_silence_check:
+            self.writer.tick(time.time())
+            self.next_silence_check = now + SILENCE_CHECK_S
         if now >= self.next_commit:
             self.writer.commit()
+            self.deliver_alerts()
             self.next_commit = now + self.cfg.commit_every_ms / 1000
             for ask in self.writer.asks(now):
                 self.history.send(ask)
@@ -95,6 +116,14 @@ class StoreLoop:
             self.retention_deleted += deleted
             self.vacuumed_pages += pages
             self.next_retention = now + (0 if deleted >= self.policy.batch else self.cfg.retention_every_s)
+
+    def deliver_alerts(self) -> None:
+        """Alerts of the last commit to the webhook (its own thread: never waited for here)."""
+        for fired in self.writer.fired:
+            log.info("alert", extra=alert_event(fired))
+            if self.webhook is not None:
+                self.webhook.submit(alert_event(fired))
+        self.writer.fired.clear()
 
     def drain_bus(self, sub: zmq.Socket) -> None:
         for _ in range(MAX_BATCH):
@@ -118,7 +147,11 @@ class StoreLoop:
                 return
             self.queries += 1
             try:
-                reply = queries.answer(self.conn, decode_query(frames[-1]), self.cfg.max_page)
+                query = decode_query(frames[-1])
+                if query.op.startswith("alerts_"):
+                    reply = alert_ops.answer(self.writer.alerts, self.conn, query, self.cfg.max_page)
+                else:
+                    reply = queries.answer(self.conn, query, self.cfg.max_page)
             except QueryError as exc:
                 reply = Reply(400, error=str(exc))
             try:

@@ -15,6 +15,7 @@ from collections import Counter
 
 from bus import resync, schemas
 from store import db
+from store.alerts import Alerts, Fired
 from store.gaps import Ask, GapTracker
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ class StoreWriter:
         self.sources: dict[str, str] = {}
         self.models: dict[str, str] = {}
         self.counters: Counter[str] = Counter()
+        self.alerts = Alerts()
+        self.fired: list[Fired] = []          # to deliver (webhook, bus) once committed
+        self.pending_alerts: list[Fired] = []
 
     def take(self, msg: schemas.Message, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -51,9 +55,15 @@ class StoreWriter:
                 return False
             self.books_changed = True
         source = self.sources.get(final.stream) if final.stream is not None else None
-        self.pending.append(db.row_of(final, source, self.models.get(final.worker), now))
+        row = db.row_of(final, source, self.models.get(final.worker), now)
+        self.pending.append(row)
         self.counters[f"received_{via}"] += 1
+        self.pending_alerts += self.alerts.on_final(row[0], final.text, row[7], final.worker, final.seq)
         return True
+
+    def tick(self, now: float) -> None:
+        """Silence rules: streams with no final for their silence_min."""
+        self.pending_alerts += self.alerts.tick(now)
 
     def take_heartbeat(self, beat: schemas.Heartbeat) -> None:
         worker = beat.instance
@@ -94,10 +104,13 @@ class StoreWriter:
 
     def commit(self) -> int:
         """Write pending rows (and the gap books); returns new rows."""
-        if not self.pending and not self.books_changed:
+        if not self.pending and not self.books_changed and not self.pending_alerts:
             return 0
         high, missing = self.tracker.snapshot()
-        new = db.write(self.conn, self.pending, high, missing)
+        new = db.write(self.conn, self.pending, high, missing, self.pending_alerts)
+        self.counters["alerts"] += len(self.pending_alerts)
+        self.fired += self.pending_alerts
+        self.pending_alerts = []
         self.counters["stored"] += new
         self.counters["ignored_on_insert"] += len(self.pending) - new
         self.pending.clear()

@@ -105,3 +105,51 @@ def test_missed_finals_after_a_last_event_id_come_oldest_first(http):
     missed = anyio.run(ask)
     assert [f.seq for f in missed] == [t["seq"] for t in oldest_first[3:]]
     assert missed[0].stream == "mic1" and missed[0].text == oldest_first[3]["text"]
+
+
+def test_alert_rules_fire_once_per_match_and_the_webhook_gets_signed_bodies(spawn, run_dir, tmp_path, monkeypatch):
+    import hashlib
+    import hmac
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((body, self.headers["X-Voxbus-Signature"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = tmp_path / "store" / "t.db"
+    env = {**os.environ, "VOXBUS_RUN_DIR": str(run_dir), "VOXBUS_STORE__PATH": str(path),
+           "VOXBUS_STORE__WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/hook",
+           "VOXBUS_STORE__WEBHOOK_SECRET": "s3cret", "VOXBUS_STORE__ALERT_KEYWORDS": '["weather"]'}
+    try:
+        start_bus(spawn, run_dir, env)
+        spawn(["-m", "store"], env=env, name="store")
+        wait_for(lambda: (run_dir / "store-query").exists(), what="the store's query socket")
+        with TestClient(app_for(load_config())) as client:
+            added = client.post("/v1/alerts", json={"id": "money", "keywords": ["budget"], "stream": "job1"})
+            assert added.status_code == 201, added.text
+            assert client.post("/v1/alerts", json={"id": "bad", "regex": "("}).json()["error"]["param"] == "regex"
+            assert {r["id"] for r in client.get("/v1/alerts").json()["rules"]} == {"config-keywords", "money"}
+            producer(spawn, env, run_dir, count=100, rate=2000.0)
+            wait_for(lambda: len(seqs(path)) == 100, what="100 finals")
+            wait_for(lambda: len(received) == 100, what="100 webhook posts (80 weather + 20 budget)")
+            fired = client.get("/v1/alerts/fired", params={"rule": "money", "limit": 500}).json()["alerts"]
+            assert len(fired) == 20 and all(a["final_id"] and a["terms"] == ["budget"] for a in fired)
+            assert client.delete("/v1/alerts/money").json() == {"deleted": "money"}
+            assert client.delete("/v1/alerts/config-keywords").status_code == 400
+        bodies = [json.loads(body) for body, _ in received]
+        assert sorted(b["seq"] for b in bodies if b["rule"] == "money") == list(range(5, 101, 5))
+        assert all(sig == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest() for body, sig in received)
+    finally:
+        server.shutdown()
