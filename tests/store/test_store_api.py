@@ -153,3 +153,38 @@ def test_alert_rules_fire_once_per_match_and_the_webhook_gets_signed_bodies(spaw
         assert all(sig == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest() for body, sig in received)
     finally:
         server.shutdown()
+
+
+def test_a_hanging_webhook_does_not_delay_finals(spawn, run_dir, tmp_path):
+    import sqlite3
+    import threading
+    import time as clock
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hang(BaseHTTPRequestHandler):
+        def do_POST(self):
+            clock.sleep(5)
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = tmp_path / "store" / "t.db"
+    env = {**os.environ, "VOXBUS_RUN_DIR": str(run_dir), "VOXBUS_STORE__PATH": str(path),
+           "VOXBUS_STORE__WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/hook",
+           "VOXBUS_STORE__WEBHOOK_TIMEOUT_S": "4", "VOXBUS_STORE__ALERT_KEYWORDS": '["weather", "budget"]'}
+    try:
+        start_bus(spawn, run_dir, env)
+        spawn(["-m", "store"], env=env, name="store")
+        wait_for(lambda: (run_dir / "store-query").exists(), what="the store's query socket")
+        producer(spawn, env, run_dir, count=300, rate=100.0)   # every final fires an alert
+        wait_for(lambda: len(seqs(path)) == 300, timeout=30, what="300 finals")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        delays = sorted(r[0] for r in conn.execute("SELECT stored_at - wall FROM finals WHERE seq > 20"))
+        conn.close()
+        assert delays[-1] < 1.0, f"finals waited up to {delays[-1]:.2f} s behind a hanging webhook"
+    finally:
+        server.shutdown()
