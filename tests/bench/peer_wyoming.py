@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -124,6 +125,8 @@ def _wait_listening(peer: Peer) -> None:
 
 
 def stop(peer: Peer) -> None:
+    """Stop the peer; its work dir (data dir, log) goes too unless it had died on its own."""
+    crashed = peer.process.poll() not in (None, 0)
     if peer.process.poll() is None:
         peer.process.terminate()
         try:
@@ -131,6 +134,8 @@ def stop(peer: Peer) -> None:
         except subprocess.TimeoutExpired:
             peer.process.kill()
             peer.process.wait(timeout=15)
+    if not crashed:
+        shutil.rmtree(peer.log_path.parent, ignore_errors=True)
 
 
 def client_version() -> str:
