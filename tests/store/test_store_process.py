@@ -37,8 +37,9 @@ def seqs(path) -> list[int]:
 
 
 def producer(spawn, env, run_dir, count=COUNT, rate=RATE, origin=1):
-    return spawn(["-m", "tests.store.fake_producer", "--count", str(count), "--rate", str(rate), "--origin", str(origin),
-                  "--worker", "fake1", "--history", f"ipc://{run_dir}/fake1-history"], env=env, name="producer")
+    return spawn(["-m", "tests.store.fake_producer", "--count", str(count), "--rate", str(rate),
+                  "--origin", str(origin), "--worker", "fake1", "--history", f"ipc://{run_dir}/fake1-history"],
+                 env=env, name="producer")
 
 
 def test_kill_9_under_load_loses_nothing_and_duplicates_nothing(spawn, run_dir, tmp_path, env):
