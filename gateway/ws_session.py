@@ -120,6 +120,7 @@ class StreamHandler:
         self.close_reason = ""
         self.client_gone = False
         self.protocol_errors = 0
+        self.frames_after_eof = 0
         self.receiver: asyncio.Task | None = None
 
     async def run(self) -> None:
@@ -227,16 +228,28 @@ class StreamHandler:
 
     async def _drain(self) -> None:
         """After eof: wait (bounded) for the last final, which the listener forwards meanwhile.
-        The client is still read: frames after eof are answered with an illegal_state error each
-        (not left unread in the socket), and a client that leaves ends the wait."""
+        The client is still read, so a client that leaves ends the wait. Audio after eof is
+        dropped: the first frame is answered with an illegal_state error, the rest only counted
+        (`ws_frames_after_eof`), so a client whose last frames cross its eof never loses the
+        final to the 50-errors rule. Text messages are handled as before (ping, errors)."""
         while not self.session.drained(time.monotonic()):
             try:
                 async with asyncio.timeout(DRAIN_POLL_S):
                     message = await self.ws.receive()
             except TimeoutError:
                 continue
-            if not await self._step(message):
+            if message.get("bytes") is not None:
+                self._audio_after_eof()
+            elif not await self._step(message):
                 return
+
+    def _audio_after_eof(self) -> None:
+        self.frames_after_eof += 1
+        self.bridge.counters["ws_frames_after_eof"] += 1
+        if self.frames_after_eof == 1:
+            self.emit({"type": "error", "code": "illegal_state", "timestamp": round(time.time(), 3),
+                       "message": "audio after eof is dropped: the stream is draining (this is said once; "
+                                  "later frames are dropped silently)"})
 
     async def _listen_loop(self, queue: asyncio.Queue) -> None:
         while True:

@@ -50,18 +50,26 @@ def test_nan_inf_and_odd_frames_are_reported_and_dropped(client, pipeline):
     assert until(lambda: pipeline.control(stream)[-1:] == ["close"]), pipeline.control(stream)
 
 
-def test_frames_after_eof_are_each_answered(client):
-    """Before: after eof the gateway stopped reading; frames sat unread until the close."""
+def test_frames_after_eof_are_answered_and_never_cost_the_final(client, pipeline):
+    """Before: after eof the gateway stopped reading; frames sat unread until the close, unanswered.
+    Now the first audio frame after eof gets an illegal_state error and the rest are dropped and
+    counted (60 of them would otherwise pass the 50-errors rule and cost the last final); a text
+    message after eof is its own error."""
     with client.websocket_connect("/stream") as ws:
         ws.receive_json()
-        ws.send_bytes(tone(0.1))
+        for _ in range(8):
+            ws.send_bytes(tone(0.1))
+        receive_until(ws, "partial")
         ws.send_text(json.dumps({"type": "eof"}))
-        ws.send_bytes(tone(0.1))
+        for _ in range(60):
+            ws.send_bytes(tone(0.02))
         ws.send_text(json.dumps({"type": "flush"}))
         events, code = closed_with(ws)
         errors = [e for e in events if e["type"] == "error"]
         assert [e["code"] for e in errors] == ["illegal_state", "illegal_state"], events
-        assert "draining" in errors[0]["message"] and code == 1000
+        assert "audio after eof is dropped" in errors[0]["message"] and "draining" in errors[1]["message"]
+        finals = [e for e in events if e["type"] == "final"]
+        assert code == 1000 and len(finals) == 1 and finals[0]["text"] == "heard 12800 samples", events
 
 
 @pytest.mark.parametrize("line", [b"[" * 60000 + b"\n", b'{"type": "x", "data": ' + b"[" * 30000 + b"}\n"])
