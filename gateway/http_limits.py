@@ -3,8 +3,9 @@
 uvicorn's h11 protocol closes idle keep-alive connections, but a client that opens a
 connection and never sends, or sends half its headers and stops (or trickles them a
 byte at a time), holds the connection forever. `HeaderDeadline` gives each request's
-head `gateway.header_timeout_s` from the first moment the server waits for it (the
-connection opening, or the previous response) and answers 408 and closes after that.
+head `gateway.header_timeout_s` from the connection opening, or on a kept-alive connection
+from the head's first bytes (until then uvicorn's keep-alive timeout applies), and answers
+408 and closes after that.
 
 The body's deadline is `BodyDeadline` (used by `uploads.limited`): `body_timeout_s` to
 start, plus one second per `body_min_rate_kbps` kB received, as Apache's mod_reqtimeout
@@ -56,15 +57,10 @@ class HeaderDeadline(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.transport.is_closing():
-            self._disarm()
-        elif self.conn.their_state is not h11.IDLE:
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             self._disarm()  # the head is in (or the connection was upgraded / closed)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
-            self._arm()  # the next request on this connection gets its own deadline
+        else:
+            self._arm()  # the first bytes of a head on a kept-alive connection start its deadline
 
     def handle_websocket_upgrade(self, event) -> None:
         self._disarm()

@@ -116,6 +116,21 @@ def test_keep_alive_requests_each_get_their_own_header_deadline(live):
             time.sleep(HEADER_S * 0.7)  # together longer than one deadline: each request starts afresh
 
 
+def test_a_half_sent_head_on_a_kept_alive_connection_is_cut_too(live):
+    sock = live.connect()
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    first = b""
+    while b"\r\n\r\n" not in first:
+        first += sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200")
+    time.sleep(0.2)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 1")  # and no more: uvicorn's keep-alive timer is off now
+    started = time.monotonic()
+    answer, _ = read_until_closed(sock, 10)
+    assert b"HTTP/1.1 408" in answer and time.monotonic() - started < HEADER_S + 3, answer[-300:]
+    sock.close()
+
+
 def test_oversized_body_is_refused_before_it_is_read(live):
     sock = live.connect()
     limit = live.cfg.gateway.max_upload_mb * 1024 * 1024
