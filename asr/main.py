@@ -220,6 +220,8 @@ class AsrLoop:
             self.queue.put(waiting)
 
     def publish(self, pub: zmq.Socket, msg: schemas.Message) -> None:
+        if isinstance(msg, schemas.Partial) and not msg.text:
+            return  # nothing heard yet: a partial with no words tells a client nothing
         if isinstance(msg, schemas.Final):  # numbered per producer (the zguide's Clone pattern): gaps show
             self.final_seq += 1
             msg = dataclasses.replace(msg, seq=self.final_seq)

@@ -22,6 +22,7 @@ from config.schema import AsrConfig
 
 log = logging.getLogger(__name__)
 MAX_STREAMS_REMEMBERED = 1024
+PARTIAL_CONTEXT_MIN_S = 1.0
 
 
 class Model(Protocol):
@@ -85,7 +86,10 @@ class SegmentTranscriber:
 
     def _prompt(self, segment: Segment) -> str | None:
         parts = [segment.prompt or ""]
-        if segment.stream is not None and self.cfg.condition_on_previous_text:
+        # The previous final as context, except for a partial under PARTIAL_CONTEXT_MIN_S: on so little
+        # audio Whisper tends to repeat the prompt (the last utterance's text) as if it were heard.
+        short_partial = segment.kind == "partial" and pcm.seconds(segment.pcm) < PARTIAL_CONTEXT_MIN_S
+        if segment.stream is not None and self.cfg.condition_on_previous_text and not short_partial:
             parts.append(self.context.get(segment.stream, ""))
         text = " ".join(p for p in parts if p).strip()
         limit = self.cfg.prompt_max_chars

@@ -67,3 +67,15 @@ def test_vads_judgement_reaches_the_engine_instead_of_a_second_webrtcvad():
     assert judged.frame_samples == 480 and judged.voiced_ms(0, 480 * 5) == 90
     assert judged.voiced_ms(480, 480 * 3) == 60 and judged.after(480 * 3).voiced_ms(0, 480 * 2) == 30
     assert voiced_frames(Segment(utt=1, kind="final", offset=0, pcm=b"", job="j")) is None
+
+
+def test_a_short_partial_gets_no_previous_text_as_prompt():
+    """On under a second of audio Whisper tends to repeat its prompt as if it were heard."""
+    cfg = load_config(env={}).asr
+    transcriber = SegmentTranscriber(SimpleNamespace(), cfg, "w", "en")
+    transcriber._remember("s", "The last thing said.")
+    short = Segment(utt=2, kind="partial", offset=0, pcm=bytes(2 * 8000), stream="s")
+    longer = Segment(utt=2, kind="partial", offset=0, pcm=bytes(2 * 32000), stream="s")
+    final = Segment(utt=2, kind="final", offset=0, pcm=bytes(2 * 8000), stream="s")
+    assert transcriber._prompt(short) is None
+    assert transcriber._prompt(longer) == transcriber._prompt(final) == "The last thing said."
