@@ -26,8 +26,8 @@ def _granularities(form) -> list[str]:
     values = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
     for value in values:
         if value not in GRANULARITIES:
-            raise ApiError(400, "bad_timestamp_granularities", f"timestamp_granularities[] {params.shown(value)}: expected "
-                                                               "segment or word", "timestamp_granularities[]")
+            raise ApiError(400, "bad_timestamp_granularities", f"timestamp_granularities[] {params.shown(value)}: "
+                                                               "expected segment or word", "timestamp_granularities[]")
     return values or ["segment"]
 
 

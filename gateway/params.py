@@ -75,7 +75,8 @@ def number(value: str | float | None, default: float, low: float, high: float, p
     except (TypeError, ValueError):
         parsed = math.nan
     if not low <= parsed <= high:  # also false for NaN
-        raise ApiError(400, f"bad_{param}", f"{param} {shown(value)}: expected a number from {low:g} to {high:g}", param)
+        raise ApiError(400, f"bad_{param}", f"{param} {shown(value)}: expected a number from {low:g} to {high:g}",
+                       param)
     return parsed
 
 
@@ -114,7 +115,8 @@ def integer(value, default: int, low: int, high: int, param: str) -> int:
         return default
     parsed = number(value, default, low, high, param)
     if parsed != int(parsed):
-        raise ApiError(400, f"bad_{param}", f"{param} {shown(value)}: expected a whole number from {low} to {high}", param)
+        raise ApiError(400, f"bad_{param}", f"{param} {shown(value)}: expected a whole number from {low} to {high}",
+                       param)
     return int(parsed)
 
 

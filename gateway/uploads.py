@@ -88,8 +88,9 @@ async def read_upload(request: Request, file_field: str, limit_bytes: int,
     """A multipart body with one audio file in `file_field`; 400 naming what is missing or wrong."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
+        got = shown(content_type) if content_type else "none"
         raise ApiError(400, "not_multipart", f"expected a multipart/form-data body with the audio file in field "
-                                             f"'{file_field}' (got content type {shown(content_type) if content_type else 'none'})")
+                                             f"'{file_field}' (got content type {got})")
     body = limited(request, limit_bytes, deadline)
     # Starlette closes the parts itself when parsing fails; from here on, closing is ours on every path.
     form = await body.form(max_files=4, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)

@@ -233,7 +233,8 @@ class Session:
             return [], [{"type": "pong", "timestamp": round(time.time(), 3)}]
         if kind == "config":
             return [], [self.configure({k: v for k, v in body.items() if k != "type"})]
-        raise ProtocolError("unknown_message", f"unknown message type {shown(kind)} (expected flush, eof, config, ping)")
+        raise ProtocolError("unknown_message",
+                            f"unknown message type {shown(kind)} (expected flush, eof, config, ping)")
 
     def on_bus(self, msg: schemas.Message) -> dict | None:
         """A bus message for this stream → the client event, or None when it is stale or unwanted."""

@@ -155,7 +155,8 @@ def _ws_text(payload: str) -> bytes:
     data = payload.encode()
     mask = os.urandom(4)
     length = len(data)
-    header = bytes([0x81]) + (bytes([0x80 | length]) if length < 126 else bytes([0x80 | 126]) + length.to_bytes(2, "big"))
+    size = bytes([0x80 | length]) if length < 126 else bytes([0x80 | 126]) + length.to_bytes(2, "big")
+    header = bytes([0x81]) + size
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
