@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     wall REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_wall ON alerts (wall);
+CREATE INDEX IF NOT EXISTS alerts_final ON alerts (final_id);
+CREATE TRIGGER IF NOT EXISTS finals_ad_alerts AFTER DELETE ON finals BEGIN
+    DELETE FROM alerts WHERE final_id = old.id;   -- an alert keeps a copy of the text: it goes with it
+END;
 CREATE TABLE IF NOT EXISTS producers (
     worker TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL

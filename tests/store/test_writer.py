@@ -37,3 +37,20 @@ def test_a_history_reply_fills_the_gap_once_and_the_books_survive_the_commit(tmp
     assert [r[0] for r in writer.conn.execute("SELECT seq FROM finals ORDER BY seq")] == [4, 5, 6]
     again = StoreWriter(writer.conn)
     assert again.tracker.producers["w1"].high == 6 and again.tracker.missing() == 0
+
+
+def test_an_alert_is_stored_with_its_transcript_and_deleted_with_it(tmp_path):
+    from bus.store_query import Query
+    from store import queries
+    from store.alerts import Rule
+
+    writer = StoreWriter(db.connect(tmp_path / "s.db"))
+    writer.alerts.add(Rule.parse({"id": "fire", "keywords": ["fire"]}))
+    writer.take(final(1, "there is a fire", worker="w1"))
+    writer.take(final(2, "all quiet", worker="w1"))
+    writer.commit()
+    assert [f.rule for f in writer.fired] == ["fire"]
+    rows = writer.conn.execute("SELECT a.final_id, f.seq, a.text FROM alerts a JOIN finals f ON f.id = a.final_id")
+    assert [tuple(r) for r in rows] == [(1, 1, "there is a fire")]
+    queries.answer(writer.conn, Query("delete", {"id": 1}), 500)
+    assert writer.conn.execute("SELECT count(*) FROM alerts").fetchone()[0] == 0
