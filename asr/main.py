@@ -20,6 +20,7 @@ from importlib.metadata import version as _version
 
 import zmq
 
+from asr.history import FinalHistory, HistoryServer
 from asr.speculation import Speculations
 from asr.transcriber import SegmentTranscriber
 from asr.utterances import UtteranceAudio
@@ -71,7 +72,11 @@ class AsrLoop:
                          "inference_ms_total": 0.0}
         self.pending: dict[Future, Queued] = {}
         self.busy_lanes: set[tuple[str, str]] = set()
-        self.final_seq = 0
+        self.history_endpoint = ""
+        # Finals are numbered from the clock's milliseconds: a worker that restarts under the same
+        # name (a fixed asr.worker, a container's pid) never reuses a number the store has seen.
+        self.final_seq = int(time.time() * 1000)
+        self.history = FinalHistory(self.worker)  # the recent finals, for a subscriber that missed some
 
     def state(self) -> tuple[bool, str, dict]:
         done = self.counters["segments_done"] + self.counters["partials_done"]
@@ -81,6 +86,7 @@ class AsrLoop:
                     "mean_inference_ms": round(mean, 1), "queue_depth": len(self.queue),
                     "in_flight": len(self.pending), "parallel": self.parallel,
                     "partials_superseded": self.queue.partials_superseded, "partial_gaps": self.utterances.gaps,
+                    "history": self.history_endpoint, "final_seq": self.history.last,
                     **{f"speculations_{k}": round(v, 1) for k, v in spec.items()}}
         if self.transcriber is None:
             return False, self.model_error or "loading model", counters
@@ -112,6 +118,8 @@ class AsrLoop:
         pub = self.runtime.publisher()
         beat = self.runtime.heartbeater(pub, self.state, instance=self.worker, model=self.model_status)
         pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="inference")
+        history = HistoryServer.bind(ctx, f"ipc://{self.cfg.run_dir}/asr-history-{os.getpid()}", self.history, bus_cfg)
+        self.history_endpoint = history.endpoint
         try:
             while not self.runtime.stopping.is_set():
                 if self.transcriber is None and time.monotonic() >= self.next_model_try:
@@ -123,9 +131,11 @@ class AsrLoop:
                     wait(list(self.pending), timeout=POLL_MS / 1000, return_when=FIRST_COMPLETED)
                 self.finish(pub)
                 self.start_next(pool, pub)
+                history.serve()
                 beat.tick()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            history.close()
             pull.close(linger=0)
             pub.close()
 
@@ -225,6 +235,7 @@ class AsrLoop:
         if isinstance(msg, schemas.Final):  # numbered per producer (the zguide's Clone pattern): gaps show
             self.final_seq += 1
             msg = dataclasses.replace(msg, seq=self.final_seq)
+            self.history.add(msg)
         sockets.publish(pub, msg)
         if isinstance(msg, schemas.Transcript) and self.transcriber is not None:
             self.transcriber.published(msg)

@@ -260,10 +260,11 @@ def up_main(argv: list[str]) -> int:
     command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(paths.conf)]
     if args.foreground:
         os.execv(sys.executable, command + ["-n"])   # supervisord becomes this process, for systemd
-    return _start_background(command, paths, args.timeout)
+    return _start_background(command, paths, args.timeout, programs(cfg))
 
 
-def _start_background(command: list[str], paths: SupervisorPaths, timeout: float) -> int:
+def _start_background(command: list[str], paths: SupervisorPaths, timeout: float,
+                      stages: tuple[str, ...] = STAGES) -> int:
     launch_log = paths.log_dir / "supervisord-launch.log"
     with open(launch_log, "wb") as out:
         # supervisord forks into the background; the process we start exits at once.
@@ -273,12 +274,12 @@ def _start_background(command: list[str], paths: SupervisorPaths, timeout: float
         sys.stderr.write(f"voxbus up: error: supervisord did not start (exit {returncode}): "
                          f"{detail[-1] if detail else 'no output'}; see {launch_log}\n")
         return 1
-    states = wait_running(paths, timeout)
+    states = wait_running(paths, timeout, stages)
     pid = supervisord_pid(paths)
-    if pid is not None and all(states.get(stage) == "RUNNING" for stage in STAGES):
+    if pid is not None and all(states.get(stage) == "RUNNING" for stage in stages):
         sys.stdout.write(f"voxbus up: running (supervisord pid {pid}); logs in {paths.log_dir}\n")
         return 0
-    bad = [stage for stage in STAGES if states.get(stage) != "RUNNING"]
+    bad = [stage for stage in stages if states.get(stage) != "RUNNING"]
     described = ", ".join(f"{stage} ({states.get(stage, 'no answer')})" for stage in bad)
     logs = ", ".join(str(paths.log_dir / f"{stage}.log") for stage in bad)
     sys.stderr.write(f"voxbus up: error: not running after {timeout:g} s: {described}; "

@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from config import Config
-from gateway import events, openai_compat, origins, rest
+from gateway import events, openai_compat, origins, rest, store_api
 from gateway.bridge import Bridge
 from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
 from gateway.service import READERS_PER_JOB, JobSlots, UploadSlots
@@ -55,6 +55,7 @@ ROUTES = [
     WebSocketRoute("/stream", stream_endpoint),
     Route("/stream", stream_over_http, methods=["GET"]),
     Route("/ui", ui_redirect, methods=["GET"]),
+    *store_api.ROUTES,
     Mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui"),
 ]
 
@@ -85,13 +86,14 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None,
                                                "uploads_reading": readers.active, "uploads_refused": readers.refused})
         await bridge.start()
         wyoming = WyomingServer(cfg, bridge, slots) if cfg.wyoming.enabled else None
+        store = store_api.StoreGateway(cfg, context)
         try:
             if wyoming is not None:
                 await wyoming.start(wyoming_listener)  # RuntimeError naming wyoming.host/port if it must bind
             yield {"bridge": bridge, "config": cfg, "sessions": slots, "jobs": job_slots, "uploads": readers,
-                   "shutdown": shutdown,
-                   "wyoming": wyoming}
+                   "shutdown": shutdown, "wyoming": wyoming, "store": store}
         finally:
+            store.close()
             if wyoming is not None:
                 await wyoming.stop()
             await bridge.stop()

@@ -56,6 +56,7 @@ def run_dir(monkeypatch):
     """A fresh, short run dir (ipc:// paths must stay under 108 bytes) set as $VOXBUS_RUN_DIR."""
     path = Path(tempfile.mkdtemp(prefix="vb-", dir="/tmp"))
     monkeypatch.setenv("VOXBUS_RUN_DIR", str(path))
+    monkeypatch.setenv("VOXBUS_DATA_DIR", str(path / "data"))  # the store's database too, never /var/lib
     monkeypatch.delenv("VOXBUS_CONFIG", raising=False)
     yield path
     shutil.rmtree(path, ignore_errors=True)

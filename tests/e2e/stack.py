@@ -62,7 +62,7 @@ def start(models_dir: Path, model: str = "tiny.en-int8", **settings: str) -> Sta
     while wyoming_port == port:
         wyoming_port = find_free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOXBUS_")}
-    env.update(VOXBUS_RUN_DIR=str(run_dir), VOXBUS_RUN__MODELS_DIR=str(models_dir), VOXBUS_ASR__MODEL=model,
+    env.update(VOXBUS_RUN_DIR=str(run_dir), VOXBUS_DATA_DIR=str(run_dir / "data"), VOXBUS_RUN__MODELS_DIR=str(models_dir), VOXBUS_ASR__MODEL=model,
                VOXBUS_GATEWAY__PORT=str(port), VOXBUS_WYOMING__PORT=str(wyoming_port), **settings)
     stack = Stack(f"127.0.0.1:{port}", run_dir, env, wyoming_port)
     up = subprocess.run([sys.executable, "-m", "cli", "up"], env=env, cwd=REPO, capture_output=True,
