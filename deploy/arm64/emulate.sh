@@ -95,6 +95,8 @@ in_root() {
   local r=$1; shift
   local envs=(env -i HOME=/root USER=root LOGNAME=root PATH="$GUEST_PATH" LANG=C.UTF-8 TERM=dumb
               DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180)
+  # pip trusts its own CA list (certifi) unless told otherwise: the system's, with the host's CAs.
+  [ "${GUEST_CA:-0}" = 1 ] && envs+=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
   case "$MODE" in
     binfmt|native) chroot "$r" "${envs[@]}" /bin/bash -c "$*" ;;
     proot) proot -0 -q qemu-aarch64-static -r "$r" -b /dev -b /sys -b /proc -w / "${envs[@]}" /bin/bash -c "$*" ;;
@@ -138,6 +140,12 @@ make_root() {
     cp -a "$BASE" "$ROOT"
   fi
   cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  # This machine's local CAs (a network that intercepts TLS), so that apt and pip in the root
+  # trust what the host trusts. A Pi on an ordinary network needs none of this.
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+    GUEST_CA=1
+  fi
   # The checkout as it is now (uncommitted changes included), without the host's venv and git.
   rm -rf "$ROOT$GUEST_REPO"; mkdir -p "$ROOT$GUEST_REPO" "$ROOT/home/pi/shared/eval"
   tar -C "$REPO" --exclude=./.venv --exclude=./.git --exclude='__pycache__' --exclude=./.pytest_cache -cf - . \
@@ -148,6 +156,9 @@ make_root() {
 # --- 3. the README's set-up and the smoke suite, in the root -------------------------
 run_guest() {
   local t0=$SECONDS rc=0
+  if [ "${GUEST_CA:-0}" = 1 ]; then
+    in_root "$ROOT" "update-ca-certificates >/dev/null" || die "update-ca-certificates failed in the arm64 root"
+  fi
   say "in the arm64 root: bash deploy/setup.sh (log: $RESULTS/setup-arm64.log)"
   in_root "$ROOT" "uname -m; cd $GUEST_REPO && bash deploy/setup.sh" > "$RESULTS/setup-arm64.log" 2>&1 || rc=$?
   echo "$((SECONDS - t0))" > "$RESULTS/setup-arm64.seconds"
