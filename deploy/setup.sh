@@ -47,6 +47,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[$extras]"
   echo "$digest" > "$stamp"
 fi
+# uvicorn serves WebSockets (/stream, and so the /ui page) only when a WebSocket library is
+# installed, and none of voxbus's runtime dependencies brings one: without it every /stream
+# upgrade is answered 426. Until pyproject.toml lists websockets, install it here.
+if ! "$VENV/bin/python" -c 'import websockets' 2>/dev/null; then
+  say "installing websockets (uvicorn's WebSocket support)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'websockets>=12'
+fi
 
 # --- default model -----------------------------------------------------------
 model=$("$VENV/bin/python" deploy/ensure_model.py)

@@ -22,6 +22,7 @@
 #   VOXBUS_ARM64_MIRROR  Debian mirror for debootstrap (default: debootstrap's own)
 #   VOXBUS_ARM64_REUSE=1 keep the last run's root (setup already done) instead of a fresh copy
 #   VOXBUS_ARM64_HOST=0  skip the smoke suite on this machine (then no comparison)
+# The emulated CPU is a Cortex-A72 (QEMU_CPU), and /proc/cpuinfo in the root is a Pi 4's.
 # Times measured in the emulated root are evidence that it runs, never a Pi's speed.
 set -euo pipefail
 
@@ -80,8 +81,22 @@ mount_root() {   # $1 = root (binfmt / native modes)
   local r=$1
   [ -L "$r/proc" ] && { rm -f "$r/proc"; mkdir "$r/proc"; }   # debootstrap's symlink inside containers
   mount -t proc proc "$r/proc" && MOUNTED+=("$r/proc")
+  # qemu-user shows aarch64 programs the host's x86 /proc/cpuinfo; onnxruntime's cpuinfo then
+  # finds no ARM processor and `import onnxruntime` dies with SIGSEGV. Show it a Pi 4's instead
+  # (Cortex-A72, one entry per host processor, as /sys/devices/system/cpu/present says).
+  fake_cpuinfo "$WORK/cpuinfo-pi4"
+  mount --bind "$WORK/cpuinfo-pi4" "$r/proc/cpuinfo"
   mount --rbind /dev "$r/dev" && mount --make-rslave "$r/dev" && MOUNTED+=("$r/dev")
   mount --rbind /sys "$r/sys" && mount --make-rslave "$r/sys" && MOUNTED+=("$r/sys")
+}
+fake_cpuinfo() {
+  local n i
+  n=$(getconf _NPROCESSORS_CONF)
+  : > "$1"
+  for ((i=0; i<n; i++)); do
+    printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i" >> "$1"
+  done
+  printf 'Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4 (emulated)\n' >> "$1"
 }
 unmount_all() {
   local i
@@ -94,12 +109,17 @@ trap unmount_all EXIT
 in_root() {
   local r=$1; shift
   local envs=(env -i HOME=/root USER=root LOGNAME=root PATH="$GUEST_PATH" LANG=C.UTF-8 TERM=dumb
-              DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180)
+              DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180
+              # qemu emulates a Cortex-A72 (a Pi 4's core): no dot-product, no SVE, so onnxruntime
+              # takes the int8 kernels a Pi 4 takes (its default CPU, "max", has both).
+              QEMU_CPU=cortex-a72)
   # pip trusts its own CA list (certifi) unless told otherwise: the system's, with the host's CAs.
   [ "${GUEST_CA:-0}" = 1 ] && envs+=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
   case "$MODE" in
     binfmt|native) chroot "$r" "${envs[@]}" /bin/bash -c "$*" ;;
-    proot) proot -0 -q qemu-aarch64-static -r "$r" -b /dev -b /sys -b /proc -w / "${envs[@]}" /bin/bash -c "$*" ;;
+    proot) fake_cpuinfo "$WORK/cpuinfo-pi4"
+           proot -0 -q "qemu-aarch64-static -cpu cortex-a72" -r "$r" -b /dev -b /sys -b /proc \
+             -b "$WORK/cpuinfo-pi4:/proc/cpuinfo" -w / "${envs[@]}" /bin/bash -c "$*" ;;
     *) die "unknown VOXBUS_ARM64_MODE '$MODE' (binfmt, proot or native)" ;;
   esac
 }
