@@ -22,6 +22,8 @@
 #   VOXBUS_ARM64_MIRROR  Debian mirror for debootstrap (default: debootstrap's own)
 #   VOXBUS_ARM64_REUSE=1 keep the last run's root (setup already done) instead of a fresh copy
 #   VOXBUS_ARM64_HOST=0  skip the smoke suite on this machine (then no comparison)
+#   VOXBUS_ARM64_SMOKE_ARGS  more arguments for deploy/arm64/smoke.py in the root, e.g.
+#                        "--skip build transcribe" with REUSE to rerun only the stack steps
 # The emulated CPU is a Cortex-A72 (QEMU_CPU), and /proc/cpuinfo in the root is a Pi 4's.
 # Times measured in the emulated root are evidence that it runs, never a Pi's speed.
 set -euo pipefail
@@ -158,6 +160,7 @@ make_root() {
   else
     assert_unmounted "$ROOT"; rm -rf "$ROOT"
     cp -a "$BASE" "$ROOT"
+    mkdir -p "$ROOT$GUEST_REPO"
   fi
   cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
   # This machine's local CAs (a network that intercepts TLS), so that apt and pip in the root
@@ -167,7 +170,8 @@ make_root() {
     GUEST_CA=1
   fi
   # The checkout as it is now (uncommitted changes included), without the host's venv and git.
-  rm -rf "$ROOT$GUEST_REPO"; mkdir -p "$ROOT$GUEST_REPO" "$ROOT/home/pi/shared/eval"
+  # (With VOXBUS_ARM64_REUSE=1 it is copied over the last one, whose .venv setup.sh then reuses.)
+  mkdir -p "$ROOT$GUEST_REPO" "$ROOT/home/pi/shared/eval"
   tar -C "$REPO" --exclude=./.venv --exclude=./.git --exclude='__pycache__' --exclude=./.pytest_cache -cf - . \
     | tar -C "$ROOT$GUEST_REPO" -xf -
   tar -C "$EVAL" -cf - MANIFEST.tsv asr/librispeech | tar -C "$ROOT/home/pi/shared/eval" -xf -
@@ -186,9 +190,10 @@ run_guest() {
   say "setup done in $((SECONDS - t0)) s (emulated); smoke suite (log: $RESULTS/smoke-arm64.log)"
   t0=$SECONDS; rc=0
   # websockets for the smoke's client only, outside the venv: the gateway must find its own.
-  in_root "$ROOT" "cd $GUEST_REPO && .venv/bin/pip install -q --target /opt/smoke-client websockets && \
+  in_root "$ROOT" "cd $GUEST_REPO && { [ -d /opt/smoke-client/websockets ] || .venv/bin/pip install -q --target /opt/smoke-client websockets; } && \
     .venv/bin/python deploy/arm64/smoke.py --models-dir /root/.local/share/voxbus/models \
-      --eval ../shared/eval --out /tmp/smoke-arm64.json --ws-lib /opt/smoke-client" \
+      --eval ../shared/eval --out /tmp/smoke-arm64.json --ws-lib /opt/smoke-client \
+      --merge /tmp/smoke-arm64.json ${VOXBUS_ARM64_SMOKE_ARGS:-}" \
     > "$RESULTS/smoke-arm64.log" 2>&1 || rc=$?
   cp "$ROOT/tmp/smoke-arm64.json" "$RESULTS/smoke-arm64.json" 2>/dev/null \
     || die "the smoke suite wrote no result (exit $rc): $(tail -1 "$RESULTS/smoke-arm64.log")"

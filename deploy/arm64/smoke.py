@@ -34,6 +34,8 @@ VOXBUS = [sys.executable, "-m", "bus.cli"]
 CLIPS = ("ls-1089-134686-0000", "ls-1089-134686-0001", "ls-1089-134691-0001")
 WS_CLIP = "ls-1089-134691-0001"
 MODELS = {"int8": "tiny.en-int8", "fp32": "tiny.en-fp32"}
+PREFIX = {"build": "model build", "transcribe": "voxbus transcribe", "stack": ("voxbus up", "gateway /health",
+          "voxbus status", "WebSocket", "voxbus down")}
 
 
 class Steps:
@@ -105,6 +107,9 @@ def wait_healthy(base: str, timeout: float) -> str:
 
 
 async def ws_session(base: str, clip: Path, timeout: float) -> dict:
+    """One clip over /stream (s16, 16 kHz, no partials) at twice real time, then silence so that
+    vad ends the utterance; wait up to `timeout` s for its final (emulation is slow: the gateway's
+    eof waits only 30 s), pinging so the idle timeout does not close the session; then eof."""
     import numpy as np
     import soundfile
     import websockets
@@ -112,10 +117,10 @@ async def ws_session(base: str, clip: Path, timeout: float) -> dict:
     audio, rate = soundfile.read(str(clip), dtype="int16")
     if rate != 16000:
         raise ValueError(f"{clip} is {rate} Hz, the smoke sends 16 kHz")
-    pcm = np.ascontiguousarray(audio).tobytes()
-    finals, partials, events = [], 0, []
-    url = f"ws://{base}/stream?language=en&encoding=s16&sample_rate=16000"
-    async with websockets.connect(url, max_size=None, open_timeout=60) as ws:
+    pcm = np.concatenate([np.ascontiguousarray(audio), np.zeros(int(1.5 * rate), np.int16)]).tobytes()
+    finals, events = [], []
+    url = f"ws://{base}/stream?language=en&encoding=s16&sample_rate=16000&partials=false"
+    async with websockets.connect(url, max_size=None, open_timeout=60, ping_interval=None) as ws:
         ready = json.loads(await asyncio.wait_for(ws.recv(), 60))
         if ready.get("type") != "ready":
             raise RuntimeError(f"first event is not ready: {ready}")
@@ -123,25 +128,31 @@ async def ws_session(base: str, clip: Path, timeout: float) -> dict:
         for start in range(0, len(pcm), chunk):
             await ws.send(pcm[start:start + chunk])
             await asyncio.sleep(0.1)
-        await ws.send(json.dumps({"type": "eof"}))
+        deadline = time.monotonic() + timeout
+        eof_sent = False
         try:
             while True:
-                event = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+                if not eof_sent and (finals or time.monotonic() > deadline):
+                    await ws.send(json.dumps({"type": "eof"}))
+                    eof_sent = True
+                try:
+                    event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                except asyncio.TimeoutError:
+                    await ws.send(json.dumps({"type": "ping"}))
+                    continue
                 events.append(event.get("type"))
                 if event.get("type") == "final":
                     finals.append(event["text"].strip())
-                elif event.get("type") == "partial":
-                    partials += 1
                 elif event.get("type") == "error":
                     raise RuntimeError(f"error event: {event}")
         except websockets.ConnectionClosedOK:
             pass
     if not finals:
-        raise RuntimeError(f"no final before the close (events: {events})")
-    return {"text": " ".join(finals), "finals": len(finals), "partials": partials}
+        raise RuntimeError(f"no final before the close (events: {[e for e in events if e != 'pong']})")
+    return {"text": " ".join(finals), "finals": len(finals)}
 
 
-def stack_steps(steps: Steps, models_dir: Path, clip: Path, health_timeout: float) -> dict:
+def stack_steps(steps: Steps, models_dir: Path, clip: Path, health_timeout: float, final_timeout: float) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="vbsmoke-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOXBUS_")}
@@ -155,7 +166,8 @@ def stack_steps(steps: Steps, models_dir: Path, clip: Path, health_timeout: floa
     steps.run("gateway /health 200", wait_healthy, base, health_timeout)
     status = steps.run("voxbus status", _cmd, VOXBUS + ["status"], env, 60)
     out["status"] = status
-    ws = steps.run(f"WebSocket /stream session ({clip.stem})", lambda: asyncio.run(ws_session(base, clip, 120)))
+    ws = steps.run(f"WebSocket /stream session ({clip.stem})",
+                   lambda: asyncio.run(ws_session(base, clip, final_timeout)))
     out["ws"] = ws
     steps.run("voxbus down", _cmd, VOXBUS + ["down"], env, 120)
     out["logs"] = _logs(run_dir)
@@ -178,6 +190,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ws-lib", help="folder holding the websockets package, for the client only")
     parser.add_argument("--health-timeout", type=float, default=600)
+    parser.add_argument("--final-timeout", type=float, default=1200, help="s to wait for the WebSocket final")
+    parser.add_argument("--skip", nargs="*", default=[], choices=("build", "transcribe", "stack"),
+                        help="leave out these steps (e.g. to rerun only the stack)")
+    parser.add_argument("--merge", type=Path, help="an earlier result whose skipped parts to keep")
     args = parser.parse_args()
     if args.ws_lib:
         sys.path.insert(0, args.ws_lib)
@@ -193,17 +209,30 @@ def main() -> int:
         result["onnxruntime"] = onnxruntime.__version__
     except ImportError as exc:
         result["onnxruntime"] = f"import failed: {exc}"
-    for precision in ("int8", "fp32"):
-        steps.run(f"model build tiny {precision}", build_model, args.models_dir, precision)
-    transcripts: dict = {}
-    for precision, name in MODELS.items():
-        for clip_id in CLIPS:
-            clip = args.eval / manifest[clip_id]["path"]
-            text = steps.run(f"voxbus transcribe {clip_id} ({precision})", transcribe, args.models_dir / name, clip)
-            transcripts.setdefault(precision, {})[clip_id] = text
+    earlier = json.loads(args.merge.read_text()) if args.merge and args.merge.exists() else {}
+    kept = [row for row in earlier.get("steps", [])
+            if any(row["step"].startswith(PREFIX[group]) for group in args.skip)]
+    steps.rows.extend(kept)
+    if "build" not in args.skip:
+        for precision in ("int8", "fp32"):
+            steps.run(f"model build tiny {precision}", build_model, args.models_dir, precision)
+    transcripts: dict = earlier.get("transcripts", {}) if "transcribe" in args.skip else {}
+    if "transcribe" not in args.skip:
+        for precision, name in MODELS.items():
+            for clip_id in CLIPS:
+                clip = args.eval / manifest[clip_id]["path"]
+                text = steps.run(f"voxbus transcribe {clip_id} ({precision})", transcribe,
+                                 args.models_dir / name, clip)
+                transcripts.setdefault(precision, {})[clip_id] = text
     result["references"] = {c: manifest[c]["transcript"] for c in CLIPS}
     result["transcripts"] = transcripts
-    result["stack"] = stack_steps(steps, args.models_dir, args.eval / manifest[WS_CLIP]["path"], args.health_timeout)
+    if "stack" not in args.skip:
+        result["stack"] = stack_steps(steps, args.models_dir, args.eval / manifest[WS_CLIP]["path"],
+                                      args.health_timeout, args.final_timeout)
+    else:
+        result["stack"] = earlier.get("stack")
+    order = ["model build", "voxbus transcribe", "voxbus up", "gateway", "voxbus status", "WebSocket", "voxbus down"]
+    steps.rows.sort(key=lambda row: next((i for i, p in enumerate(order) if row["step"].startswith(p)), 99))
     result["steps"] = steps.rows
     result["passed"] = all(row["ok"] for row in steps.rows)
     args.out.write_text(json.dumps(result, indent=1))

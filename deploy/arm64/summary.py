@@ -60,7 +60,7 @@ def render(arm: dict, host: dict | None, mode: str, setup_seconds: str) -> tuple
         out.append(f"| {row['step']} | {'pass' if row['ok'] else 'FAIL'}{detail} | {row['seconds']} s |")
     ws = (arm.get("stack") or {}).get("ws")
     if ws:
-        out += ["", f"WebSocket final ({ws['finals']} final(s), {ws['partials']} partial(s)): \"{ws['text']}\""]
+        out += ["", f"WebSocket /stream final ({ws['finals']} final(s)): \"{ws['text']}\""]
     crit = (arm.get("stack") or {}).get("supervisord_crit")
     if crit is not None:
         root = [line for line in crit if "running as root" in line]
