@@ -52,7 +52,7 @@ def render(arm: dict, host: dict | None, mode: str, setup_seconds: str) -> tuple
            f"onnxruntime {arm.get('onnxruntime')}. Times are emulated (qemu-user on an x86-64 VM): "
            "evidence that it runs, not a Pi's speed.", ""]
     if setup_seconds:
-        out.append(f"`bash deploy/setup.sh` in a fresh Debian 12 arm64 root: passed in {setup_seconds} s (emulated).")
+        out.append(f"`bash deploy/setup.sh` in the Debian 12 arm64 root: passed in {setup_seconds} s (emulated; less when the root was reused).")
         out.append("")
     out += ["| step | result | emulated time |", "| --- | --- | --- |"]
     for row in arm.get("steps", []):
