@@ -147,8 +147,8 @@ def example_conf() -> str:
     cfg = dataclasses.replace(load_config(env={}, check_cores=False), run_dir="/run/voxbus", source_file="")
     text = render(cfg, SupervisorPaths.for_config(cfg), "/opt/voxbus/.venv/bin/python", {}, user="voxbus")
     return text.replace(text.splitlines()[0], "; EXAMPLE of what `voxbus up` writes to <run dir>/supervisord.conf "
-                        "(run dir /run/voxbus, default config, user voxbus).\n; Do not edit: `voxbus up` renders it from the "
-                        "config each time (bus/supervise.py).", 1)
+                        "(run dir /run/voxbus, default config, user voxbus).\n; Do not edit: `voxbus up` renders "
+                        "it from the config each time (bus/supervise.py).", 1)
 
 
 # ---- talking to supervisord ----------------------------------------------------------

@@ -52,7 +52,8 @@ def render(arm: dict, host: dict | None, mode: str, setup_seconds: str) -> tuple
            f"onnxruntime {arm.get('onnxruntime')}. Times are emulated (qemu-user on an x86-64 VM): "
            "evidence that it runs, not a Pi's speed.", ""]
     if setup_seconds:
-        out.append(f"`bash deploy/setup.sh` in the Debian 12 arm64 root: passed in {setup_seconds} s (emulated; less when the root was reused).")
+        out.append(f"`bash deploy/setup.sh` in the Debian 12 arm64 root: passed in {setup_seconds} s "
+                   "(emulated; less when the root was reused).")
         out.append("")
     out += ["| step | result | emulated time |", "| --- | --- | --- |"]
     for row in arm.get("steps", []):
@@ -65,7 +66,8 @@ def render(arm: dict, host: dict | None, mode: str, setup_seconds: str) -> tuple
     if crit is not None:
         root = [line for line in crit if "running as root" in line]
         out += ["", f"supervisord: {'CRIT running as root' if root else 'no running-as-root CRIT'}; "
-                f"other CRIT lines: {'; '.join(line.split(' CRIT ', 1)[1][:90] for line in crit if line not in root) or 'none'}"]
+                "other CRIT lines: "
+                f"{'; '.join(line.split(' CRIT ', 1)[1][:90] for line in crit if line not in root) or 'none'}"]
     passed = bool(arm.get("passed"))
     if host:
         rows, same = compare(arm, host)
