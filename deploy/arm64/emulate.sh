@@ -10,9 +10,11 @@
 #   binfmt  the kernel hands aarch64 ELF files to qemu-aarch64-static (binfmt_misc, flag F),
 #           the root is entered with chroot. Used when binfmt_misc can be mounted.
 #   proot   `proot -q qemu-aarch64-static`: no kernel support needed. Debian 12's proot 5.1.0
-#           does not translate faccessat2/statx, which bookworm's dash and coreutils use, so
-#           the second stage fails in it ("cannot open /usr/share/debootstrap/functions");
-#           kept for machines with a newer proot. Force it with VOXBUS_ARM64_MODE=proot.
+#           does not translate faccessat2/statx, which bookworm's dash, coreutils and apt use:
+#           the second stage passes only with DEBOOTSTRAP_DIR set (else "cannot open
+#           /usr/share/debootstrap/functions"), and apt in the root then fails its signature
+#           check (NO_PUBKEY: it cannot see its keyrings). For machines with a newer proot.
+#           Force it with VOXBUS_ARM64_MODE=proot.
 #   native  on an aarch64 machine nothing is emulated.
 #
 # Settings (environment):
