@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Both set up first (idempotent).
-.PHONY: setup setup-test run test bench bench-live bench-peer-setup stop status clean
+.PHONY: setup setup-test run test bench bench-live bench-peer-setup stop status clean arm64 container-check service-verify
 
 setup:
 	@bash deploy/setup.sh
@@ -33,3 +33,18 @@ stop:
 
 clean:
 	rm -rf .venv .pytest_cache
+
+# arm64 under emulation (qemu-user): Debian 12 arm64 root, setup.sh, smoke suite, transcripts
+# compared with this machine's. Needs root; slow (about an hour), so not part of `make test`.
+# Scratch: $VOXBUS_ARM64_DIR (default ~/.cache/voxbus-arm64).
+arm64:
+	bash deploy/arm64/emulate.sh
+
+# Build deploy/Containerfile for ARCH (amd64 or arm64), start it, check /health. Needs root.
+ARCH ?= $(shell dpkg --print-architecture)
+container-check:
+	bash deploy/container-check.sh $(ARCH)
+
+# systemd-analyze verify on the unit as install-service.sh writes it for this checkout.
+service-verify: setup
+	@bash deploy/install-service.sh --render .venv/voxbus.service && systemd-analyze verify .venv/voxbus.service && echo "voxbus.service: systemd-analyze verify passed"

@@ -13,6 +13,15 @@ VENV=${VENV:-.venv}
 
 say() { printf 'setup: %s\n' "$*"; }
 
+# 64-bit only: onnxruntime publishes no wheels for 32-bit ARM (armhf), and a Pi 4 with the
+# 32-bit Raspberry Pi OS (its kernel may still say aarch64) would fail deep inside pip.
+os_arch=$(dpkg --print-architecture 2>/dev/null || echo unknown)
+case "$os_arch" in
+  armhf|armel|i386)
+    echo "setup: error: voxbus needs a 64-bit OS (on a Raspberry Pi: Raspberry Pi OS 64-bit, arm64); this one is $os_arch, for which onnxruntime has no wheels" >&2
+    exit 2 ;;
+esac
+
 # --- system packages ---------------------------------------------------------
 # python3-venv: Debian's python3 cannot make a venv without it; build-essential and
 # python3-dev: pyalsaaudio and webrtcvad compile where no wheel fits (e.g. on the Pi).
