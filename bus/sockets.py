@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import zmq
 
@@ -70,6 +70,22 @@ def pusher(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool,
 
 def puller(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool) -> zmq.Socket:
     return make_socket(ctx, zmq.PULL, endpoint, cfg, bind=bind, hwm=cfg.push_hwm)
+
+
+def received(sub: zmq.Socket, limit: int, on_bad: Callable[[schemas.SchemaError], None]):
+    """The PUB messages waiting on `sub` now, decoded, at most `limit`; each malformed one goes to
+    `on_bad` (count it, log it) instead of stopping the others."""
+    for _ in range(limit):
+        try:
+            frames = sub.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        try:
+            msg = schemas.unpack(frames)
+        except schemas.SchemaError as exc:
+            on_bad(exc)
+            continue
+        yield msg
 
 
 def publish(sock: zmq.Socket, msg: schemas.Message) -> None:

@@ -24,6 +24,10 @@ from config.cores import pin
 log = logging.getLogger(__name__)
 
 
+class StageError(RuntimeError):
+    """A stage that cannot run (e.g. a file it needs is unusable): logged as one line, exit 1."""
+
+
 @dataclass
 class StageRuntime:
     name: str
@@ -72,6 +76,9 @@ def run_stage(name: str, loop: Callable[[StageRuntime], None], argv: list[str] |
     log.info("starting", extra={"cores": list(runtime.cores), "config_file": cfg.source_file or None})
     try:
         loop(runtime)
+    except StageError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        return 1
     except zmq.ContextTerminated:
         log.info("context terminated")
     finally:

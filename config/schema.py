@@ -48,6 +48,7 @@ class CoresConfig:
     vad: Cores = _f("auto", kind="cores")
     asr: Cores = _f("auto", kind="cores")
     gateway: Cores = _f("auto", kind="cores")
+    store: Cores = _f("auto", kind="cores")
 
 
 @dataclass(frozen=True)

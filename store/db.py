@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bus import schemas
+from bus.stage import StageError
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -92,7 +93,7 @@ ALERT_INSERT = ("INSERT INTO alerts (rule, kind, stream, final_id, worker, seq, 
                 "(?, ?, ?, (SELECT id FROM finals WHERE worker = ? AND seq = ?), ?, ?, ?, ?, ?)")
 
 
-class StoreFileError(RuntimeError):
+class StoreFileError(StageError):
     """The store's file cannot be opened or has a schema this code does not know."""
 
 

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 
 import zmq
 
 from bus import schemas, sockets
-from bus.log import setup_logging
-from bus.stage import StageRuntime, load_or_exit, parse_stage_args
+from bus.stage import StageRuntime, run_stage
 from bus.store_query import decode_query, encode_reply, query_endpoint, store_path, QueryError, Reply
-from config.cores import pin
 from store import alert_ops, db, queries, retention
 from store.alerts import Fired
 from store.history_client import HistoryClient
@@ -125,18 +122,12 @@ class StoreLoop:
                 self.webhook.submit(alert_event(fired))
         self.writer.fired.clear()
 
+    def bad_message(self, exc: schemas.SchemaError) -> None:
+        self.bad_messages += 1
+        log.warning("bad bus message dropped", extra={"error": str(exc), "count": self.bad_messages})
+
     def drain_bus(self, sub: zmq.Socket) -> None:
-        for _ in range(MAX_BATCH):
-            try:
-                frames = sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = schemas.unpack(frames)
-            except schemas.SchemaError as exc:
-                self.bad_messages += 1
-                log.warning("bad bus message dropped", extra={"error": str(exc), "count": self.bad_messages})
-                continue
+        for msg in sockets.received(sub, MAX_BATCH, self.bad_message):
             self.writer.take(msg)
 
     def answer(self, router: zmq.Socket) -> None:
@@ -160,32 +151,13 @@ class StoreLoop:
                 log.warning("query reply not delivered", extra={"error": str(exc)})
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Like bus.stage.run_stage, but pinned to the gateway's cores until [cores] has a `store` entry."""
-    args = parse_stage_args("store", argv)
-    cfg = load_or_exit(args.config, "voxbus-store")
-    setup_logging("store", cfg.run.log_level)
-    runtime = StageRuntime("store", cfg, zmq.Context())
-    runtime.cores = pin(cfg.cores, "store" if hasattr(cfg.cores, "store") else "gateway")
-
-    def on_signal(signum, _frame):
-        log.info("stopping on signal", extra={"signal": signal.Signals(signum).name})
-        runtime.stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if not cfg.store.enabled:
+def loop(runtime: StageRuntime) -> None:
+    if not runtime.config.store.enabled:
         log.info("store disabled ([store] enabled = false): idle until stopped")
         runtime.stopping.wait()
-        return 0
-    try:
-        StoreLoop(runtime).run()
-    except db.StoreFileError as exc:
-        log.error("cannot start", extra={"error": str(exc)})
-        return 1
-    except zmq.ContextTerminated:
-        log.info("context terminated")
-    finally:
-        runtime.ctx.destroy(linger=cfg.bus.linger_ms)
-    log.info("stopped")
-    return 0
+        return
+    StoreLoop(runtime).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage("store", loop, argv)

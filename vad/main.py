@@ -94,18 +94,12 @@ class VadLoop:
             sockets.remove_ipc_file(cfg.vad.jobs)
             sockets.remove_ipc_file(cfg.vad.segments)
 
+    def bad_message(self, exc: schemas.SchemaError) -> None:
+        self.bad_messages += 1
+        log.warning("bad bus message dropped", extra={"error": str(exc), "count": self.bad_messages})
+
     def drain_bus(self, sub: zmq.Socket, pub: zmq.Socket) -> None:
-        for _ in range(MAX_BATCH):
-            try:
-                frames = sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = schemas.unpack(frames)
-            except schemas.SchemaError as exc:
-                self.bad_messages += 1
-                log.warning("bad bus message dropped", extra={"error": str(exc), "count": self.bad_messages})
-                continue
+        for msg in sockets.received(sub, MAX_BATCH, self.bad_message):
             if isinstance(msg, schemas.Heartbeat):
                 self.see_workers(msg)
                 continue
