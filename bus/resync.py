@@ -69,14 +69,7 @@ def encode(msg: HistoryRequest | HistoryReply) -> bytes:
 
 
 def _load(data: bytes, expected: str) -> dict:
-    try:
-        body = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise ResyncError(f"not msgpack: {exc}") from None
-    if not isinstance(body, dict):
-        raise ResyncError(f"payload is a {type(body).__name__}, expected a map")
-    if body.get("v") != VERSION:
-        raise ResyncError(f"unsupported schema version v={body.get('v')!r} (this is v{VERSION})")
+    body = schemas.load_body(data, ResyncError, VERSION)
     if body.get("type") != expected:
         raise ResyncError(f"got a {body.get('type')!r}, expected a {expected}")
     return body

@@ -321,16 +321,23 @@ def pack(msg: Message) -> list[bytes]:
     return [msg.topic(), encode(msg)]
 
 
-def decode(data: bytes) -> Message:
-    """Parse a payload; raise SchemaError naming what is wrong."""
+def load_body(data: bytes, error: type[SchemaError] = SchemaError, version: int = VERSION) -> dict:
+    """msgpack bytes → the map of a message of `version`; `error` (a SchemaError) naming what is wrong.
+    Every codec on the wire (this module, bus/resync.py, bus/store_query.py) starts here."""
     try:
         body = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise SchemaError(f"not msgpack: {exc}") from None
+        raise error(f"not msgpack: {exc}") from None
     if not isinstance(body, dict):
-        raise SchemaError(f"payload is a {type(body).__name__}, expected a map")
-    if body.get("v") != VERSION:
-        raise SchemaError(f"unsupported schema version v={body.get('v')!r} (this is v{VERSION})")
+        raise error(f"payload is a {type(body).__name__}, expected a map")
+    if body.get("v") != version:
+        raise error(f"unsupported schema version v={body.get('v')!r} (this is v{version})")
+    return body
+
+
+def decode(data: bytes) -> Message:
+    """Parse a payload; raise SchemaError naming what is wrong."""
+    body = load_body(data)
     kind = body.get("type")
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:

@@ -54,12 +54,9 @@ class Reply:
 
 
 def _load(data: bytes, expected: str) -> dict:
-    try:
-        body = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise QueryError(f"not msgpack: {exc}") from None
-    if not isinstance(body, dict) or body.get("v") != VERSION or body.get("type") != expected:
-        raise QueryError(f"expected a v{VERSION} {expected} map")
+    body = schemas.load_body(data, QueryError, VERSION)
+    if body.get("type") != expected:
+        raise QueryError(f"got a {body.get('type')!r:.40}, expected a {expected}")
     return body
 
 
