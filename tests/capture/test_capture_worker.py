@@ -178,7 +178,9 @@ def start_broken(exc, cfg=CFG, chunks=3, channels=1):
 def test_an_unexpected_exception_is_logged_with_its_traceback_and_retried(caplog):
     with caplog.at_level(logging.INFO):
         worker, sent, readers, stop = start_broken(RuntimeError("Internal psf_fseek() failed"))
-        wait_for(lambda: worker.failures >= 3, timeout=20, what="retries after the failure")
+        # The 10 ms back-off reopens the source at once: wait for a moment between retries.
+        wait_for(lambda: worker.failures >= 3 and worker.state == "failing", timeout=20,
+                 what="retries after the failure")
         assert worker.is_alive() and worker.state == "failing"
         snap = worker.snapshot()
         stop.set()
