@@ -141,6 +141,8 @@ class GatewayConfig:
     job_memory_mb: int = _f(600, min=16, max=100000)
     allowed_origins: tuple[str, ...] = _f([])
     allowed_hosts: tuple[str, ...] = _f([])
+    # issue 12 (API fidelity): a file job's deadline grows with its audio
+    job_timeout_per_audio_s: float = _f(2.0, min=0.0, max=1000.0)
 
 
 @dataclass(frozen=True)

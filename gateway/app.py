@@ -50,7 +50,7 @@ ROUTES = [
     Route("/inference", rest.inference, methods=["POST"]),
     Route("/v1/audio/transcriptions", openai_compat.transcriptions, methods=["POST"]),
     Route("/v1/audio/translations", openai_compat.translations, methods=["POST"]),
-    Route("/v1/models", openai_compat.models, methods=["GET"]),
+    Route("/v1/models", openai_compat.models_list, methods=["GET"]),
     Route("/events", events.events, methods=["GET"]),
     WebSocketRoute("/stream", stream_endpoint),
     Route("/stream", stream_over_http, methods=["GET"]),

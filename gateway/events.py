@@ -43,7 +43,11 @@ def client_event(msg: schemas.Message) -> dict | None:
                  "timings": _timings(msg)}
         if msg.words:
             event["words"] = msg.words
+        if msg.index is not None:  # a file job's segment: its place, so a listener can show progress
+            event.update(index=msg.index, count=msg.count)
         return event
+    if isinstance(msg, schemas.JobSegments):
+        return {"type": "job_segments", "count": msg.count, "timestamp": now}
     if isinstance(msg, schemas.Error):
         return {"type": "error", "code": msg.code, "message": msg.message, "utt": msg.utt, "timestamp": now}
     return None

@@ -35,3 +35,14 @@ def render(fmt: str, text: str, segments: Sequence[Mapping], json_body: dict,
     if fmt == "verbose_json" and verbose_body is not None:
         return JSONResponse(verbose_body)
     return JSONResponse(json_body)
+
+
+def as_json(fmt: str, text: str, segments: Sequence[Mapping], json_body: dict, verbose_body: dict) -> dict:
+    """The answer `render` would give, as one JSON object (for an event): the JSON shapes as they
+    are, the text formats as {format, content}."""
+    if fmt == "json":
+        return json_body
+    if fmt == "verbose_json":
+        return verbose_body
+    content = {"text": text + "\n", "srt": subtitles.to_srt(segments), "vtt": subtitles.to_vtt(segments)}[fmt]
+    return {"format": fmt, "content": content}

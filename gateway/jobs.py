@@ -109,8 +109,14 @@ def failure(error: schemas.Error) -> ApiError:
                                                                f"(may pass on retry): {error.message}")
 
 
-async def run_job(bridge, job: EncodedJob, timeout_s: float) -> JobResult:
-    """Push the job and wait for its finals; ApiError on refusal, failure or deadline."""
+def job_timeout(gateway_cfg, audio_s: float) -> float:
+    """A job's deadline grows with its audio: job_timeout_s + job_timeout_per_audio_s × seconds."""
+    return gateway_cfg.job_timeout_s + gateway_cfg.job_timeout_per_audio_s * audio_s
+
+
+async def run_job(bridge, job: EncodedJob, timeout_s: float, progress=None) -> JobResult:
+    """Push the job and wait for its finals; ApiError on refusal, failure or deadline.
+    `progress`, if given, is called with each job_segments and final as it arrives (the event loop's thread)."""
     queue = bridge.router.watch_job(job.job)  # watch first: answers may come before push returns
     assembler = JobAssembler(job.job)
     started = time.monotonic()
@@ -131,6 +137,8 @@ async def run_job(bridge, job: EncodedJob, timeout_s: float) -> JobResult:
             except TimeoutError:
                 continue
             assembler.see(msg)
+            if progress is not None and isinstance(msg, (schemas.JobSegments, schemas.Final)):
+                progress(msg)
     finally:
         bridge.router.forget_job(job.job)
     if assembler.error is not None:
@@ -144,4 +152,5 @@ def _timeout(assembler: JobAssembler, overall: bool, timeout_s: float) -> ApiErr
                                               "it has (did it stop?)")
     got = len(assembler.finals)
     return ApiError(504, "job_timeout", f"the job got {got} of {assembler.count} segments transcribed within "
-                                        f"{timeout_s:g} s (gateway.job_timeout_s); are asr workers running?")
+                                        f"{timeout_s:g} s (gateway.job_timeout_s + job_timeout_per_audio_s × "
+                                        "its audio); are asr workers running?")

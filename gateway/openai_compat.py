@@ -7,17 +7,14 @@ OpenAI's own server tolerates optional fields.
 """
 from __future__ import annotations
 
-import time
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bus import subtitles
-from gateway import formats, health, params, service
+from gateway import formats, job_stream, models, params, service
 from gateway.rest import read_upload
 from gateway.errors import ApiError
 
-DEFAULT_MODEL = "whisper-1"
 GRANULARITIES = ("segment", "word")
 CREATED = 1700000000  # a fixed "created" time: models here have no creation date worth reporting
 
@@ -35,18 +32,23 @@ async def _audio(request: Request, task: str) -> Response:
     bridge, cfg = request.state.bridge, request.state.config
     upload = await read_upload(request, "file")  # before the job slot: a stalled upload holds none
     form = upload.form
-    if params.flag(form.get("stream"), False, "stream"):
-        raise ApiError(400, "stream_unsupported", "stream=true is not supported here; use the /stream WebSocket "
-                                                  "for live results", "stream")
+    stream = params.flag(form.get("stream"), False, "stream")
     fmt = params.choice(form.get("response_format"), subtitles.FORMATS, "json", "response_format")
     granularities = _granularities(form)
     temperature = params.number(form.get("temperature"), 0.0, 0.0, 1.0, "temperature")
     words = "word" in granularities
+    model = models.Catalogue.from_state(request.state).pick(params.text(form.get("model"), 200, "model"))
     req = service.Request(
         data=upload.data, task=task,
         language=params.language(form.get("language")) if task == "transcribe" else "auto",
         prompt=params.text(form.get("prompt"), params.PROMPT_MAX_CHARS, "prompt"),
-        temperature=temperature, words=words)
+        temperature=temperature, words=words, model=model.name)
+    models.check_request(model, req.language, task, words)
+    if stream:
+        if task != "transcribe" or fmt not in ("json", "text"):
+            raise ApiError(400, "stream_unsupported", "stream=true is for /v1/audio/transcriptions with "
+                                                      "response_format json or text (as OpenAI's)", "stream")
+        return job_stream.response(request.state.jobs, job_stream.openai_events(bridge, cfg.gateway, req))
     with request.state.jobs.hold():
         outcome = await service.transcribe(bridge, cfg.gateway, req)
     result = outcome.result
@@ -64,9 +66,18 @@ async def translations(request: Request) -> Response:
     return await _audio(request, "translate")
 
 
-async def models(request: Request) -> JSONResponse:
-    bridge, cfg = request.state.bridge, request.state.config
-    info = health.model_info(bridge.router.health, time.monotonic(), cfg.bus.heartbeat_timeout_s)
-    names = [DEFAULT_MODEL] + sorted({w["model"] for w in info["workers"] if w["model"]} - {DEFAULT_MODEL})
-    return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "created": CREATED,
-                                                     "owned_by": "voxbus"} for name in names]})
+def _model_object(caps: models.Capabilities, default: str, alias: str | None = None) -> dict:
+    """OpenAI's model object, with what the model can do beside it (clients ignore keys they do not know)."""
+    body = {**caps.as_json(default), "object": "model", "created": CREATED, "owned_by": "voxbus"}
+    if alias is not None:
+        body.update(id=alias, serves=caps.name)
+    return body
+
+
+async def models_list(request: Request) -> JSONResponse:
+    """GET /v1/models: whisper-1 (the default's alias) and every served model, with what it can do."""
+    catalogue = models.Catalogue.from_state(request.state)
+    default = catalogue.models[catalogue.default]
+    data = [_model_object(default, catalogue.default, alias) for alias in models.ALIASES]
+    data += [_model_object(catalogue.models[name], catalogue.default) for name in catalogue.names()]
+    return JSONResponse({"object": "list", "data": data})

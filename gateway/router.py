@@ -67,7 +67,8 @@ class Router:
         else:
             self.counters["ignored"] += 1
             return
-        if isinstance(msg, (schemas.Transcript, schemas.Error, schemas.SpeechStart, schemas.SpeechEnd)):
+        if isinstance(msg, (schemas.Transcript, schemas.Error, schemas.SpeechStart, schemas.SpeechEnd,
+                            schemas.JobSegments)):
             self._to_listeners(msg)
 
     def _to_job(self, job: str, msg: schemas.Message) -> None:

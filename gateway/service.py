@@ -64,6 +64,7 @@ class Request:
     prompt: str | None = None
     temperature: float = 0.0
     words: bool = False      # word timestamps wanted in the answer (if asr produces them)
+    model: str = ""          # the served model chosen (gateway.models); "" = the default
     normalize: bool = False
     trim_silence: bool = False
 
@@ -112,13 +113,14 @@ def prepare(req: Request, max_seconds: float, memory_bytes: int | None = None) -
     return jobs.EncodedJob(job.job, schemas.encode(job), pcm.size / schemas.SAMPLE_RATE)
 
 
-async def transcribe(bridge, gateway_cfg, req: Request) -> Outcome:
+async def transcribe(bridge, gateway_cfg, req: Request, progress=None) -> Outcome:
+    """Decode, run the job, time it; `progress` sees each job_segments and final (jobs.run_job)."""
     started = time.monotonic()
     job = await asyncio.to_thread(prepare, req, gateway_cfg.max_audio_s, gateway_cfg.job_memory_mb * audio.MB)
     bridge.counters["jobs_started"] += 1
     pushed = time.monotonic()
     try:
-        result = await jobs.run_job(bridge, job, gateway_cfg.job_timeout_s)
+        result = await jobs.run_job(bridge, job, jobs.job_timeout(gateway_cfg, job.duration), progress)
     except ApiError:
         bridge.counters["jobs_failed"] += 1
         raise

@@ -66,6 +66,7 @@ class SessionConfig:
     partials: bool = True
     end_silence_ms: int | None = None
     prompt: str | None = None
+    model: str | None = None  # a served model (gateway.models); None: the default
 
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(SessionConfig))
@@ -111,6 +112,12 @@ def _choice(*allowed: str):
     return check
 
 
+def _model(key: str, value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > 200:
+        raise _bad(key, value, "a served model's name (GET /v1/models)")
+    return value.strip() or None
+
+
 def _prompt(key: str, value: Any) -> str | None:
     if not isinstance(value, str) or len(value) > PROMPT_MAX_CHARS:
         raise _bad(key, value, f"a string of at most {PROMPT_MAX_CHARS} characters")
@@ -119,7 +126,7 @@ def _prompt(key: str, value: Any) -> str | None:
 
 def _validators(gw: GatewayConfig) -> dict:
     return {"language": _language, "task": _choice(*schemas.TASKS),
-            "encoding": _choice(*PcmConverter.ENCODINGS), "partials": _as_bool, "prompt": _prompt,
+            "encoding": _choice(*PcmConverter.ENCODINGS), "partials": _as_bool, "prompt": _prompt, "model": _model,
             "sample_rate": lambda k, v: _as_int(k, v, MIN_RATE, MAX_RATE),
             "end_silence_ms": lambda k, v: _as_int(k, v, gw.min_end_silence_ms, gw.max_end_silence_ms)}
 
@@ -137,7 +144,9 @@ def parse_config(fields: Mapping[str, Any], base: SessionConfig, gw: GatewayConf
 class Session:
     """One stream's protocol state; the handler publishes what the methods return."""
 
-    def __init__(self, stream: str, config: SessionConfig, gw: GatewayConfig, frame_samples: int):
+    def __init__(self, stream: str, config: SessionConfig, gw: GatewayConfig, frame_samples: int,
+                 check=lambda config: None):
+        self.check = check  # raises ProtocolError when the served models cannot do `config` (gateway.models)
         self.stream = stream
         self.config = config
         self.gw = gw
@@ -158,7 +167,9 @@ class Session:
 
     def configure(self, fields: Mapping[str, Any]) -> dict:
         self._expect("config", SessionState.CONNECTED)
-        self.config = parse_config(fields, self.config, self.gw)
+        config = parse_config(fields, self.config, self.gw)
+        self.check(config)
+        self.config = config
         return {"type": "config", "session": self.stream, "config": dataclasses.asdict(self.config)}
 
     def _open(self) -> list[schemas.Message]:

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bus import schemas
-from gateway import origins
+from gateway import models, origins
 from gateway.errors import error_body
 from gateway.ws_protocol import ProtocolError, Session, SessionConfig, SessionState, parse_config
 
@@ -78,14 +78,16 @@ async def stream_endpoint(websocket: WebSocket) -> None:
         return
     slot = _Slot(slots)
     try:
+        check = models.session_check(models.Catalogue.from_state(websocket.state))
         try:
             config = parse_config(dict(websocket.query_params), SessionConfig(), cfg.gateway)
+            check(config)  # a model that cannot do this language or task: refused before ready
         except ProtocolError as exc:
             slot.release()
             await _refuse(websocket, exc.code, exc.message, exc.close_code or 1008)
             return
         frame_samples = schemas.SAMPLE_RATE * cfg.capture.frame_ms // 1000
-        session = Session(f"ws-{uuid.uuid4().hex[:12]}", config, cfg.gateway, frame_samples)
+        session = Session(f"ws-{uuid.uuid4().hex[:12]}", config, cfg.gateway, frame_samples, check)
         await StreamHandler(websocket, bridge, session, cfg.gateway.ws_idle_timeout_s, slot.release).run()
     finally:
         slot.release()

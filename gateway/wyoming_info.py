@@ -6,26 +6,20 @@ multilingual one asr.allowed_languages or every Whisper language.
 """
 from __future__ import annotations
 
-import re
 import time
 
 from config import Config
-from gateway import health
-from gateway.languages import LANGUAGES
+from gateway import health, models
 from gateway.router import Router
 from gateway.version import VERSION
 
 PROGRAM = "voxbus"
 WHISPER = {"name": "OpenAI", "url": "https://github.com/openai/whisper"}
-_ENGLISH_ONLY = re.compile(r"\.en($|[-_.])")
-
-
-def languages(model: str | None, allowed: tuple[str, ...], multilingual: bool | None = None) -> list[str]:
-    """What the served model can transcribe: the workers say whether it is multilingual; before any
-    worker is heard, the name tells (`*.en` models are English-only)."""
-    if multilingual is False or (multilingual is None and model and _ENGLISH_ONLY.search(model)):
-        return ["en"]
-    return list(allowed) if allowed else list(LANGUAGES)
+def languages(caps: models.Capabilities, allowed: tuple[str, ...]) -> list[str]:
+    """What the served model can transcribe (gateway.models: from the workers, else from its name),
+    narrowed to asr.allowed_languages when set."""
+    return [code for code in caps.languages if code in allowed] if allowed and len(caps.languages) > 1 \
+        else list(caps.languages)
 
 
 def info_data(cfg: Config, router: Router) -> dict:
@@ -36,8 +30,9 @@ def info_data(cfg: Config, router: Router) -> dict:
     precision = model["precision"] or "unknown precision"
     asr_model = {"name": name, "attribution": WHISPER, "installed": loaded, "version": model["precision"],
                  "description": f"Whisper {name} ({precision}) on ONNX Runtime {model['onnxruntime'] or ''}".strip(),
-                 "languages": languages(name, cfg.asr.allowed_languages,
-                                        serving[0]["multilingual"] if serving else None)}
+                 "languages": languages(models.served(router.health, time.monotonic(), cfg.bus.heartbeat_timeout_s,
+                                                      cfg.asr.model).get(name) or models.unheard(name),
+                                        cfg.asr.allowed_languages)}
     home = f"http://{cfg.gateway.host}:{cfg.gateway.port}/"  # the gateway's own page: the one address we know
     program = {"name": PROGRAM, "attribution": {"name": "voxbus", "url": home},
                "installed": True, "version": VERSION,

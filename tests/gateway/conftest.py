@@ -86,8 +86,10 @@ class ScriptedPipeline(threading.Thread):
 
     def _heartbeat(self, pub) -> None:
         for stage in self.heartbeat_as:
+            # multilingual, unlike the real tiny.en: the double "translates" and takes these languages
             model = {"name": "tiny.en-int8", "loaded": self.model_loaded, "precision": "int8", "threads": 1,
-                     "runtime": "test"} if stage == "asr" else None
+                     "runtime": "test", "multilingual": True, "languages": ["en", "de", "fr"],
+                     "word_timestamps": True} if stage == "asr" else None
             sockets.publish(pub, schemas.Heartbeat(stage=stage, pid=os.getpid(), host="test", uptime_s=1.0, ok=True,
                                                    instance=f"scripted-{stage}", model=model))
         self.ready.set()

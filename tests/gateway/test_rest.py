@@ -142,7 +142,7 @@ def test_bus_errors_become_http_errors(client):
 
 def test_a_job_without_answer_times_out(make_client, pipeline, monkeypatch):
     monkeypatch.setattr(jobs, "ACK_PER_AUDIO_S", 0.0)
-    with make_client(job_timeout_s=2.0) as c:
+    with make_client(job_timeout_s=2.0, job_timeout_per_audio_s=0.0) as c:
         # The segment count must come back within the ack wait, or this is a 503: that wait stays at
         # its default (15 s) here, past the job's deadline, so a slow round trip cannot cut it short.
         _error(c.post("/transcribe", files={"audio_file": ("a.wav", WAV)}, data={"prompt": "no-answer"}), 504,
@@ -175,7 +175,7 @@ def test_jobs_beyond_max_jobs_get_503_with_retry_after(make_client, pipeline):
     """A job that gets no answer holds its slot; the next one is refused before its body is read."""
     import threading
     # The held job must outlive the refusals below, even on a busy machine; the test waits it out.
-    with make_client(max_jobs=1, job_timeout_s=5.0) as client:
+    with make_client(max_jobs=1, job_timeout_s=5.0, job_timeout_per_audio_s=0.0) as client:
         first = {}
         holder = threading.Thread(target=lambda: first.update(r=client.post(
             "/transcribe", files={"audio_file": ("a.wav", WAV)}, data={"prompt": "no-answer"})))

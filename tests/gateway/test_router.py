@@ -16,7 +16,7 @@ def test_routes_jobs_streams_listeners_and_health():
         r.route(schemas.Final(utt=0, text="late", start=0, end=1, job="gone", index=0), 0.0)
         assert isinstance(job_q.get_nowait(), schemas.JobSegments)
         assert isinstance(stream_q.get_nowait(), schemas.SpeechStart) and stream_q.empty()
-        assert [type(listener.get_nowait()).__name__ for _ in range(3)] == ["SpeechStart", "Final",
+        assert [type(listener.get_nowait()).__name__ for _ in range(4)] == ["JobSegments", "SpeechStart", "Final",
                                                                              "Final"]
         assert r.health.missing(["vad", "bus"], 6.0, 3.0) == ["bus"]
         assert r.counters["job_unclaimed"] == 1

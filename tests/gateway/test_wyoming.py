@@ -78,7 +78,7 @@ def test_describe_names_the_served_model(wyoming_port):
     info = asyncio.run(go())
     program = info.asr[0]
     assert program.name == "voxbus" and program.supports_transcript_streaming and program.installed
-    assert [(m.name, m.languages, m.installed) for m in program.models] == [("tiny.en-int8", ["en"], True)]
+    assert [(m.name, m.languages, m.installed) for m in program.models] == [("tiny.en-int8", ["en", "de", "fr"], True)]
     assert program.models[0].attribution.name == "OpenAI"
 
 
