@@ -96,7 +96,9 @@ class AsrLoop:
         model = self.transcriber.model if self.transcriber else None
         return schemas.ModelStatus(
             name=self.cfg.asr.model, loaded=model is not None, threads=self.threads, runtime=RUNTIME_VERSION,
-            precision=model.manifest.precision if model else "", multilingual=bool(model and model.multilingual))
+            precision=model.manifest.precision if model else "", multilingual=bool(model and model.multilingual),
+            languages=list(model.languages) if model else None,
+            word_timestamps=model.sessions.has_attention_decoder if model else None)
 
     def load_model(self) -> None:
         from asr.whisper.engine import WhisperModel  # onnxruntime import is slow; only the asr process pays it

@@ -271,6 +271,10 @@ class ModelStatus:
     multilingual: bool = False
     threads: int = 0
     runtime: str = ""  # onnxruntime's version in that worker
+    # What it can do, from the model's manifest (None: a worker too old to say; the gateway then
+    # infers languages and translate from `multilingual`, and lets asr judge word timestamps).
+    languages: list | None = None    # language codes it transcribes
+    word_timestamps: bool | None = None  # the model directory has the attention decoder
 
     @classmethod
     def parse(cls, body: dict) -> ModelStatus:
