@@ -131,11 +131,13 @@ def voiced_frames(segment: Segment) -> VoicedFrames | None:
 
 
 def _plain_segments(segments) -> list[dict]:
-    """Keep the contract's segment fields; drop token ids and the like."""
-    keep = ("start", "end", "text", "avg_logprob", "no_speech_prob", "words")
+    """The contract's segment fields, plus what OpenAI's verbose_json shows per segment (text token ids,
+    the decode's temperature, the segment's compression ratio); the timestamped token ids stay here."""
+    keep = ("start", "end", "text", "avg_logprob", "no_speech_prob", "words", "text_tokens", "temperature",
+            "compression_ratio")
     out = []
     for seg in segments:
         seg = seg if isinstance(seg, dict) else vars(seg)
-        out.append({k: seg[k] for k in keep if k in seg})
+        out.append({k: list(seg[k]) if k == "text_tokens" else seg[k] for k in keep if k in seg})
     return out
 

@@ -129,6 +129,36 @@ class DecodingResult:
     temperature: float
     compression_ratio: float
     language_probs: dict[str, float] = field(default_factory=dict, repr=False)
+    token_logprobs: tuple[float, ...] = ()  # log p of each of `tokens`, so each segment gets its own avg_logprob
+
+
+class PrefixScores:
+    """The cumulative log probability of every token sequence a decoder kept, step by step.
+
+    Beam search reorders its rows, so a row's history is not a column of one array; keyed by the
+    sequence itself, the chosen sequence's per-token log probabilities are the differences of
+    its prefixes' scores (the token that ends it, eot, is never a kept row and is left out).
+    """
+
+    def __init__(self, tokens: np.ndarray, sum_logprobs: np.ndarray):
+        self.cumulative: dict[tuple[int, ...], float] = {}
+        self.see(tokens, sum_logprobs)
+
+    def see(self, tokens: np.ndarray, sum_logprobs: np.ndarray) -> None:
+        for row, total in zip(tokens.tolist(), sum_logprobs.tolist()):
+            self.cumulative[tuple(row)] = total
+
+    def per_token(self, initial: tuple[int, ...], sampled: tuple[int, ...]) -> tuple[float, ...]:
+        """log p of each sampled token after `initial`; () when a prefix was not seen (never expected)."""
+        out, before, prefix = [], self.cumulative.get(initial), initial
+        for token in sampled:
+            prefix = prefix + (token,)
+            after = self.cumulative.get(prefix)
+            if before is None or after is None:
+                return ()
+            out.append(after - before)
+            before = after
+        return tuple(out)
 
 
 def detect_language(
@@ -221,8 +251,9 @@ class DecodingTask:
         self.initial_tokens = self.prompt_tokens + self._sot_sequence(language)
         tokens = np.repeat(np.array([self.initial_tokens], dtype=np.int64), self.n_group, axis=0)
         self.decoder.reset(inference)
+        scores = PrefixScores(tokens, sum_logprobs=np.zeros(tokens.shape[0]))
         try:
-            tokens, sum_logprobs, no_speech_probs = self._main_loop(inference, tokens)
+            tokens, sum_logprobs, no_speech_probs = self._main_loop(inference, tokens, scores)
         finally:
             inference.reset()
         candidates, candidate_logprobs = self.decoder.finalize(tokens, sum_logprobs)
@@ -241,9 +272,11 @@ class DecodingTask:
             temperature=self.options.temperature,
             compression_ratio=compression_ratio(text),
             language_probs=language_probs,
+            token_logprobs=scores.per_token(tuple(self.initial_tokens), best_tokens),
         )
 
-    def _main_loop(self, inference: Inference, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _main_loop(self, inference: Inference, tokens: np.ndarray,
+                   scores: PrefixScores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         sum_logprobs = np.zeros(tokens.shape[0], dtype=np.float64)
         no_speech_probs = np.full(tokens.shape[0], np.nan)
         sot_index, no_speech = self.initial_tokens.index(self.tokenizer.special.sot), self.tokenizer.special.no_speech
@@ -255,6 +288,7 @@ class DecodingTask:
             for logit_filter in self.logit_filters:
                 logit_filter.apply(last_logits, tokens)
             tokens, completed = self.decoder.update(tokens, last_logits, sum_logprobs)
+            scores.see(tokens, sum_logprobs)
             if completed or tokens.shape[-1] > self.n_ctx:
                 break
         return tokens, sum_logprobs, no_speech_probs

@@ -60,6 +60,7 @@ class TextSegment:  # not slots: the asr transcriber reads it with vars()
     temperature: float = 0.0  # of the decode that was kept
     compression_ratio: float = 0.0
     words: list[dict] | None = None  # {word, start, end, probability} with word_timestamps
+    text_tokens: tuple[int, ...] = ()  # `tokens` without timestamps and eot: OpenAI's segment tokens
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,15 @@ class _Window:
     result: DecodingResult
     silent: bool  # no-speech rule: nothing to keep
     looped: bool  # the repetition guard cut the tokens
+
+
+def _avg_logprob(result: DecodingResult, first: int, count: int) -> float:
+    """The mean log probability of tokens[first:first + count] of one decode (a segment's, timestamps
+    included); the decode's own avg_logprob when it kept no per-token figures."""
+    scores = result.token_logprobs[first:first + count]
+    if len(result.token_logprobs) != len(result.tokens) or not scores:
+        return result.avg_logprob
+    return round(float(np.mean(scores)), 4)
 
 
 def _shifted(segment: TextSegment, seconds: float) -> TextSegment:
@@ -390,7 +400,8 @@ class WhisperModel:
             if cut is not None:
                 text = self.tokenizer.decode(cut).strip()
                 logger.info("repetition guard cut %d of %d tokens", len(result.tokens) - len(cut), len(result.tokens))
-                result = dataclasses.replace(result, tokens=cut, text=text, compression_ratio=compression_ratio(text))
+                result = dataclasses.replace(result, tokens=cut, text=text, compression_ratio=compression_ratio(text),
+                                             token_logprobs=result.token_logprobs[:len(cut)])
         timings.decode_ms += (time.perf_counter() - started) * 1000
         return _Window(result, silent, cut is not None)
 
@@ -417,8 +428,11 @@ class WhisperModel:
         end of the last speech so far. encoded: this window alone (batch 1)."""
         offset = seek / FRAMES_PER_SECOND
         eot = self.tokenizer.special.eot
-        drafts: list[tuple[TimedSegment, tuple[int, ...], str]] = []
+        drafts: list[tuple[TimedSegment, tuple[int, ...], str, float]] = []
+        first = 0  # pieces are consecutive slices of the window's tokens: where this one starts
         for start_step, end_step, tokens in pieces:
+            first += len(tokens)
+            avg_logprob = _avg_logprob(window.result, first - len(tokens), len(tokens))
             start = offset + start_step * TIME_PRECISION
             end = offset + (window_frames / FRAMES_PER_SECOND if end_step is None else end_step * TIME_PRECISION)
             text_tokens = [t for t in tokens if t < eot]
@@ -426,17 +440,17 @@ class WhisperModel:
             # Whisper drops instantaneous or empty segments; punctuation alone is noise too.
             if start == end or not speech_guard.has_words(text):
                 continue
-            drafts.append((TimedSegment(start, end, text_tokens), tokens, text))
+            drafts.append((TimedSegment(start, end, text_tokens), tokens, text, avg_logprob))
         if chaining.word_timestamps and drafts:
             started = time.perf_counter()
             last_speech = self._add_words(encoded, [d[0] for d in drafts], window.result.language, decoding.task,
                                           window_frames, offset, last_speech, chaining)
             timings.decode_ms += (time.perf_counter() - started) * 1000
         result = window.result
-        segments = [TextSegment(round(timed.start, 3), round(timed.end, 3), text, result.avg_logprob,
-                            result.no_speech_prob, tokens, result.temperature, result.compression_ratio,
-                            timed.words if chaining.word_timestamps else None)
-                    for timed, tokens, text in drafts]
+        segments = [TextSegment(round(timed.start, 3), round(timed.end, 3), text, avg_logprob,
+                                result.no_speech_prob, tokens, result.temperature, compression_ratio(text),
+                                timed.words if chaining.word_timestamps else None, tuple(timed.text_tokens))
+                    for timed, tokens, text, avg_logprob in drafts]
         return segments, last_speech
 
     def _add_words(self, encoded: EncodedWindows, drafts: list[TimedSegment], language: str, task: str,
