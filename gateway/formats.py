@@ -23,6 +23,19 @@ def verbose_json(text: str, segments: Sequence[Mapping], words: Sequence[Mapping
                                   duration=duration, temperature=temperature)
 
 
+def whisper_cpp_verbose(verbose: dict, segments: Sequence[Mapping], language: str | None,
+                        language_prob: float | None, words: bool) -> dict:
+    """whisper.cpp server's verbose_json: OpenAI's, plus `detected_language` (its English name) and
+    `detected_language_probability` (null when the language was given, not detected), and with
+    `word_timestamps` each segment's `words`."""
+    body = {**verbose, "detected_language": language_name(language), "detected_language_probability":
+            None if language_prob is None else round(float(language_prob), 4)}
+    if words:
+        body["segments"] = [{**shown, "words": list(segment.get("words") or [])}
+                            for shown, segment in zip(verbose["segments"], segments)]
+    return body
+
+
 def render(fmt: str, text: str, segments: Sequence[Mapping], json_body: dict,
            verbose_body: dict | None = None) -> Response:
     """One response for any format; `json_body` is the endpoint's own JSON shape."""

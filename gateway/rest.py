@@ -171,12 +171,14 @@ async def inference(request: Request) -> Response:
     translate = params.flag(form.get("translate"), False, "translate")
     fields = {"language": form.get("language"), "temperature": form.get("temperature"),
               "response_format": form.get("response_format"), "prompt": form.get("prompt"),
-              "task": "translate" if translate else "transcribe", "model": form.get("model")}
+              "task": "translate" if translate else "transcribe", "model": form.get("model"),
+              "word_timestamps": form.get("word_timestamps")}
     req, fmt = _job_request(request, upload.data, fields, "json")
     with request.state.jobs.hold():
         outcome = await service.transcribe(bridge, cfg.gateway, req)
     result = outcome.result
-    verbose = formats.verbose_json(result.text, result.segments, None, task=req.task,
-                                   language=outcome.language, duration=outcome.duration,
-                                   temperature=req.temperature)
+    verbose = formats.whisper_cpp_verbose(
+        formats.verbose_json(result.text, result.segments, None, task=req.task, language=outcome.language,
+                             duration=outcome.duration, temperature=req.temperature),
+        result.segments, outcome.language, result.language_prob, req.words)
     return formats.render(fmt, result.text, result.segments, {"text": result.text}, verbose)

@@ -108,3 +108,10 @@ def test_openai_streaming_iterator(client):
     with pytest.raises(openai.APIError):  # a failure after the stream began: an error event the client raises
         list(oa.audio.transcriptions.create(model="whisper-1", file=("a.wav", WAV), stream=True,
                                             prompt="fail-permanent"))
+
+
+def test_whisper_cpp_verbose_names_the_detected_language(client):
+    body = client.post("/inference", files={"file": ("a.wav", WAV)},
+                       data={"response_format": "verbose_json", "word_timestamps": "true"}).json()
+    assert body["detected_language"] == "english" and "detected_language_probability" in body
+    assert all("words" in s for s in body["segments"]) and body["segments"][0]["avg_logprob"] is not None
