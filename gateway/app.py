@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import threading
@@ -22,6 +23,7 @@ from gateway import events, openai_compat, origins, rest, store_api
 from gateway.bridge import Bridge
 from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
 from gateway.service import READERS_PER_JOB, JobSlots, UploadSlots
+from gateway.ws_decoding import DecodingStreamHandler
 from gateway.ws_session import SessionSlots, stream_endpoint
 from gateway.wyoming import WyomingServer
 
@@ -52,7 +54,7 @@ ROUTES = [
     Route("/v1/audio/translations", openai_compat.translations, methods=["POST"]),
     Route("/v1/models", openai_compat.models_list, methods=["GET"]),
     Route("/events", events.events, methods=["GET"]),
-    WebSocketRoute("/stream", stream_endpoint),
+    WebSocketRoute("/stream", functools.partial(stream_endpoint, handler=DecodingStreamHandler)),
     Route("/stream", stream_over_http, methods=["GET"]),
     Route("/ui", ui_redirect, methods=["GET"]),
     *store_api.ROUTES,

@@ -29,6 +29,9 @@ MIN_RATE, MAX_RATE = 8000, 192000
 # than real time (a file pushed as fast as the network allows) is slowed to this pace after a burst.
 MAX_SPEED = 4.0
 BURST_S = 10.0
+# Compressed audio a browser's MediaRecorder makes (WebM/Opus, Ogg/Opus): decoded by an ffmpeg
+# subprocess (gateway.ws_decoding) into 16 kHz s16, which the session then takes as PCM.
+CONTAINER_ENCODINGS = ("webm", "ogg")
 
 
 class SessionState(enum.Enum):
@@ -126,7 +129,8 @@ def _prompt(key: str, value: Any) -> str | None:
 
 def _validators(gw: GatewayConfig) -> dict:
     return {"language": _language, "task": _choice(*schemas.TASKS),
-            "encoding": _choice(*PcmConverter.ENCODINGS), "partials": _as_bool, "prompt": _prompt, "model": _model,
+            "encoding": _choice(*PcmConverter.ENCODINGS, *CONTAINER_ENCODINGS), "partials": _as_bool,
+            "prompt": _prompt, "model": _model,
             "sample_rate": lambda k, v: _as_int(k, v, MIN_RATE, MAX_RATE),
             "end_silence_ms": lambda k, v: _as_int(k, v, gw.min_end_silence_ms, gw.max_end_silence_ms)}
 
@@ -177,7 +181,9 @@ class Session:
             return []
         self.state = SessionState.STREAMING
         self.opened = True
-        self.converter = PcmConverter(self.config.sample_rate, self.config.encoding, self.frame_samples)
+        decoded = self.config.encoding in CONTAINER_ENCODINGS  # what ffmpeg hands on: 16 kHz s16
+        self.converter = PcmConverter(SAMPLE_RATE if decoded else self.config.sample_rate,
+                                      "s16" if decoded else self.config.encoding, self.frame_samples)
         c = self.config
         return [schemas.Open(stream=self.stream, language=c.language, task=c.task, partials=c.partials,
                              prompt=c.prompt, source="ws", end_silence_ms=c.end_silence_ms)]

@@ -64,7 +64,8 @@ class _Slot:
             self.slots.release()
 
 
-async def stream_endpoint(websocket: WebSocket) -> None:
+async def stream_endpoint(websocket: WebSocket, handler=None) -> None:
+    """`handler`: the StreamHandler class to run the session (the app passes ws_decoding's)."""
     bridge, cfg, slots = websocket.state.bridge, websocket.state.config, websocket.state.sessions
     refusal = origins.origin_refusal(websocket.headers, cfg.gateway.allowed_origins)
     if refusal is not None:
@@ -88,7 +89,8 @@ async def stream_endpoint(websocket: WebSocket) -> None:
             return
         frame_samples = schemas.SAMPLE_RATE * cfg.capture.frame_ms // 1000
         session = Session(f"ws-{uuid.uuid4().hex[:12]}", config, cfg.gateway, frame_samples, check)
-        await StreamHandler(websocket, bridge, session, cfg.gateway.ws_idle_timeout_s, slot.release).run()
+        await (handler or StreamHandler)(websocket, bridge, session, cfg.gateway.ws_idle_timeout_s,
+                                         slot.release).run()
     finally:
         slot.release()
 
