@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from config import Config
-from gateway import events, openai_compat, origins, rest, store_api
+from gateway import events, openai_compat, openapi, origins, rest, store_api
 from gateway.bridge import Bridge
 from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
 from gateway.service import READERS_PER_JOB, JobSlots, UploadSlots
@@ -57,6 +57,8 @@ ROUTES = [
     WebSocketRoute("/stream", functools.partial(stream_endpoint, handler=DecodingStreamHandler)),
     Route("/stream", stream_over_http, methods=["GET"]),
     Route("/ui", ui_redirect, methods=["GET"]),
+    Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+    Route("/docs", openapi.docs_page, methods=["GET"]),
     *store_api.ROUTES,
     Mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui"),
 ]

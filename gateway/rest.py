@@ -47,7 +47,7 @@ async def info(request: Request) -> JSONResponse:
         "name": "voxbus", "version": VERSION, "status": "ok" if not gone else "degraded", "missing": gone,
         "endpoints": ["/health", "/model/info", "/transcribe", "/transcribe/base64", "/v1/audio/transcriptions",
                       "/v1/audio/translations", "/v1/models", "/inference", "/stream (WebSocket)", "/events",
-                      "/ui"]})
+                      "/ui", "/docs", "/openapi.json"]})
 
 
 async def health_check(request: Request) -> JSONResponse:
