@@ -28,7 +28,7 @@ from config.names import TASKS
 PROG = "voxbus transcribe"
 API_KEY_ENV = "VOXBUS_API_KEY"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-TIMEOUT_S = 660.0       # above the gateway's own job_timeout_s (600)
+TIMEOUT_S = 660.0       # per read: above the gateway's job_timeout_s (600); progress events keep it alive
 
 
 class UsageError(Exception):
@@ -61,7 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=subtitles.FORMATS, default="text", dest="output_format")
     parser.add_argument("--api-key", metavar="KEY", default=os.environ.get(API_KEY_ENV),
                         help=f"sent as 'Authorization: Bearer KEY' (default: ${API_KEY_ENV})")
+    parser.add_argument("--progress", action="store_true",
+                        help="a line per transcribed segment on stderr (on a terminal: one updating line, always)")
     return parser
+
+
+def progress_printer(path: str, lines: bool):
+    """Reports `path: done/count segments` on stderr: one line rewritten in place on a terminal, else
+    a line per step (`--progress` into a pipe)."""
+    def show(done: int, count: int) -> None:
+        text = f"{path}: {done}/{count} segments transcribed"
+        if lines:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            print(f"\r{text}", end="\n" if done == count else "", file=sys.stderr, flush=True)
+    return show
 
 
 def transcribe_url(server: str) -> str:
@@ -92,8 +106,39 @@ def _error_message(status: int, body: bytes) -> str:
         return f"HTTP {status}: {body[:120].decode('utf-8', 'replace').strip()}"
 
 
-def upload(url: str, path: Path, language: str, task: str, api_key: str | None) -> dict:
-    """POST one file; the /transcribe JSON answer."""
+def read_events(response):
+    """(event, data) per Server-Sent Event of a streamed answer, as they arrive."""
+    event, data = None, []
+    for raw in response:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif not line and data:
+            yield event, json.loads("".join(data))
+            event, data = None, []
+
+
+def _follow(response, path: Path, progress) -> bytes:
+    """The answer of a `?progress=true` upload, reporting each step to `progress(done, count)`."""
+    for event, data in read_events(response):
+        if event == "job_segments":
+            progress(0, data["count"])
+        elif event == "final":
+            progress(data["done"], data["count"])
+        elif event == "done":
+            return json.dumps(data).encode()
+        elif event == "error":
+            status = data.get("status", 500)
+            message = f"{path}: {_error_message(status, json.dumps(data).encode())}"
+            raise FileRefused(message) if 400 <= status < 500 else ServerFailed(message)
+    raise ServerFailed(f"{path}: the server's event stream ended without an answer")
+
+
+def upload(url: str, path: Path, language: str, task: str, api_key: str | None, progress=None) -> dict:
+    """POST one file; the /transcribe JSON answer. With `progress`, the server is asked for its
+    progress events (`?progress=true`) and `progress(done, count)` sees each segment finish."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -102,9 +147,12 @@ def upload(url: str, path: Path, language: str, task: str, api_key: str | None) 
     headers = {"Content-Type": content_type, "Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
+    if progress is not None:
+        url += "?progress=true"
     try:
         with urlopen(Request(url, data=body, headers=headers, method="POST"), timeout=TIMEOUT_S) as response:
-            answer = response.read()
+            streamed = response.headers.get_content_type() == "text/event-stream"
+            answer = _follow(response, path, progress) if streamed else response.read()
     except HTTPError as exc:
         message = f"{path}: {_error_message(exc.code, exc.read())}"
         raise (FileRefused(message) if 400 <= exc.code < 500 else ServerFailed(message)) from None
@@ -146,7 +194,9 @@ def _run(argv: Sequence[str]) -> int:
     documents, refused, failed = [], 0, 0
     for path in args.files:
         try:
-            body = upload(url, Path(path), args.language, args.task, args.api_key)
+            tty = sys.stderr.isatty()
+            show = progress_printer(path, lines=not tty) if tty or args.progress else None
+            body = upload(url, Path(path), args.language, args.task, args.api_key, show)
         except FileRefused as exc:
             _error(str(exc))
             refused += 1

@@ -144,27 +144,56 @@ $("mic").addEventListener("click", () => {
 
 // ---- file upload -------------------------------------------------------------
 
+// The file goes to /transcribe?progress=true: the bar shows the upload, then the segments as asr
+// finishes them (Server-Sent Events read as they arrive), and the last event carries the answer.
+function uploadEvents(xhr, seen) {
+  const blocks = xhr.responseText.slice(seen.length).split("\n\n");
+  const complete = blocks.slice(0, -1);
+  seen.length += complete.reduce((n, b) => n + b.length + 2, 0);
+  return complete.map((block) => {
+    const event = (block.match(/^event: (.*)$/m) || [])[1];
+    const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("");
+    return event && data ? { event, data: JSON.parse(data) } : null;
+  }).filter(Boolean);
+}
+
+function showFile(file, body) {
+  fileOffset = finals.length ? finals[finals.length - 1].end : 0;
+  for (const s of body.segments || []) addFinal(fileOffset + s.start, fileOffset + s.end, s.text);
+  if (!(body.segments || []).length) addFinal(fileOffset, fileOffset + (body.duration || 0), body.text);
+  $("upload-status").textContent = `${file.name}: ${body.duration?.toFixed(1)} s transcribed.`;
+}
+
 $("upload").addEventListener("submit", (e) => {
   e.preventDefault();
   const file = $("file").files[0];
   if (!file) { $("upload-status").textContent = "Choose a file first."; return; }
   const form = new FormData();
-  form.append("file", file);
-  form.append("model", "whisper-1");
+  form.append("audio_file", file);
   form.append("response_format", "verbose_json");
-  if ($("task").value === "transcribe") form.append("language", $("language").value);
+  form.append("task", $("task").value);
+  form.append("language", $("language").value);
   const xhr = new XMLHttpRequest();
-  xhr.open("POST", $("task").value === "translate" ? "/v1/audio/translations" : "/v1/audio/transcriptions");
+  const seen = { length: 0 };
+  xhr.open("POST", "/transcribe?progress=true");
   xhr.upload.onprogress = (p) => { if (p.lengthComputable) $("progress").value = (100 * p.loaded) / p.total; };
-  xhr.upload.onload = () => { $("upload-status").textContent = "Uploaded; transcribing…"; };
+  xhr.upload.onload = () => { $("progress").value = 0; $("upload-status").textContent = "Uploaded; transcribing…"; };
+  xhr.onprogress = () => {
+    for (const { event, data } of uploadEvents(xhr, seen)) {
+      if (event === "job_segments") $("upload-status").textContent = `Transcribing: 0 of ${data.count} parts…`;
+      else if (event === "final") {
+        $("progress").value = (100 * data.done) / data.count;
+        $("upload-status").textContent = `Transcribing: ${data.done} of ${data.count} parts…`;
+      } else if (event === "done") showFile(file, data);
+      else if (event === "error") $("upload-status").textContent = `Failed: ${data.error?.message}`;
+    }
+  };
   xhr.onload = () => {
+    xhr.onprogress();
+    if (xhr.status === 200) return;
     let body = {};
     try { body = JSON.parse(xhr.responseText); } catch (err) { body = { error: { message: xhr.responseText } }; }
-    if (xhr.status !== 200) { $("upload-status").textContent = `Failed: ${body.error?.message || xhr.status}`; return; }
-    fileOffset = finals.length ? finals[finals.length - 1].end : 0;
-    for (const s of body.segments || []) addFinal(fileOffset + s.start, fileOffset + s.end, s.text);
-    if (!(body.segments || []).length) addFinal(fileOffset, fileOffset + (body.duration || 0), body.text);
-    $("upload-status").textContent = `${file.name}: ${body.duration?.toFixed(1)} s transcribed.`;
+    $("upload-status").textContent = `Failed: ${body.error?.message || xhr.status}`;
   };
   xhr.onerror = () => { $("upload-status").textContent = "Upload failed: the server cannot be reached."; };
   $("progress").value = 0;
