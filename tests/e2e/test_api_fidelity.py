@@ -119,6 +119,7 @@ def long_upload(tmp_path_factory) -> tuple[bytes, float]:
 
 
 def _listen(stack, seen: list, stop: threading.Event) -> None:
+    """Collects /events' job events until `stop` (checked at each line: keepalives come every 15 s)."""
     with httpx.stream("GET", f"{stack.http}/events", timeout=httpx.Timeout(5, read=None)) as r:
         event = None
         for line in r.iter_lines():
@@ -141,7 +142,6 @@ def test_progress_of_a_long_upload_over_http_and_events(stack, long_upload):
                       data={"response_format": "json"}, timeout=httpx.Timeout(10, read=60)) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = _sse(r.iter_lines())
-    stop.set()
     kinds = [e for e, _ in events]
     count = events[0][1]["count"]
     assert kinds[0] == "job_segments" and count >= len(LONG_CLIPS), events[:3]
@@ -151,6 +151,11 @@ def test_progress_of_a_long_upload_over_http_and_events(stack, long_upload):
     answer = events[-1]
     assert answer[0] == "done" and answer[1]["duration"] == pytest.approx(seconds, abs=0.01)
     job = answer[1]["job"]
+    # /events gets the same messages as the request, in its own queue: wait until it has them all
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and sum(1 for e, d in list(seen) if d.get("job") == job) < count + 1:
+        time.sleep(0.05)
+    stop.set()
     on_bus = [(e, d) for e, d in seen if d.get("job") == job]
     assert on_bus and on_bus[0] == ("job_segments", {**on_bus[0][1], "count": count}), on_bus[:2]
     assert sorted(d["index"] for e, d in on_bus if e == "final") == list(range(count))

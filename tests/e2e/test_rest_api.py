@@ -120,7 +120,7 @@ def test_bad_input_gets_documented_errors(stack, jfk):
     error(post(stack, "/transcribe", files={"audio_file": ("jfk.flac", jfk)}, data={"language": "zz"}), 400,
           "bad_language")
     error(post(stack, "/v1/audio/transcriptions", files={"file": ("jfk.flac", jfk)}, data={"language": "de"}),
-          400, "bad_segment")  # asr: tiny.en is English-only, a permanent error of this request
+          400, "unsupported_language")  # tiny.en is English-only: refused before the job (issue 12)
 
 
 def test_malformed_requests_then_healthy(stack, jfk):
