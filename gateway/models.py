@@ -2,7 +2,7 @@
 
 The gateway learns what is served from the asr heartbeats (`schemas.ModelStatus`: name, loaded,
 multilingual, languages, word_timestamps), plus the configured default (`asr.model`), which is
-always a valid name even before a worker has reported. Pure: a HealthTable in, answers out.
+always a valid name even before a worker has reported. No sockets: a HealthTable in, answers out.
 
 Refusing here, before an upload is decoded or a stream opened, is the point: a request the
 chosen model cannot do (German on tiny.en, translate on an English-only model) gets a 400 or a
@@ -20,6 +20,7 @@ from bus.status import HealthTable
 from gateway.errors import ApiError
 from gateway.languages import LANGUAGES
 from gateway.params import shown
+from gateway.ws_protocol import ProtocolError
 
 ALIASES = ("whisper-1",)  # OpenAI's model name: clients send it; it means the configured default
 _ENGLISH_ONLY = re.compile(r"\.en($|[-_.])")  # tiny.en, base.en-int8: Whisper's English-only models
@@ -47,8 +48,8 @@ def _capabilities(status: schemas.ModelStatus) -> Capabilities:
 
 
 def served(table: HealthTable, now: float, timeout: float, default: str) -> dict[str, Capabilities]:
-    """Every model a fresh asr worker reports, by name; the default is always listed (not loaded, every
-    language allowed: asr will judge) until a worker reports it."""
+    """Every model a fresh asr worker reports, by name; the default is always listed (as `unheard`)
+    until a worker reports it."""
     by_name: dict[str, list[schemas.ModelStatus]] = {}
     for row in table.fresh(now, timeout):
         status = row.heartbeat.model_status() if row.heartbeat.stage == "asr" else None
@@ -77,11 +78,15 @@ class Catalogue:
         self.default = default
 
     @classmethod
+    def of(cls, bridge, cfg) -> Catalogue:
+        """What the bridge's router has heard now, with the configured default."""
+        table = bridge.router.health
+        return cls(served(table, time.monotonic(), cfg.bus.heartbeat_timeout_s, cfg.asr.model), cfg.asr.model)
+
+    @classmethod
     def from_state(cls, state) -> Catalogue:
         """From a request's or WebSocket's `state` (bridge + config)."""
-        cfg = state.config
-        table = state.bridge.router.health
-        return cls(served(table, time.monotonic(), cfg.bus.heartbeat_timeout_s, cfg.asr.model), cfg.asr.model)
+        return cls.of(state.bridge, state.config)
 
     def names(self) -> list[str]:
         return [self.default] + sorted(set(self.models) - {self.default})
@@ -102,7 +107,7 @@ def refusal(model: Capabilities, language: str, task: str, words: bool = False) 
     """(code, message, param) when `model` cannot do this request, else None."""
     if language != "auto" and language not in model.languages:
         only = ("it transcribes only " + ", ".join(model.languages)) if len(model.languages) <= 5 else \
-            f"it knows {len(model.languages)} other languages"
+            f"not one of its {len(model.languages)} languages"
         return ("unsupported_language", f"model {model.name} cannot transcribe language {shown(language)}: {only}",
                 "language")
     if task == "translate" and not model.translate:
@@ -126,8 +131,6 @@ def check_request(model: Capabilities, language: str, task: str, words: bool = F
 def session_check(catalogue: Catalogue):
     """For a /stream session: a check of each config (at ready time and on a `config` message) that raises
     the ProtocolError closing the session when its model is unknown or cannot do its language or task."""
-    from gateway.ws_protocol import ProtocolError  # the WebSocket's error type; ws_protocol does not import us
-
     def check(config) -> None:
         try:
             model = catalogue.pick(config.model)

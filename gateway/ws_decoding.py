@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import shutil
+import time
 
 from gateway.audio import ffmpeg_container
 from gateway.params import loads
@@ -123,8 +124,10 @@ class FfmpegDecoder:
 class DecodingStreamHandler(StreamHandler):
     """The /stream handler, with compressed audio decoded (or refused) before the session sees it."""
 
-    decoder: FfmpegDecoder | None = None
-    pending = b""  # decoded PCM not yet a whole number of samples
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.decoder: FfmpegDecoder | None = None
+        self.pending = b""  # decoded PCM not yet a whole number of samples
 
     async def run(self) -> None:
         try:
@@ -145,6 +148,10 @@ class DecodingStreamHandler(StreamHandler):
             if len(data) > self.session.gw.ws_max_frame_bytes:
                 self.session.audio(data)  # raises frame_too_large, as for PCM
             await self.decoder.write(data)
+            delay = self.session.pace_delay(time.monotonic())  # a file sent fast: held to the PCM pace
+            if delay > 0:
+                self.bridge.counters["ws_paced"] += 1
+                await asyncio.sleep(delay)
         else:
             if _is_eof(message.get("text")):
                 problem = await self.decoder.finish()  # the audio ffmpeg still holds goes out before the flush

@@ -20,6 +20,7 @@ import uuid
 
 from bus import schemas
 from config import Config
+from gateway import models
 from gateway.languages import language_code
 from gateway.wyoming_audio import AudioFormat, AudioFormatError, to_mono_int16
 from gateway.wyoming_framing import MAX_HEADER_BYTES, FramingError, WyomingEvent, encode_event, read_event
@@ -194,7 +195,13 @@ class Connection:
         if name is not None and name not in served:
             raise WyomingError("unknown_model", f"transcribe name {name!r}: this server has "
                                                 f"{', '.join(sorted(served))}")
-        self.language = wyoming_language(data.get("language"))
+        language = wyoming_language(data.get("language"))
+        catalogue = models.Catalogue.of(self.bridge, self.cfg)
+        refused = models.refusal(catalogue.pick(None if name in (None, PROGRAM) else name), language or "auto",
+                                 "transcribe")
+        if refused is not None:  # German on tiny.en: said now, not after the audio (issue 12)
+            raise WyomingError(refused[0], refused[1])
+        self.language = language
 
     async def _audio_start(self, data: dict) -> None:
         if self.request is not None:

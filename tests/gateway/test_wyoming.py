@@ -112,6 +112,7 @@ def test_bad_input_gets_errors_and_the_connection_goes_on(wyoming_port):
             answers = []
             for event in (Event("no-such-event"), AudioChunk(rate=16000, width=2, channels=1, audio=b"\0\0").event(),
                           AudioStop().event(), Transcribe(language="klingon").event(),
+                          Transcribe(language="ja").event(),
                           Transcribe(name="large-v3").event(),
                           AudioStart(rate=16000, width=5, channels=1).event()):
                 await client.write_event(event)
@@ -121,9 +122,10 @@ def test_bad_input_gets_errors_and_the_connection_goes_on(wyoming_port):
             return answers
     codes = [(e.code, e.text) for e in asyncio.run(go())]
     assert [c for c, _ in codes] == ["unknown_event", "illegal_state", "illegal_state", "bad_language",
-                                     "unknown_model", "bad_audio_format"], codes
-    assert "before audio-start" in codes[1][1] and "'klingon'" in codes[3][1] and "width 5" in codes[5][1]
-    assert "'large-v3'" in codes[4][1] and "tiny.en-int8" in codes[4][1]
+                                     "unsupported_language", "unknown_model", "bad_audio_format"], codes
+    assert "before audio-start" in codes[1][1] and "'klingon'" in codes[3][1] and "width 5" in codes[6][1]
+    assert "'ja'" in codes[4][1] and "en, de, fr" in codes[4][1]  # what the served model does (issue 12)
+    assert "'large-v3'" in codes[5][1] and "tiny.en-int8" in codes[5][1]
 
 
 def test_a_taken_wyoming_port_stops_the_gateway_with_one_line(bus_run_dir):
