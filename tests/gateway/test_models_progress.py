@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from tests.gateway.helpers import WAV
+from tests.gateway.conftest import gateway_cfg
+from tests.gateway.helpers import WAV, until
+from tests.gateway.live_server import live_gateway
 
 
 def _error(r, status: int, code: str, *fragments: str) -> dict:
@@ -115,3 +118,18 @@ def test_whisper_cpp_verbose_names_the_detected_language(client):
                        data={"response_format": "verbose_json", "word_timestamps": "true"}).json()
     assert body["detected_language"] == "english" and "detected_language_probability" in body
     assert all("words" in s for s in body["segments"]) and body["segments"][0]["avg_logprob"] is not None
+
+
+def test_a_client_that_leaves_a_followed_job_frees_its_slot(base_cfg, pipeline):
+    """Over real sockets: the job's slot is held while its events stream, and freed when the client goes."""
+    with live_gateway(gateway_cfg(base_cfg, max_jobs=1)) as gateway:
+        assert until(lambda: httpx.get(f"http://{gateway.base}/health").status_code == 200, 30)
+        with httpx.stream("POST", f"http://{gateway.base}/transcribe?progress=true", timeout=30,
+                          files={"audio_file": ("a.wav", WAV)}, data={"prompt": "no-answer"}) as r:
+            lines = r.iter_lines()
+            assert next(line for line in lines if line.startswith("event: ")) == "event: job_segments"
+            assert gateway.counters()["jobs_active"] == 1
+            busy = httpx.post(f"http://{gateway.base}/transcribe?progress=true", timeout=30,
+                              files={"audio_file": ("a.wav", WAV)})
+            assert busy.status_code == 503 and busy.json()["error"]["code"] == "too_many_jobs"
+        assert until(lambda: gateway.counters()["jobs_active"] == 0, 10), gateway.counters()
