@@ -103,7 +103,7 @@ class SegmentTranscriber:
 
     def _transcript(self, segment: Segment, result, queue_ms: float) -> Transcript:
         base = segment.offset / SAMPLE_RATE
-        segments = [shift_times(s, base) for s in _plain_segments(result.segments)]
+        segments = [shift_times(s, base) for s in _plain_segments(result.segments, verbose=segment.job is not None)]
         words = [shift_times(w, base) for w in getattr(result, "words", None) or []]
         duration = len(segment.pcm) / 2 / SAMPLE_RATE
         return TRANSCRIPT_TYPES[segment.kind](
@@ -130,11 +130,16 @@ def voiced_frames(segment: Segment) -> VoicedFrames | None:
     return VoicedFrames(np.frombuffer(segment.voiced, np.uint8) != 0, frame_samples, origin)
 
 
-def _plain_segments(segments) -> list[dict]:
-    """The contract's segment fields, plus what OpenAI's verbose_json shows per segment (text token ids,
-    the decode's temperature, the segment's compression ratio); the timestamped token ids stay here."""
-    keep = ("start", "end", "text", "avg_logprob", "no_speech_prob", "words", "text_tokens", "temperature",
-            "compression_ratio")
+PLAIN_SEGMENT = ("start", "end", "text", "avg_logprob", "no_speech_prob", "words")  # the contract's fields
+# What OpenAI's verbose_json adds per segment: sent for file jobs only (the answers that have a
+# verbose_json), so live finals, and the store's rows of them, stay as small as before.
+VERBOSE_SEGMENT = ("text_tokens", "temperature", "compression_ratio")
+
+
+def _plain_segments(segments, verbose: bool = False) -> list[dict]:
+    """The contract's segment fields (with `verbose`, also VERBOSE_SEGMENT's); the timestamped token ids
+    stay here."""
+    keep = PLAIN_SEGMENT + (VERBOSE_SEGMENT if verbose else ())
     out = []
     for seg in segments:
         seg = seg if isinstance(seg, dict) else vars(seg)

@@ -57,5 +57,6 @@ def as_json(fmt: str, text: str, segments: Sequence[Mapping], json_body: dict, v
         return json_body
     if fmt == "verbose_json":
         return verbose_body
-    content = {"text": text + "\n", "srt": subtitles.to_srt(segments), "vtt": subtitles.to_vtt(segments)}[fmt]
+    content = text + "\n" if fmt == "text" else subtitles.to_srt(segments) if fmt == "srt" else \
+        subtitles.to_vtt(segments)
     return {"format": fmt, "content": content}
