@@ -14,14 +14,14 @@ import sys
 
 import zmq
 
-from bus import sockets
+from bus import schemas, sockets
 from bus.stage import StageRuntime, run_stage
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 100          # SIGTERM is noticed within this
 BATCH = 1000           # messages drained per wake-up before looking at the other side again
-FAMILIES = (b"ctl", b"audio", b"vad", b"text", b"job", b"health")
+FAMILIES = tuple(family.encode() for family in schemas.TOPIC_FAMILIES)
 
 
 class ForwardStats:

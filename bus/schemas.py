@@ -24,6 +24,7 @@ VERSION = 1
 # partial: the utterance so far; final: the whole utterance; speculative: the final it will be if
 # the silence that has begun lasts (asr may decode it ahead and publish it the moment the final comes)
 SEGMENT_KINDS = ("partial", "final", "speculative")
+ALERT_KINDS = ("keyword", "silence", "speech")
 
 
 class SchemaError(ValueError):
@@ -37,9 +38,20 @@ def check_id(value: str, what: str = "stream") -> str:
     return value
 
 
-def topic(prefix: str, ident: str) -> bytes:
+# Every PUB topic's first part (ARCHITECTURE.md §3): the bus proxy counts traffic by these.
+TOPIC_FAMILIES = ("ctl", "audio", "vad", "text", "job", "health", "alert")
+
+
+def prefix(family: str) -> bytes:
+    """`alert/`: what a subscriber of one topic family subscribes to."""
+    if family not in TOPIC_FAMILIES:
+        raise SchemaError(f"topic family {family!r} is not one of {', '.join(TOPIC_FAMILIES)}")
+    return f"{family}/".encode()
+
+
+def topic(family: str, ident: str) -> bytes:
     """`audio/mic1/`: the trailing slash keeps prefix subscriptions from matching mic10."""
-    return f"{prefix}/{check_id(ident)}/".encode()
+    return prefix(family) + f"{check_id(ident)}/".encode()
 
 
 @dataclass(frozen=True)
@@ -263,6 +275,24 @@ class Error(Message):
 
 
 @dataclass(frozen=True)
+class Alert(Message):
+    """store → alert/<stream>/: a rule fired. `kind` keyword (on a final: its text, what matched,
+    and the final's producer and seq), silence (no final for the rule's minutes) or speech (back)."""
+    TYPE: ClassVar[str] = "alert"
+    rule: str
+    kind: str
+    stream: str                  # the live stream, or the file job's id
+    wall: float                  # when it fired (the final's publish time for keyword and speech)
+    text: str = ""
+    terms: list = field(default_factory=list)
+    worker: str = ""
+    seq: int | None = None
+
+    def topic(self) -> bytes:
+        return topic("alert", self.stream)
+
+
+@dataclass(frozen=True)
 class ModelStatus:
     """What an asr worker serves: the typed `model` field of its heartbeat (not a message itself)."""
     name: str
@@ -305,13 +335,13 @@ class Heartbeat(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls for cls in (Open, Flush, Close, Audio, SpeechStart, SpeechEnd, Segment, Job, Partial, Final,
-                              JobSegments, Error, Heartbeat)}
+                              JobSegments, Error, Heartbeat, Alert)}
 
 
 # ---- codec ------------------------------------------------------------------
 
 _CHOICES = {("Open", "task"): TASKS, ("Segment", "task"): TASKS, ("Job", "task"): TASKS,
-            ("Segment", "kind"): SEGMENT_KINDS}
+            ("Segment", "kind"): SEGMENT_KINDS, ("Alert", "kind"): ALERT_KINDS}
 _ID_FIELDS = ("stream", "job", "stage")
 
 

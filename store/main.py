@@ -25,14 +25,19 @@ from store.writer import StoreWriter
 log = logging.getLogger(__name__)
 POLL_MS = 20
 MAX_BATCH = 2000
-TOPICS = [b"text/", b"job/", b"ctl/", b"health/asr/"]
+TOPICS = [schemas.prefix("text"), schemas.prefix("job"), schemas.prefix("ctl"), schemas.topic("health", "asr")]
 SILENCE_CHECK_S = 1.0
 
 
+def alert_message(fired: Fired) -> schemas.Alert:
+    """An alert as the bus message (alert/<stream>/); its payload without `v` is the webhook's JSON body."""
+    return schemas.Alert(rule=fired.rule, kind=fired.kind, stream=fired.stream, wall=fired.wall, text=fired.text,
+                         terms=list(fired.terms), worker=fired.worker, seq=fired.seq)
+
+
 def alert_event(fired: Fired) -> dict:
-    """An alert as the webhook's JSON body (and, once schemas has an `alert` message, the bus event's fields)."""
-    return {"type": "alert", "rule": fired.rule, "kind": fired.kind, "stream": fired.stream, "text": fired.text,
-            "terms": list(fired.terms), "wall": fired.wall, "worker": fired.worker, "seq": fired.seq}
+    """The webhook's JSON body: the alert message's fields and `type`."""
+    return {k: v for k, v in alert_message(fired).payload().items() if k != "v"}
 
 
 class StoreLoop:
@@ -47,6 +52,7 @@ class StoreLoop:
         alert_ops.load(self.writer.alerts, self.conn, self.cfg)
         self.webhook = (WebhookSender(self.cfg.webhook_url, self.cfg.webhook_secret, self.cfg.webhook_timeout_s,
                                       self.cfg.webhook_retries) if self.cfg.webhook_url else None)
+        self.pub: zmq.Socket | None = None   # alerts go out here once committed
         self.next_commit = self.next_retention = self.next_silence_check = 0.0
         self.bad_messages = self.queries = self.retention_deleted = self.vacuumed_pages = 0
 
@@ -67,6 +73,7 @@ class StoreLoop:
             pub = sockets.publisher(ctx, cfg.bus)
             router = sockets.make_socket(ctx, zmq.ROUTER, endpoint, cfg.bus, bind=True, hwm=1000)
             heart = self.rt.heartbeater(pub, self.state)
+            self.pub = pub
             if self.webhook is not None:
                 self.webhook.start()
             log.info("store ready", extra={"path": str(self.path), "query": endpoint,
@@ -115,9 +122,11 @@ class StoreLoop:
             self.next_retention = now + (0 if deleted >= self.policy.batch else self.cfg.retention_every_s)
 
     def deliver_alerts(self) -> None:
-        """Alerts of the last commit to the webhook (its own thread: never waited for here)."""
+        """Alerts of the last commit on the bus and to the webhook (its own thread: never waited for here)."""
         for fired in self.writer.fired:
             log.info("alert", extra=alert_event(fired))
+            if self.pub is not None:
+                sockets.publish(self.pub, alert_message(fired))
             if self.webhook is not None:
                 self.webhook.submit(alert_event(fired))
         self.writer.fired.clear()

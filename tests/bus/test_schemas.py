@@ -44,11 +44,25 @@ EXAMPLES = [
     schemas.JobSegments(job="job-1", count=2, duration=42.5),
     schemas.Error(code="model_missing", message="no model at /x", stream="mic1", permanent=True, stage="asr"),
     schemas.Error(code="busy", message="try later", job="job-1", utt=1, index=0, permanent=False),
+    schemas.Alert(rule="fire", kind="keyword", stream="mic1", wall=1700000000.5, text="Fire in the hall",
+                  terms=["fire"], worker="w1", seq=42),
+    schemas.Alert(rule="quiet", kind="silence", stream="cam2", wall=1700000100.0),
     schemas.Heartbeat(stage="vad", pid=1234, host="pi", uptime_s=12.5, ok=True, instance="pi-1234",
                       counters={"streams": 2, "gaps": {"mic1": 0}}, ts=5.0),
     schemas.Heartbeat(stage="capture", pid=1, host="pi", uptime_s=0.0, ok=False, status="not implemented"),
 ]
 PUSH_ONLY = (schemas.Segment, schemas.Job)
+
+
+def test_every_topic_family_is_known_and_an_alert_goes_on_alert():
+    assert {m.topic().split(b"/")[0].decode() for m in EXAMPLES if not isinstance(m, PUSH_ONLY)} \
+        == set(schemas.TOPIC_FAMILIES)
+    silence = next(m for m in EXAMPLES if isinstance(m, schemas.Alert) and m.kind == "silence")
+    assert silence.topic() == b"alert/cam2/" and schemas.prefix("alert") == b"alert/"
+    with pytest.raises(schemas.SchemaError, match="topic family"):
+        schemas.prefix("alerts")
+    with pytest.raises(schemas.SchemaError, match="alert.kind"):
+        schemas.decode(schemas.encode(dataclasses.replace(silence, kind="loud")))
 
 
 def test_examples_cover_every_message_type():

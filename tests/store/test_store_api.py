@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 from config import load_config
 from gateway import store_api
 from gateway.errors import ApiError, api_error_handler, http_error_handler
-from tests.kit import parse_srt, parse_vtt, start_bus, wait_for
+from bus import schemas
+from tests.kit import BusClient, parse_srt, parse_vtt, start_bus, wait_for
 from tests.store.test_store_process import producer, seqs
 
 
@@ -136,6 +137,7 @@ def test_alert_rules_fire_once_per_match_and_the_webhook_gets_signed_bodies(spaw
         start_bus(spawn, run_dir, env)
         spawn(["-m", "store"], env=env, name="store")
         wait_for(lambda: (run_dir / "store-query").exists(), what="the store's query socket")
+        bus = BusClient(run_dir, prefixes=[schemas.prefix("alert")])
         with TestClient(app_for(load_config())) as client:
             added = client.post("/v1/alerts", json={"id": "money", "keywords": ["budget"], "stream": "job1"})
             assert added.status_code == 201, added.text
@@ -144,6 +146,9 @@ def test_alert_rules_fire_once_per_match_and_the_webhook_gets_signed_bodies(spaw
             producer(spawn, env, run_dir, count=100, rate=2000.0)
             wait_for(lambda: len(seqs(path)) == 100, what="100 finals")
             wait_for(lambda: len(received) == 100, what="100 webhook posts (80 weather + 20 budget)")
+            on_bus = bus.wait(lambda m: isinstance(m, schemas.Alert) and m.rule == "money" and m.seq == 100,
+                              what="the last budget alert on alert/job1/")
+            assert on_bus[0].kind == "keyword" and on_bus[0].stream == "job1" and on_bus[0].terms == ["budget"]
             fired = client.get("/v1/alerts/fired", params={"rule": "money", "limit": 500}).json()["alerts"]
             assert len(fired) == 20 and all(a["final_id"] and a["terms"] == ["budget"] for a in fired)
             assert client.delete("/v1/alerts/money").json() == {"deleted": "money"}
