@@ -143,6 +143,8 @@ class GatewayConfig:
     allowed_hosts: tuple[str, ...] = _f([])
     # issue 12 (API fidelity): a file job's deadline grows with its audio
     job_timeout_per_audio_s: float = _f(2.0, min=0.0, max=1000.0)
+    # /stream resume (gateway/ws_resume.py)
+    resume_window_s: float = _f(300.0, min=0.0, max=86400.0)
 
 
 @dataclass(frozen=True)

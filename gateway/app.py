@@ -24,6 +24,7 @@ from gateway.bridge import Bridge
 from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
 from gateway.service import READERS_PER_JOB, JobSlots, UploadSlots
 from gateway.ws_decoding import DecodingStreamHandler
+from gateway.ws_resume import Resume
 from gateway.ws_session import SessionSlots, stream_endpoint
 from gateway.wyoming import WyomingServer
 
@@ -91,11 +92,13 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None,
         await bridge.start()
         wyoming = WyomingServer(cfg, bridge, slots) if cfg.wyoming.enabled else None
         store = store_api.StoreGateway(cfg, context)
+        resume = Resume.load(cfg.run_dir, cfg.gateway.resume_window_s)
         try:
             if wyoming is not None:
                 await wyoming.start(wyoming_listener)  # RuntimeError naming wyoming.host/port if it must bind
             yield {"bridge": bridge, "config": cfg, "sessions": slots, "jobs": job_slots, "uploads": readers,
-                   "shutdown": shutdown, "wyoming": wyoming, "store": store}
+                   "shutdown": shutdown, "wyoming": wyoming, "store": store,
+                   "resume": resume}
         finally:
             store.close()
             if wyoming is not None:

@@ -60,7 +60,8 @@ _OPENAI = {"model": _MODEL, "language": _LANG, "prompt": _S, "response_format": 
 _WS_PARAMS = [_q("language", _LANG), _q("task", _TASK), _q("model", _MODEL),
               _q("sample_rate", {**_I, "minimum": 8000, "maximum": 192000}),
               _q("encoding", {"type": "string", "enum": ["f32", "s16", "webm", "ogg"]}),
-              _q("partials", _B), _q("end_silence_ms", _I), _q("prompt", _S)]
+              _q("partials", _B), _q("end_silence_ms", _I), _q("prompt", _S),
+              _q("resume", _S, "the `resume` token of the last event: the same session goes on, missed finals first")]
 
 OPERATIONS: dict[tuple[str, str], dict] = {
     ("/", "get"): _op("Service name, version, status and endpoints"),
@@ -81,11 +82,14 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/v1/audio/translations", "post"): _op("OpenAI's translation endpoint (into English)", body=_multipart(
         "file", {k: v for k, v in _OPENAI.items() if k not in ("language", "stream")})),
     ("/v1/models", "get"): _op("OpenAI's model list: whisper-1 and every served model with its capabilities"),
-    ("/events", "get"): _op("Server-Sent Events of every transcript, vad and job event",
-                            [_q("stream", _S), _q("job", _S)], content=_SSE),
+    ("/events", "get"): _op("Server-Sent Events of every transcript, vad, job and alert event",
+                            [_q("stream", _S), _q("job", _S),
+                             _q("last_event_id", _S, "as the Last-Event-ID header: the finals after that one first"),
+                             _q("Last-Event-ID", _S, "the `id` of the last final received", where="header")],
+                            content=_SSE),
     ("/stream", "get"): _op("The live WebSocket (ws://): plain HTTP gets 426", _WS_PARAMS, description=(
         "Binary frames: PCM in `encoding` at `sample_rate`, or WebM/Ogg Opus chunks; text frames: flush, eof, "
-        "config, ping. Server events: ready, vad, partial, final, error, pong.")),
+        "config, ping. Server events: ready, vad, partial, final, alert, error, pong.")),
     ("/ui", "get"): _op("Redirect to /ui/", content={"text/html": {"schema": _S}}),
     ("/ui/", "get"): _op("The web page and its files (static)", content={"text/html": {"schema": _S}}),
     ("/openapi.json", "get"): _op("This document"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 
 from bus import schemas
 from bus.status import HealthTable
@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 STREAM_QUEUE_MAX = 2000   # bus events waiting for one WebSocket session
 LISTENER_QUEUE_MAX = 1000  # events waiting for one SSE client
+RECENT_FINALS = 512       # finals kept for a client that resumes: the store may not have the newest yet
+CLIENT_MESSAGES = (schemas.Transcript, schemas.Error, schemas.SpeechStart, schemas.SpeechEnd, schemas.Alert)
 
 
 class Router:
@@ -25,6 +27,7 @@ class Router:
         self.jobs: dict[str, asyncio.Queue] = {}
         self.streams: dict[str, asyncio.Queue] = {}
         self.listeners: set[asyncio.Queue] = set()
+        self.recent: deque[schemas.Final] = deque(maxlen=RECENT_FINALS)
         self.counters: Counter = Counter()
 
     # ---- registrations -------------------------------------------------------
@@ -57,18 +60,18 @@ class Router:
         if isinstance(msg, schemas.Heartbeat):
             self.health.see(msg, now)
             return
+        if isinstance(msg, schemas.Final):
+            self.recent.append(msg)
         job = getattr(msg, "job", None)
         stream = getattr(msg, "stream", None)
         if job is not None:
             self._to_job(job, msg)
-        elif stream is not None and isinstance(msg, (schemas.Transcript, schemas.Error,
-                                                     schemas.SpeechStart, schemas.SpeechEnd)):
+        elif stream is not None and isinstance(msg, CLIENT_MESSAGES):
             self._to_stream(stream, msg)
         else:
             self.counters["ignored"] += 1
             return
-        if isinstance(msg, (schemas.Transcript, schemas.Error, schemas.SpeechStart, schemas.SpeechEnd,
-                            schemas.JobSegments)):
+        if isinstance(msg, CLIENT_MESSAGES + (schemas.JobSegments,)):
             self._to_listeners(msg)
 
     def _to_job(self, job: str, msg: schemas.Message) -> None:

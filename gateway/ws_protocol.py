@@ -4,7 +4,9 @@ A session is CONNECTED (ready sent, config may still change, nothing on the bus)
 STREAMING (`open` published, audio flowing), DRAINING (`eof` received: flushed,
 waiting for the last final) or CLOSED. Client input becomes bus messages; bus
 messages become client events. An illegal step raises IllegalTransition naming
-the state it needs and the state it found.
+the state it needs and the state it found. A session that hands out resume tokens
+(gateway/ws_resume.py) puts the newest in `ready`, each `final` and each `pong`, and
+sends each utterance's final once.
 """
 from __future__ import annotations
 
@@ -164,6 +166,8 @@ class Session:
         self.finished: set[int] = set()  # utterances with their final
         self.eof_at: float | None = None
         self.first_audio_at: float | None = None
+        self.start_samples = 0           # the stream's offset when this connection began (a resumed one's > 0)
+        self.resume = None               # gateway/ws_resume.ResumeBook: the tokens this session hands out
 
     def _expect(self, action: str, *states: SessionState) -> None:
         if self.state not in states:
@@ -213,7 +217,7 @@ class Session:
         if self.first_audio_at is None:
             self.first_audio_at = now
         allowed = BURST_S + (now - self.first_audio_at) * MAX_SPEED
-        ahead = self.samples / schemas.SAMPLE_RATE - allowed
+        ahead = (self.samples - self.start_samples) / schemas.SAMPLE_RATE - allowed
         return ahead / MAX_SPEED if ahead > 0 else 0.0
 
     def flush(self) -> list[schemas.Message]:
@@ -247,11 +251,20 @@ class Session:
         if kind == "eof":
             return self.eof(now), []
         if kind == "ping":
-            return [], [{"type": "pong", "timestamp": round(time.time(), 3)}]
+            return [], [self._with_token({"type": "pong", "timestamp": round(time.time(), 3)})]
         if kind == "config":
             return [], [self.configure({k: v for k, v in body.items() if k != "type"})]
         raise ProtocolError("unknown_message",
                             f"unknown message type {shown(kind)} (expected flush, eof, config, ping)")
+
+    def ready_event(self) -> dict:
+        return self._with_token({"type": "ready", "session": self.stream, "config": dataclasses.asdict(self.config)})
+
+    def _with_token(self, event: dict) -> dict:
+        """`resume`: the token that continues this session on a new connection (gateway/ws_resume.py)."""
+        if self.resume is not None:
+            event["resume"] = self.resume.token(self, time.time())
+        return event
 
     def on_bus(self, msg: schemas.Message) -> dict | None:
         """A bus message for this stream → the client event, or None when it is stale or unwanted."""
@@ -259,7 +272,12 @@ class Session:
             self.started.add(msg.utt)
         elif isinstance(msg, schemas.Transcript):
             if msg.kind == "final":
+                if msg.utt in self.finished:
+                    return None  # delivered already: replayed on resume, or it came twice
                 self.finished.add(msg.utt)
+                if self.resume is not None:
+                    self.resume.delivered(msg)
+                    return self._with_token(client_event(msg))
             elif msg.utt in self.finished or not self.config.partials:
                 return None  # a partial that lost the race with its own final
         return client_event(msg)

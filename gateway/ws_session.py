@@ -12,15 +12,14 @@ import dataclasses
 import json
 import logging
 import time
-import uuid
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bus import schemas
-from gateway import models, origins
+from gateway import models, origins, ws_resume
 from gateway.errors import error_body
-from gateway.ws_protocol import ProtocolError, Session, SessionConfig, SessionState, parse_config
+from gateway.ws_protocol import ProtocolError, Session, SessionState
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +79,28 @@ async def stream_endpoint(websocket: WebSocket, handler=None) -> None:
     slot = _Slot(slots)
     try:
         check = models.session_check(models.Catalogue.from_state(websocket.state))
+        frame_samples = schemas.SAMPLE_RATE * cfg.capture.frame_ms // 1000
+        resume = websocket.state.resume
         try:
-            config = parse_config(dict(websocket.query_params), SessionConfig(), cfg.gateway)
-            check(config)  # a model that cannot do this language or task: refused before ready
+            # a model that cannot do the language or task: refused before ready
+            session, resumed = ws_resume.new_session(websocket.query_params, cfg.gateway, resume.signer,
+                                                     frame_samples, time.time(), check)
         except ProtocolError as exc:
             slot.release()
             await _refuse(websocket, exc.code, exc.message, exc.close_code or 1008)
             return
-        frame_samples = schemas.SAMPLE_RATE * cfg.capture.frame_ms // 1000
-        session = Session(f"ws-{uuid.uuid4().hex[:12]}", config, cfg.gateway, frame_samples, check)
-        await (handler or StreamHandler)(websocket, bridge, session, cfg.gateway.ws_idle_timeout_s,
-                                         slot.release).run()
+        catch_up = None
+        if resumed is not None:
+            await resume.live.take_over(session.stream)
+            catch_up = lambda: ws_resume.catch_up(session, resumed, bridge.router, websocket.state.store)  # noqa: E731
+        runner = (handler or StreamHandler)(websocket, bridge, session, cfg.gateway.ws_idle_timeout_s,
+                                            slot.release, catch_up)
+        resume.live.serving(session.stream, runner)
+        try:
+            await runner.run()
+        finally:
+            runner.done.set()
+            resume.live.gone(session.stream, runner)
     finally:
         slot.release()
 
@@ -113,8 +123,9 @@ async def _refuse(websocket: WebSocket, code: str, message: str, close_code: int
 
 class StreamHandler:
     def __init__(self, websocket: WebSocket, bridge, session: Session, idle_timeout_s: float,
-                 release=lambda: None):
+                 release=lambda: None, catch_up=None):
         self.ws = websocket
+        self.catch_up = catch_up  # a resumed session: async () -> the events it missed (gateway/ws_resume.py)
         self.release = release  # frees the session's slot: called once the stream is over, before the close
         self.bridge = bridge
         self.session = session
@@ -126,16 +137,23 @@ class StreamHandler:
         self.protocol_errors = 0
         self.frames_after_eof = 0
         self.receiver: asyncio.Task | None = None
+        self.handed_over = False     # a resumed connection took this session over: no `close` on the bus
+        self.done = asyncio.Event()  # set once the handler has finished (by stream_endpoint)
 
     async def run(self) -> None:
         stream = self.session.stream
         queue = self.bridge.router.watch_stream(stream)
         self.bridge.counters["sessions_opened"] += 1
         log.info("stream opened", extra={"stream": stream, "config": dataclasses.asdict(self.session.config)})
-        self.emit({"type": "ready", "session": stream, "config": dataclasses.asdict(self.session.config)})
+        self.emit(self.session.ready_event())
+        if self.catch_up is not None:   # after watch_stream: live finals wait in `queue` meanwhile
+            for event in await self.catch_up():
+                self.emit(event)
         sender = asyncio.create_task(self._send_loop())
         listener = asyncio.create_task(self._listen_loop(queue))
         self.receiver = asyncio.create_task(self._receive_loop())
+        if self.handed_over:   # taken over while it caught up
+            self.receiver.cancel()
         try:
             await asyncio.wait([self.receiver])
             if not self.receiver.cancelled() and self.receiver.exception() is not None:
@@ -146,7 +164,8 @@ class StreamHandler:
             if not self.client_gone:
                 await self._flush_outbox(sender)
         finally:
-            self._publish(self.session.close())
+            if not self.handed_over:
+                self._publish(self.session.close())
             self.bridge.router.forget_stream(stream)
             tasks = (listener, sender, self.receiver)
             for task in tasks:
@@ -174,6 +193,11 @@ class StreamHandler:
                 log.warning("client does not read its events; closing", extra={"stream": self.session.stream,
                                                                                "queued": self.outbox.qsize()})
             self._end(1008, "slow_consumer")
+
+    def hand_over(self) -> None:
+        """A resumed connection takes this session: end at once, as if the client had left."""
+        self.handed_over = self.client_gone = True
+        self._end(1001, "resumed_elsewhere")
 
     def _end(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason

@@ -116,6 +116,39 @@ def test_ws_and_sse_over_a_real_server(gateway):
     assert {"vad", "partial", "final"} <= {e["type"] for e in mine}
     assert sse_all[0] == ("status", 200) and not [e for e in sse_other if e[0] == "event"]
     assert httpx.get(f"http://{base}/events?color=red").status_code == 400
+    bad = httpx.get(f"http://{base}/events", headers={"Last-Event-ID": "yesterday"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_last_event_id"
+
+
+def test_a_resume_takes_over_a_connection_the_gateway_still_holds(gateway, bus_run_dir):
+    """The client's network dropped and the gateway has not noticed: the resumed connection takes the
+    session over, the old one ends, and vad is never told to close the stream meanwhile."""
+    from bus import schemas
+    from tests.kit import BusClient
+
+    _, base, _ = gateway
+    bus = BusClient(bus_run_dir, prefixes=[schemas.prefix("ctl")])
+
+    async def main():
+        async with websockets.connect(f"ws://{base}/stream?sample_rate=16000") as old:
+            ready = json.loads(await old.recv())
+            await old.send(tone(0.2))
+            async with websockets.connect(f"ws://{base}/stream?resume={ready['resume']}") as new:
+                again = json.loads(await new.recv())
+                await old.wait_closed()
+                await new.send(tone(0.2))
+                taken_over = [m for m in bus.drain(0.5) if isinstance(m, schemas.Close)]
+                await new.send(json.dumps({"type": "eof"}))
+                async for _ in new:
+                    pass
+            return ready, again, old.close_code, old.close_reason, taken_over
+
+    ready, again, code, _, closes_meanwhile = asyncio.run(main())
+    assert again["session"] == ready["session"] and again["config"] == ready["config"] and again["resume"]
+    assert code == 1006   # dropped without a close frame: to a connection that broke, it could take long to send
+    assert not [m for m in closes_meanwhile if m.stream == ready["session"]]
+    assert bus.wait(lambda m: isinstance(m, schemas.Close) and m.stream == ready["session"], 10, "the close")
+    bus.close()
 
 
 def test_cross_origin_pages_are_refused_and_same_origin_served(gateway):
@@ -206,3 +239,4 @@ def test_listener_gets_tcp_nodelay():
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
