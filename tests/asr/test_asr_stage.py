@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 import os
+import signal
 import time
 
 import pytest
@@ -161,3 +162,31 @@ def test_a_speculative_final_is_published_as_the_fresh_decode_would_be(asr_stack
     assert any(isinstance(m, schemas.Heartbeat) and m.counters.get("speculations_confirmed") == 1 for m in beat)
     late = collect(sub, lambda got: False, timeout=2)
     assert not [m for m in finals(late) if m.stream == "guessed"], "the guessed final went out twice"
+
+
+def test_sigterm_mid_decode_exits_at_once_and_the_broker_gets_the_segment_back(asr_stack, eval_clips):
+    """A 29 s piece with the widest beam and every temperature takes ~25 s to decode here; SIGTERM
+    does not wait for it: the worker says `bye`, and the broker queues the piece for another."""
+    cfg, push, sub, asr = asr_stack
+    wait_for_model(sub)
+    push.wait_for_worker()
+    long_clip = pcm_of(eval_clips["ls-1089-134686-0000"]["file"])
+    heavy = {"beam_size": 32, "patience": 10.0, "temperature": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+             "logprob_threshold": 0.0, "compression_ratio_threshold": 0.0}  # every temperature fails: all run
+    push.send(schemas.Segment(utt=0, kind="final", offset=0, pcm=(long_clip * 4)[:29 * 32000], job="slow", index=0,
+                              count=1, options=heavy))
+    deadline = time.monotonic() + 30
+    while not push.broker.ledger and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert push.broker.ledger, "the worker never took the piece"
+    time.sleep(1.0)  # well into the decode
+    started = time.monotonic()
+    asr.popen.send_signal(signal.SIGTERM)
+    assert asr.popen.wait(15) == 0
+    took = time.monotonic() - started
+    assert took < 5.0, f"SIGTERM took {took:.1f} s mid-decode\n{asr.output()[-2000:]}"
+    deadline = time.monotonic() + 5
+    while push.broker.counters.redelivered < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert push.broker.counters.workers_left == 1 and push.broker.counters.redelivered == 1
+    assert len(push.broker.queue) == 1 and not push.broker.ledger
