@@ -80,7 +80,7 @@ class BrokerLink:
             self._send(Done(ticket=segment.ticket))
 
     def forget(self, tickets) -> None:
-        """Tickets the broker took back (`reset: expired`): no `done` is owed for them."""
+        """Tickets the broker took back (`reset: expired`) that will never end here: no `done` is owed."""
         self.outstanding.difference_update(tickets)
 
     def tick(self) -> None:

@@ -186,11 +186,15 @@ class AsrLoop:
         """The broker does not know this worker: say `ready` again. `expired`: it gave what this
         worker held to others, so none of it may be published here (another worker answers it)."""
         if reset.reason == "expired":
-            held = set(self.link.outstanding)
-            self.void_tickets |= held
-            self.link.forget(held | {item.segment.ticket for item in self.queue.take_all()})
+            self.void_tickets |= self.link.outstanding
+            # Queued and held segments are dropped here; decodes under way stay outstanding, and
+            # their `done` (unpublished) gives their slots back to the broker when they end.
+            dropped = [item.segment.ticket for item in self.queue.take_all()]
+            dropped += [final.ticket for final in self.held_finals.values()]
             self.held_finals.clear()
-            log.warning("the segment broker gave this worker's segments to others", extra={"void": len(held)})
+            self.link.forget(dropped)
+            log.warning("the segment broker gave this worker's segments to others",
+                        extra={"void": len(self.void_tickets), "dropped": len(dropped)})
         self.link.ready()
 
     def take(self, segment: schemas.Segment, pub: zmq.Socket) -> None:

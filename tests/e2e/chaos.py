@@ -43,7 +43,12 @@ class ChaosResult:
     job_count: int | None             # pieces vad announced
     bus_finals: Counter               # (stream or job, utt or piece index) → finals seen on the bus
     job_pieces: Counter               # the job's piece index → finals seen on the bus
-    vad_counters: dict = field(default_factory=dict)
+    vad_counters: dict = field(default_factory=dict)        # vad's last heartbeat in the run
+    vad_counters_before: dict = field(default_factory=dict)  # and its first
+
+    def vad_delta(self, name: str) -> float:
+        """How much a vad counter grew during the run."""
+        return self.vad_counters.get(name, 0) - self.vad_counters_before.get(name, 0)
 
     def finals_per_utterance(self) -> list[int]:
         counts = []
@@ -98,10 +103,11 @@ class BusTap:
         with self.lock:
             return [(t, m) for t, m in self.seen if t >= since]
 
-    def asr_pid(self, since: float = 0.0) -> int | None:
-        """The pid of the newest asr heartbeat since `since` from a worker with its model loaded."""
+    def asr_pid(self, since: float = 0.0, spare: frozenset[int] = frozenset()) -> int | None:
+        """The pid of the newest asr heartbeat since `since` from a worker with its model loaded
+        (not one of the `spare` workers, which are never killed)."""
         beats = [m for _, m in self.messages(since) if isinstance(m, schemas.Heartbeat) and m.stage == "asr"
-                 and m.model_status() is not None and m.model_status().loaded]
+                 and m.pid not in spare and m.model_status() is not None and m.model_status().loaded]
         return beats[-1].pid if beats else None
 
     def close(self) -> None:
@@ -138,7 +144,7 @@ def work_in_flight(tap: BusTap, since: float) -> bool:
 
 
 def killer(tap: BusTap, kills: int, first_s: float, every_s: float, started: float, done: threading.Event,
-           out: list[Kill]) -> None:
+           out: list[Kill], spare: frozenset[int] = frozenset()) -> None:
     """SIGKILL asr `kills` times, each when it holds work (see work_in_flight): the first at
     `first_s` or after, the next `every_s` later and only once the restarted worker is up again."""
     next_at = started + first_s
@@ -147,19 +153,19 @@ def killer(tap: BusTap, kills: int, first_s: float, every_s: float, started: flo
             time.sleep(0.02)
         pid = None
         while not done.is_set() and (pid is None or not work_in_flight(tap, next_at)):
-            pid = tap.asr_pid(time.time() - 3) if pid is None else pid
+            pid = tap.asr_pid(time.time() - 3, spare) if pid is None else pid
             time.sleep(0.005)
         if done.is_set():
             return
         os.kill(pid, signal.SIGKILL)
         out.append(Kill(time.time(), pid))
-        while not done.is_set() and tap.asr_pid(out[-1].at) in (None, pid):
+        while not done.is_set() and tap.asr_pid(out[-1].at, spare) in (None, pid):
             time.sleep(0.05)
         next_at = time.time() + every_s
 
 
 def run(stack, stream_clips: list[list[str]], job_clips: list[str], kills: int, first_kill_s: float,
-        kill_every_s: float, end_silence_ms: int = 800) -> ChaosResult:
+        kill_every_s: float, end_silence_ms: int = 800, spare: frozenset[int] = frozenset()) -> ChaosResult:
     tap = BusTap(stack.env)
     done = threading.Event()
     killed: list[Kill] = []
@@ -168,7 +174,7 @@ def run(stack, stream_clips: list[list[str]], job_clips: list[str], kills: int, 
     url = f"{stack.ws}/stream?language=en&end_silence_ms={end_silence_ms}&sample_rate=16000&encoding=f32"
     started = time.time()
     kill_thread = threading.Thread(target=killer, args=(tap, kills, first_kill_s, kill_every_s, started, done,
-                                                        killed), daemon=True)
+                                                        killed, spare), daemon=True)
 
     def upload() -> None:
         try:
@@ -212,4 +218,4 @@ def summarise(tap: BusTap, sessions, utterances, kills: list[Kill], job: dict) -
         bus_finals=Counter((m.job or m.stream, m.index if m.job is not None else m.utt) for _, m in finals),
         job_pieces=Counter(m.index for _, m in finals if m.job is not None and announced
                            and m.job == announced[-1].job),
-        vad_counters=vad[-1].counters if vad else {})
+        vad_counters=vad[-1].counters if vad else {}, vad_counters_before=vad[0].counters if vad else {})
