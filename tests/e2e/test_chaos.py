@@ -38,4 +38,7 @@ def test_asr_killed_twice_under_two_streams_and_a_job_loses_nothing_and_duplicat
     assert result.job_in_order, report
     assert result.duplicated == 0 and result.lost == 0, report
     assert all(kill.recovered_s is not None for kill in result.kills), report
-    assert result.vad_counters["broker_redelivered"] >= 1, report  # the kills did take work with them
+    # The kills took work with them (which kind depends on the moment: the bench's table shows both).
+    taken = result.vad_delta("broker_redelivered") + result.vad_delta("broker_partials_dropped")
+    assert taken >= 1, report
+    assert result.vad_delta("partial_bytes_saved") > 0, report  # partials still go as deltas to their worker
