@@ -53,6 +53,10 @@ def given(deliveries) -> list[tuple[bytes, str, int]]:
     return [(d.worker, d.segment.stream or d.segment.job, d.segment.utt) for d in deliveries]
 
 
+def reset_reasons(replies, identity):
+    return [r.message.reason for r in replies if r.worker == identity and isinstance(r.message, Reset)]
+
+
 def test_segments_wait_until_a_worker_grants_credit_and_each_done_gives_one_back(broker):
     add(broker, piece("j", 0), piece("j", 1), piece("j", 2))
     assert broker.dispatch() == []
@@ -122,10 +126,6 @@ def test_a_silent_worker_is_dropped_its_finals_redelivered_in_order_its_partials
     broker.on_message(B, Ready(worker="worker-b", credit=4, pid=1, host="h"))
     # s's utt 0 goes first and its utt 1 waits for it (one final per stream out); the job keeps its order.
     assert given(broker.dispatch()) == [(B, "s", 0), (B, "j", 0), (B, "j", 1)]
-
-
-def reset_reasons(replies, identity):
-    return [r.message.reason for r in replies if r.worker == identity and isinstance(r.message, Reset)]
 
 
 def test_a_final_seen_on_the_bus_is_never_given_again(broker, clock):
