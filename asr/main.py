@@ -73,9 +73,7 @@ class AsrLoop:
         self.held_finals: dict[str, schemas.Segment] = {}  # stream → its final, waiting on the guess under way
         self.void_tickets: set[int] = set()  # segments the broker gave to another worker: not ours to publish
         self.link: BrokerLink | None = None
-        self.wake_r, self.wake_w = os.pipe()  # a finished decode writes here: the poller wakes at once
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
+        self.wake_r = self.wake_w = -1  # run(): a pipe a finished decode writes to, so the poller wakes at once
         self.history_endpoint = ""
         # Finals are numbered from the clock's milliseconds: a worker that restarts under the same
         # name (a fixed asr.worker, a container's pid) never reuses a number the store has seen.
@@ -127,6 +125,9 @@ class AsrLoop:
         history = HistoryServer.bind(ctx, f"ipc://{self.cfg.run_dir}/asr-history-{os.getpid()}", self.history, bus_cfg)
         self.history_endpoint = history.endpoint
         self.load_model()  # before `ready`: a load that holds the loop must not look like a dead worker
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
         self.link = BrokerLink(ctx, self.cfg, self.worker, self.parallel, self.cfg.asr.model)
         self.link.connect()
         dealer = poller = None
