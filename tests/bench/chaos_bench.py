@@ -9,7 +9,8 @@ worker (a second `python -m asr`, never killed) show the other worker taking the
 Per round: kills, utterances and their finals, lost (an utterance or job piece with no final),
 duplicated (a final on the bus twice), the broker's counters (finals and pieces redelivered,
 partials dropped, redelivery time = the dead worker's last sign of life → its segments back in
-the queue) and recovery (kill → the first final on the bus from another asr process).
+the queue), recovery (kill → the first final on the bus from another asr process) and the finals
+a kill caught (their utterance ended before the kill, their final came after: how late, at most).
 
 usage: python -m tests.bench chaos -- [--rounds 4] [--clips 10] [--kills 3]
 """
@@ -47,6 +48,9 @@ def round_row(number: int, streams: int, spare: int, result: chaos.ChaosResult, 
         "redelivery s": result.vad_counters.get("broker_last_redelivery_s"),
         "recovery s median / max": (f"{statistics.median(recovered):.2f} / {max(recovered):.2f}"
                                     if recovered else "-"),
+        "caught finals": sum(k.caught for k in result.kills),
+        "caught final late s max": max((k.caught_late_s for k in result.kills if k.caught_late_s is not None),
+                                       default="-"),
         "took s": round(took, 1)}
 
 

@@ -31,6 +31,8 @@ class Kill:
     at: float        # wall clock
     pid: int
     recovered_s: float | None = None   # kill → the first final on the bus from another asr process
+    caught: int = 0                    # live finals it caught: their utterance ended before the kill, their final after
+    caught_late_s: float | None = None  # kill → the last of those finals
 
 
 @dataclass
@@ -203,9 +205,17 @@ def run(stack, stream_clips: list[list[str]], job_clips: list[str], kills: int, 
 def summarise(tap: BusTap, sessions, utterances, kills: list[Kill], job: dict) -> ChaosResult:
     messages = tap.messages()
     finals = [(t, m) for t, m in messages if isinstance(m, schemas.Final)]
+    ended = {(m.stream, m.utt): t for t, m in messages if isinstance(m, schemas.SpeechEnd)}
+    first_final: dict[tuple, float] = {}
+    for t, m in finals:
+        if m.stream is not None:
+            first_final.setdefault((m.stream, m.utt), t)
     for kill in kills:
         after = [t for t, m in finals if t > kill.at and not m.worker.endswith(f"-{kill.pid}")]
         kill.recovered_s = round(after[0] - kill.at, 3) if after else None
+        caught = [t for key, t in first_final.items() if t > kill.at and ended.get(key, kill.at) < kill.at]
+        kill.caught = len(caught)
+        kill.caught_late_s = round(max(caught) - kill.at, 3) if caught else None
     announced = [m for _, m in messages if isinstance(m, schemas.JobSegments)]
     response = job.get("response")
     body = response.json() if response is not None and response.headers.get("content-type", "").startswith(
