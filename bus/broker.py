@@ -87,7 +87,7 @@ class _Out:
 class BrokerCounters:
     given: int = 0
     redelivered: int = 0             # finals and job pieces given again after their worker was dropped
-    duplicates_suppressed: int = 0   # answered on the bus already: not given again
+    duplicates_suppressed: int = 0   # queued again, then answered on the bus after all: not given again
     partials_dropped: int = 0        # partials and speculations held by a dropped worker
     answered_on_bus: int = 0         # finals seen on the bus before their worker's done
     workers_joined: int = 0
@@ -189,9 +189,7 @@ class SegmentBroker:
             self._free_lane(out.segment)
             if out.segment.kind != "final":
                 self.counters.partials_dropped += 1
-            elif ticket in self._answered:
-                self.counters.duplicates_suppressed += 1
-            else:
+            else:  # (a final seen on the bus left the ledger then: `final_seen`)
                 self.queue.put_back(out.segment)
                 self.counters.redelivered += 1
         if held:
