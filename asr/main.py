@@ -1,12 +1,14 @@
-"""The asr process: PULL segments from vad, transcribe, PUB transcripts (ARCHITECTURE.md §1, §5).
+"""The asr process: take segments from vad's broker, transcribe, PUB transcripts (ARCHITECTURE.md §1, §5).
 
-One thread owns the sockets: it drains the PULL socket into the SegmentQueue, heartbeats,
-and hands segments to `asr.parallel` inference threads, so a long inference never delays a
-heartbeat and a final never waits behind a partial in progress. At most one final (or
-speculation) and one partial per stream are in flight: a stream's finals go out in order,
-each prompted with the one before. Speculative finals are decoded ahead and published the
-moment their final arrives (asr/speculation.py). Several asr processes, on this host or
-others (tcp:// endpoints), share the PUSH stream from vad.
+One thread owns the sockets: it takes what the segment broker gives (asr/broker_link.py: a
+DEALER that says `ready` with this worker's free decode slots, heartbeats, and says `done` for
+each segment once its transcript or error is published), heartbeats on the bus, and hands
+segments to `asr.parallel` inference threads, so a long inference never delays a heartbeat
+and a final never waits behind a partial in progress. A finished decode wakes the loop at once
+(a pipe in its poller). At most one final (or speculation) and one partial per stream are in
+flight: a stream's finals go out in order, each prompted with the one before. Speculative
+finals are decoded ahead and published the moment their final arrives (asr/speculation.py).
+Several asr processes, on this host or others (tcp:// endpoints), share vad's broker.
 """
 from __future__ import annotations
 
@@ -14,17 +16,19 @@ import dataclasses
 import logging
 import os
 import socket
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version as _version
 
 import zmq
 
+from asr.broker_link import BrokerLink
 from asr.history import FinalHistory, HistoryServer
 from asr.speculation import Speculations
 from asr.transcriber import SegmentTranscriber
 from asr.utterances import UtteranceAudio
-from bus import schemas, sockets
+from bus import schemas, sockets, worker_protocol
 from bus.segment_queue import Queued, SegmentQueue
 from bus.stage import StageRuntime, run_stage
 from config.paths import model_dir
@@ -32,12 +36,6 @@ from config.paths import model_dir
 log = logging.getLogger(__name__)
 POLL_MS = 100
 MODEL_RETRY_S = 10.0
-# What this worker takes off the socket ahead of the ones it is transcribing. File-job
-# segments (up to 30 s each) are held back to one per inference slot, so they wait in vad's
-# outbox, where jobs are served round-robin and shared between workers, and a worker that
-# dies takes little with it. Live segments are small; draining them lets newer partials and
-# finals supersede queued partials here.
-MAX_LOCAL_SEGMENTS = 64
 RUNTIME_VERSION = _version("onnxruntime")
 
 
@@ -68,10 +66,14 @@ class AsrLoop:
         self.transcriber: SegmentTranscriber | None = None
         self.model_error = ""
         self.next_model_try = 0.0
-        self.counters = {"segments_done": 0, "partials_done": 0, "errors": 0, "bad_messages": 0,
-                         "inference_ms_total": 0.0}
+        self.counters = {"segments_done": 0, "partials_done": 0, "errors": 0,
+                         "inference_ms_total": 0.0, "results_void": 0}
         self.pending: dict[Future, Queued] = {}
         self.busy_lanes: set[tuple[str, str]] = set()
+        self.held_finals: dict[str, schemas.Segment] = {}  # stream → its final, waiting on the guess under way
+        self.void_tickets: set[int] = set()  # segments the broker gave to another worker: not ours to publish
+        self.link: BrokerLink | None = None
+        self.wake_r = self.wake_w = -1  # run(): a pipe a finished decode writes to, so the poller wakes at once
         self.history_endpoint = ""
         # Finals are numbered from the clock's milliseconds: a worker that restarts under the same
         # name (a fixed asr.worker, a container's pid) never reuses a number the store has seen.
@@ -87,6 +89,7 @@ class AsrLoop:
                     "in_flight": len(self.pending), "parallel": self.parallel,
                     "partials_superseded": self.queue.partials_superseded, "partial_gaps": self.utterances.gaps,
                     "history": self.history_endpoint, "final_seq": self.history.last,
+                    **({**self.link.counters, "held": len(self.link.outstanding)} if self.link else {}),
                     **{f"speculations_{k}": round(v, 1) for k, v in spec.items()}}
         if self.transcriber is None:
             return False, self.model_error or "loading model", counters
@@ -116,53 +119,84 @@ class AsrLoop:
 
     def run(self) -> None:
         ctx, bus_cfg = self.runtime.ctx, self.cfg.bus
-        pull = sockets.puller(ctx, self.cfg.vad.segments, bus_cfg, bind=False)
         pub = self.runtime.publisher()
         beat = self.runtime.heartbeater(pub, self.state, instance=self.worker, model=self.model_status)
         pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="inference")
         history = HistoryServer.bind(ctx, f"ipc://{self.cfg.run_dir}/asr-history-{os.getpid()}", self.history, bus_cfg)
         self.history_endpoint = history.endpoint
+        self.load_model()  # before `ready`: a load that holds the loop must not look like a dead worker
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.link = BrokerLink(ctx, self.cfg, self.worker, self.parallel, self.cfg.asr.model)
+        self.link.connect()
+        dealer = poller = None
         try:
             while not self.runtime.stopping.is_set():
                 if self.transcriber is None and time.monotonic() >= self.next_model_try:
                     self.load_model()
-                if self.room_for_more():
-                    if pull.poll(POLL_MS if not self.pending else 10):
-                        self.drain(pull, pub)
-                elif self.pending:
-                    wait(list(self.pending), timeout=POLL_MS / 1000, return_when=FIRST_COMPLETED)
+                if dealer is not self.link.sock:  # first turn, or the link reconnected: poll its socket
+                    dealer, poller = self.link.sock, zmq.Poller()
+                    for sock in (dealer, history.sock, self.wake_r):
+                        poller.register(sock, zmq.POLLIN)
+                ready = dict(poller.poll(min(POLL_MS, self.link.wait_ms())))
+                if self.wake_r in ready:
+                    self.drain_wakes()
+                if dealer in ready:
+                    self.drain(pub)
                 self.finish(pub)
                 self.start_next(pool, pub)
                 history.serve()
                 beat.tick()
+                self.link.tick()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            # Decodes under way are not waited for: `bye` has the broker give their segments to others.
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.link.close()
             history.close()
-            pull.close(linger=0)
             pub.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
 
-    def room_for_more(self) -> bool:
-        return self.queue.job_segments < self.parallel and len(self.queue) < MAX_LOCAL_SEGMENTS
+    def drain_wakes(self) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except BlockingIOError:  # empty: every wake read
+            return
 
-    def drain(self, pull: zmq.Socket, pub: zmq.Socket) -> None:
-        while self.room_for_more():
-            try:
-                data = pull.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = schemas.decode(data)
-            except schemas.SchemaError as exc:
-                self.counters["bad_messages"] += 1
-                log.warning("bad message on vad.segments: %s", exc)
-                continue
-            if not isinstance(msg, schemas.Segment):
-                self.counters["bad_messages"] += 1
-                log.warning("unexpected %s on vad.segments", msg.TYPE)
+    def wake(self, _future: Future) -> None:
+        """Called in the inference thread when its decode is done."""
+        try:
+            os.write(self.wake_w, b"\0")
+        except (BlockingIOError, OSError):  # full (the loop has wakes to read already), or closed at exit
+            return
+
+    def drain(self, pub: zmq.Socket) -> None:
+        for msg in self.link.receive():
+            if isinstance(msg, worker_protocol.Reset):
+                self.on_reset(msg)
                 continue
             whole = self.utterances.complete(msg)
-            if whole is not None:  # else: a partial's new audio that joins nothing held here (counted)
-                self.take(whole, pub)
+            if whole is None:  # a partial's new audio that joins nothing held here (counted)
+                self.link.done(msg)
+                continue
+            self.take(whole, pub)
+
+    def on_reset(self, reset: worker_protocol.Reset) -> None:
+        """The broker does not know this worker: say `ready` again. `expired`: it gave what this
+        worker held to others, so none of it may be published here (another worker answers it)."""
+        if reset.reason == "expired":
+            self.void_tickets |= self.link.outstanding
+            # Queued and held segments are dropped here; decodes under way stay outstanding, and
+            # their `done` (unpublished) gives their slots back to the broker when they end.
+            dropped = [item.segment.ticket for item in self.queue.take_all()]
+            dropped += [final.ticket for final in self.held_finals.values()]
+            self.held_finals.clear()
+            self.link.forget(dropped)
+            log.warning("the segment broker gave this worker's segments to others",
+                        extra={"void": len(self.void_tickets), "dropped": len(dropped)})
+        self.link.ready()
 
     def take(self, segment: schemas.Segment, pub: zmq.Socket) -> None:
         """Queue a segment, unless a speculation already answers (or will answer) this final."""
@@ -174,11 +208,16 @@ class AsrLoop:
             else:
                 answer = self.speculations.on_final(segment)
                 if answer is True:  # the guess is under way; it goes out as this final when done
+                    self.held_finals[segment.stream] = segment
                     return
                 if answer:
-                    self.publish(pub, answer)
+                    self.answer(pub, segment, answer)
                     return
-        self.queue.put(segment)
+        self.enqueue(segment)
+
+    def enqueue(self, segment: schemas.Segment) -> None:
+        for displaced in self.queue.put(segment):  # superseded here: its sender is done with it
+            self.link.done(displaced)
 
     def start_next(self, pool: ThreadPoolExecutor, pub: zmq.Socket) -> None:
         while len(self.pending) < self.parallel:
@@ -187,16 +226,18 @@ class AsrLoop:
                 return
             if self.transcriber is None:  # say so now rather than leave the sender waiting
                 if item.segment.kind == "speculative":
-                    self.take_back(item, pub)
+                    self.take_back(item)
                     continue
-                sockets.publish(pub, schemas.Error.about(
+                self.counters["errors"] += 1
+                self.answer(pub, item.segment, schemas.Error.about(
                     item.segment, "model_not_loaded", f"asr {self.worker}: {self.model_error or 'model loading'}",
                     permanent=False, stage="asr"))
-                self.counters["errors"] += 1
                 continue
             if (busy := lane(item.segment)) is not None:
                 self.busy_lanes.add(busy)
-            self.pending[pool.submit(self.transcriber.transcribe, item.segment, item.received)] = item
+            future = pool.submit(self.transcriber.transcribe, item.segment, item.received)
+            self.pending[future] = item
+            future.add_done_callback(self.wake)
 
     def finish(self, pub: zmq.Socket) -> None:
         for future in [f for f in self.pending if f.done()]:
@@ -214,22 +255,40 @@ class AsrLoop:
                 self.counters["segments_done" if msg.kind == "final" else "partials_done"] += 1
                 self.counters["inference_ms_total"] += msg.encode_ms + msg.decode_ms
             if item.segment.kind == "speculative":
-                if isinstance(msg, schemas.Error):  # a guess that failed tells nobody; its final decodes anew
-                    self.take_back(item, pub)
-                    continue
-                final = self.speculations.on_result(item.segment, msg)  # the final, if it came meanwhile
-                if final is True:  # held for its final; news already, as a partial (vad's endpoint adapts to it)
-                    self.publish(pub, as_partial(msg))
-                if isinstance(final, bool):  # held, or voided by speech that went on
-                    continue
-                msg = final
-            self.publish(pub, msg)
+                self.settle_guess(pub, item, msg)
+            else:
+                self.answer(pub, item.segment, msg)
 
-    def take_back(self, item: Queued, pub: zmq.Socket) -> None:
+    def settle_guess(self, pub: zmq.Socket, item: Queued, msg: schemas.Message) -> None:
+        """A speculative decode is done: held for its final, the final's answer, or void."""
+        guess = item.segment
+        if isinstance(msg, schemas.Error):  # a guess that failed tells nobody; its final decodes anew
+            self.take_back(item)
+            return
+        final = self.speculations.on_result(guess, msg)  # the final, if it came meanwhile
+        if final is True and guess.ticket not in self.void_tickets:
+            self.publish(pub, as_partial(msg))  # held for its final; news already (vad's endpoint adapts to it)
+        elif not isinstance(final, bool):
+            waiting = self.held_finals.pop(guess.stream, None)
+            self.answer(pub, waiting or guess, final)
+        self.link.done(guess)
+
+    def answer(self, pub: zmq.Socket, segment: schemas.Segment, msg: schemas.Message) -> None:
+        """Publish what answers `segment` (unless another worker has it now), then tell the broker."""
+        if segment.ticket in self.void_tickets:
+            self.void_tickets.discard(segment.ticket)
+            self.counters["results_void"] += 1
+        else:
+            self.publish(pub, msg)
+        self.link.done(segment)
+
+    def take_back(self, item: Queued) -> None:
         """A speculation that cannot be decoded: the final waiting on it goes through the queue."""
         waiting = self.speculations.on_failure(item.segment)
+        self.held_finals.pop(item.segment.stream, None)
         if waiting is not None:
-            self.queue.put(waiting)
+            self.enqueue(waiting)
+        self.link.done(item.segment)
 
     def publish(self, pub: zmq.Socket, msg: schemas.Message) -> None:
         if isinstance(msg, schemas.Partial) and not msg.text:
@@ -248,4 +307,12 @@ def loop(runtime: StageRuntime) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage("asr", loop, argv)
+    code = run_stage("asr", loop, argv)
+    if any(t.name.startswith("inference") and t.is_alive() for t in threading.enumerate()):
+        # A decode under way cannot be interrupted (onnxruntime holds its thread) and its result is
+        # not wanted: the broker gave this worker's segments to others. Interpreter exit would join
+        # the thread (seconds, for a long beam search), so leave now; sockets are closed already.
+        log.info("stopped with a decode under way: not waited for")
+        logging.shutdown()
+        os._exit(code)
+    return code

@@ -173,6 +173,7 @@ class Segment(Message):
     voiced: bytes = b""
     voiced_frame_ms: int = 0
     utt_offset: int | None = None  # live: the utterance's first sample
+    ticket: int | None = None      # the segment broker's number for it (bus/broker.py); the worker's `done` echoes it
 
     @property
     def is_delta(self) -> bool:
@@ -459,7 +460,7 @@ def _check(cls_name: str, name: str, value: Any, allowed: tuple) -> Any:
         raise SchemaError(f"{cls_name.lower()}.{name} = {value!r}: expected one of {', '.join(choices)}")
     if name in _ID_FIELDS and value is not None and (value or name != "stage"):  # Error.stage defaults to ""
         check_id(value, name)
-    if name in ("seq", "offset", "utt", "count", "pid") and value is not None and value < 0:
+    if name in ("seq", "offset", "utt", "count", "pid", "ticket") and value is not None and value < 0:
         raise SchemaError(f"{cls_name.lower()}.{name} = {value}: must not be negative")
     return value
 

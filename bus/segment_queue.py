@@ -11,6 +11,9 @@
 - file-job segments (all finals) are taken round-robin across jobs, so a short file is not
   stuck behind a long one; partials and job segments alternate so neither starves the other.
 
+`put()` returns what the new segment displaced (a superseded partial, a voided guess), so a
+caller that owes its sender an answer for each segment can give it; `put_back()` returns a
+segment to the head of its line (a broker redelivering what a dead worker held).
 `peek()` names the next item without taking it (a sender tries to send it first), `pop()`
 takes exactly that item, `get()` does both; each takes an optional `skip(item)` that passes
 over items a caller cannot start now (asr: a stream with work in flight). `drop_oldest()`
@@ -56,26 +59,43 @@ class SegmentQueue:
     def job_segments(self) -> int:
         return sum(map(len, self.jobs.values()))
 
-    def put(self, segment: Segment, received: float | None = None) -> None:
+    def put(self, segment: Segment, received: float | None = None) -> list[Segment]:
+        """Queue a segment; return the queued segments it displaced (superseded or voided)."""
         item = Queued(segment, received if received is not None else time.monotonic())
         self.pcm_bytes += len(segment.pcm)
         if segment.job is not None:
             self.jobs.setdefault(segment.job, deque()).append(item)
-            return
+            return []
         key = (segment.stream or "", segment.utt)
+        displaced = []
         if key in self.speculative:  # speech went on (a partial) or ended (the final): the guess is stale
-            self.pcm_bytes -= len(self.speculative.pop(key).segment.pcm)
+            displaced.append(self.speculative.pop(key).segment)
             self.speculations_voided += 1
         if key in self.partials:
             # Whatever arrives now for this utterance covers at least as much audio.
-            self.pcm_bytes -= len(self.partials.pop(key).segment.pcm)
+            displaced.append(self.partials.pop(key).segment)
             self.partials_superseded += 1
+        self.pcm_bytes -= sum(len(old.pcm) for old in displaced)
         if segment.kind == "final":
             self.live_finals.append(item)
         elif segment.kind == "speculative":
             self.speculative[key] = item
         else:
             self.partials[key] = item
+        return displaced
+
+    def put_back(self, segment: Segment, received: float | None = None) -> None:
+        """A final or job piece back at the head of its line (it was taken before the ones queued)."""
+        if segment.kind != "final":
+            raise ValueError(f"only a final or a job piece goes back to the head of the queue, not a {segment.kind}")
+        item = Queued(segment, received if received is not None else time.monotonic())
+        self.pcm_bytes += len(segment.pcm)
+        if segment.job is None:
+            self.live_finals.appendleft(item)
+            return
+        line = self.jobs.setdefault(segment.job, deque())
+        line.appendleft(item)
+        self.jobs.move_to_end(segment.job, last=False)
 
     def _choose(self, skip: Skip) -> tuple[str, object] | None:
         """(where, key) of the next item that `skip` does not pass over."""

@@ -72,6 +72,19 @@ def puller(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool) -> zm
     return make_socket(ctx, zmq.PULL, endpoint, cfg, bind=bind, hwm=cfg.push_hwm)
 
 
+def router(ctx: zmq.Context, endpoint: str, cfg: BusConfig, hwm: int) -> zmq.Socket:
+    """ROUTER bound at a broker's endpoint (vad.segments): addresses each DEALER peer by identity.
+    A message to a peer that is gone is dropped by ZeroMQ; the broker's ledger covers that."""
+    return make_socket(ctx, zmq.ROUTER, endpoint, cfg, bind=True, hwm=hwm)
+
+
+def dealer(ctx: zmq.Context, endpoint: str, cfg: BusConfig, hwm: int) -> zmq.Socket:
+    """DEALER connected to a broker; LINGER 0 on close, so a reconnect never waits on a dead peer."""
+    sock = make_socket(ctx, zmq.DEALER, endpoint, cfg, bind=False, hwm=hwm)
+    sock.setsockopt(zmq.LINGER, 0)
+    return sock
+
+
 def received(sub: zmq.Socket, limit: int, on_bad: Callable[[schemas.SchemaError], None]):
     """The PUB messages waiting on `sub` now, decoded, at most `limit`; each malformed one goes to
     `on_bad` (count it, log it) instead of stopping the others."""

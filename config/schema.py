@@ -98,6 +98,9 @@ class VadConfig:
     job_max_segment_s: float = _f(30.0, min=2.0, max=30.0)
     energy_gate_dbfs: float = _f(-100.0, min=-100.0, max=0.0)
     outbox_max_mb: int = _f(256, min=1, max=65536)
+    # The segment broker on `segments` (bus/broker.py): workers and broker heartbeat each other
+    worker_heartbeat_ms: int = _f(500, min=20, max=60000)
+    worker_liveness: int = _f(3, min=1, max=100)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""The vad process: wires the bus, the job PULL and the segment PUSH around StreamTable.
+"""The vad process: wires the bus, the job PULL and the segment broker around StreamTable.
 
-SUB audio/, ctl/ and text/ (asr's partials, for endpoints that adapt to them) → StreamTable → PUB vad/ events (and errors), PUSH segments
-through a SegmentOutbox (queue policy of bus.segment_queue, bounded by
-vad.outbox_max_mb). PULL vad.jobs → JobWorker (cuts in its own thread, one job at
-a time) → PUB job_segments, PUSH pieces. The loop thread owns every socket.
-On SIGTERM open utterances are finished and the outbox gets ~1 s to drain.
+SUB audio/, ctl/ and text/ (asr's partials, for endpoints that adapt to them) → StreamTable → PUB
+vad/ events (and errors); segments wait in a SegmentOutbox (queue policy of bus.segment_queue,
+bounded by vad.outbox_max_mb) until the SegmentBroker (bus/broker.py) gives them to asr workers
+over a ROUTER (workers connect DEALER, say `ready` with their credit, heartbeat, and say `done`).
+Finals seen on text/ and job/ tell the broker what is answered. PULL vad.jobs → JobWorker (cuts
+in its own thread, one job at a time) → PUB job_segments, queue pieces. The loop thread owns every
+socket. On SIGTERM open utterances are finished and the outbox gets ~1 s to drain.
 """
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from collections import Counter
 
 import zmq
 
-from bus import schemas, sockets
+from bus import schemas, sockets, worker_protocol
+from bus.broker import SegmentBroker
 from bus.stage import StageRuntime, run_stage
-from bus.status import HealthTable
 from vad.deltas import PartialDeltas
 from vad.job_worker import CutResult, JobWorker
 from vad.outbox import STALL_S, SegmentOutbox
@@ -27,6 +29,7 @@ POLL_MS = 50
 MAX_BATCH = 500  # bus messages handled per turn before the outbox and heartbeat get their turn
 EXPIRE_EVERY_S = 1.0
 DRAIN_ON_STOP_S = 1.0  # on SIGTERM: how long finished segments may wait for a worker
+WORKER_HWM = 1000  # per worker on the segments ROUTER: credit bounds the segments, the rest is heartbeats
 
 
 class VadLoop:
@@ -36,7 +39,7 @@ class VadLoop:
         self.table = StreamTable(cfg.vad)
         self.outbox = SegmentOutbox(cfg.vad.outbox_max_mb * 1024 * 1024)
         self.job_worker = JobWorker(cfg.vad)
-        self.workers = HealthTable(forget_after_s=cfg.bus.heartbeat_timeout_s * 2)
+        self.broker = SegmentBroker(self.outbox.queue, cfg.vad.worker_heartbeat_ms / 1000, cfg.vad.worker_liveness)
         self.deltas = PartialDeltas()
         self.segment_bytes: Counter[str] = Counter()  # PCM bytes pushed to asr, by kind
         self.bad_messages = 0
@@ -49,10 +52,11 @@ class VadLoop:
         counters = self.table.snapshot()
         counters.update(bad_messages=self.bad_messages, jobs=self.jobs, bad_jobs=self.bad_jobs,
                         job_cutting=self.job_worker.busy, outbox_depth=len(self.outbox),
-                        outbox_mb=round(self.outbox.pcm_bytes / 2 ** 20, 1), asr_workers=len(self.deltas.workers),
+                        outbox_mb=round(self.outbox.pcm_bytes / 2 ** 20, 1), asr_workers=len(self.broker.workers),
                         **{f"pushed_bytes_{k}": v for k, v in self.segment_bytes.items()},
                         partial_bytes_saved=self.deltas.bytes_saved,
-                        **{f"outbox_{k}": v for k, v in vars(self.outbox.counters).items()})
+                        **{f"outbox_{k}": v for k, v in vars(self.outbox.counters).items()},
+                        **{f"broker_{k}": v for k, v in self.broker.snapshot().items()})
         if self.outbox.stalled_for() > STALL_S:
             return False, f"backlog: {len(self.outbox)} segments waiting, no asr worker?", counters
         return True, "ok", counters
@@ -62,27 +66,32 @@ class VadLoop:
         sub = pub = jobs = segments = None
         self.job_worker.start()
         try:
-            # text/: asr's partials, which the endpoints adapt to; health/asr/: how many asr workers there are
-            sub = sockets.subscriber(ctx, cfg.bus, [b"audio/", b"ctl/", b"text/", b"health/asr/"])
+            # text/: asr's partials, which the endpoints adapt to, and its finals (answered, for the
+            # broker's ledger); job/: the finals of file-job pieces
+            sub = sockets.subscriber(ctx, cfg.bus, [b"audio/", b"ctl/", b"text/", b"job/"])
             pub = sockets.publisher(ctx, cfg.bus)
             jobs = sockets.puller(ctx, cfg.vad.jobs, cfg.bus, bind=True)
-            segments = sockets.pusher(ctx, cfg.vad.segments, cfg.bus, bind=True)
+            segments = sockets.router(ctx, cfg.vad.segments, cfg.bus, hwm=WORKER_HWM)
             heart = self.rt.heartbeater(pub, self.state)
             bus_only, bus_and_jobs = zmq.Poller(), zmq.Poller()
-            bus_only.register(sub, zmq.POLLIN)
-            bus_and_jobs.register(sub, zmq.POLLIN)
+            for sock in (sub, segments):
+                bus_only.register(sock, zmq.POLLIN)
+                bus_and_jobs.register(sock, zmq.POLLIN)
             bus_and_jobs.register(jobs, zmq.POLLIN)
             log.info("vad ready", extra={"jobs": cfg.vad.jobs, "segments": cfg.vad.segments})
             while not self.rt.stopping.is_set():
                 # A new job is read only when the cutter is free: the PUSH pipe holds the rest.
                 poller = bus_only if self.job_worker.busy else bus_and_jobs
-                ready = dict(poller.poll(POLL_MS if not self.outbox else 10))
+                ready = dict(poller.poll(min(POLL_MS, int(self.broker.wait_s() * 1000) + 1)))
                 if sub in ready:
                     self.drain_bus(sub, pub)
+                if segments in ready:
+                    self.serve_workers(segments)
                 if jobs in ready:
                     self.job_worker.submit(jobs.recv(zmq.NOBLOCK))
                 self.collect_jobs(pub)
                 self.send_segments(segments)
+                self.send_replies(segments, self.broker.tick())
                 self.expire(pub)
                 heart.tick()
             self.finish(pub, segments)
@@ -100,9 +109,10 @@ class VadLoop:
 
     def drain_bus(self, sub: zmq.Socket, pub: zmq.Socket) -> None:
         for msg in sockets.received(sub, MAX_BATCH, self.bad_message):
-            if isinstance(msg, schemas.Heartbeat):
-                self.see_workers(msg)
-                continue
+            if isinstance(msg, schemas.Final):
+                self.broker.final_seen(msg.stream, msg.job, msg.utt, msg.index)
+            if isinstance(msg, (schemas.Transcript, schemas.Error, schemas.JobSegments)) and msg.job is not None:
+                continue  # job/: only its finals matter here
             self.route(self.table.handle(msg, time.time()), pub)
 
     def route(self, messages: list[schemas.Message], pub: zmq.Socket) -> None:
@@ -113,8 +123,8 @@ class VadLoop:
                 sockets.publish(pub, msg)
 
     def queue_segment(self, segment: schemas.Segment, pub: zmq.Socket) -> None:
-        """Into the outbox; a final pushed out by the memory bound is reported on the bus."""
-        for dropped in self.outbox.add(segment):
+        """Into the outbox, with the broker's ticket; a final pushed out by the memory bound is reported."""
+        for dropped in self.outbox.add(self.broker.ticketed(segment)):
             self.report_unsent(pub, dropped, "overloaded",
                                f"vad's outbox is over vad.outbox_max_mb ({self.rt.config.vad.outbox_max_mb} MB) "
                                f"with no asr worker keeping up: segment dropped")
@@ -146,23 +156,42 @@ class VadLoop:
         log.info("job cut", extra={"job": result.job, "count": result.announce.count,
                                    "duration_s": result.announce.duration})
 
-    def send_segments(self, segments: zmq.Socket, timeout_ms: int = 0) -> None:
-        while self.outbox:
-            original = self.outbox.peek()
-            sent = self.deltas.shape(original)
-            if not sockets.push(segments, sent, timeout_ms=timeout_ms):
-                self.outbox.counters.blocked += 1
+    def serve_workers(self, segments: zmq.Socket) -> None:
+        """Every message the asr workers sent: ready, heartbeat, done, bye."""
+        for _ in range(MAX_BATCH):
+            try:
+                frames = segments.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
                 return
-            self.outbox.pop()
-            self.deltas.pushed_ok(original, sent)
-            self.segment_bytes[original.kind if original.job is None else "job"] += len(sent.pcm)
+            try:
+                if len(frames) != 2:
+                    raise schemas.SchemaError(f"expected [identity, message] from a worker, got {len(frames)} frames")
+                msg = worker_protocol.decode_from_worker(frames[1])
+            except schemas.SchemaError as exc:
+                self.bad_message(exc)
+                continue
+            if isinstance(msg, worker_protocol.Ready):
+                log.info("asr worker ready", extra={"worker": msg.worker, "credit": msg.credit, "model": msg.model})
+            self.send_replies(segments, self.broker.on_message(frames[0], msg))
 
-    def see_workers(self, heartbeat: schemas.Heartbeat) -> None:
-        """asr heartbeats tell how many workers share the segments pipe (see vad/deltas.py)."""
-        now = time.monotonic()
-        self.workers.see(heartbeat, now)
-        alive = self.workers.fresh(now, self.rt.config.bus.heartbeat_timeout_s)
-        self.deltas.set_workers(frozenset(row.heartbeat.instance for row in alive))
+    def send_replies(self, segments: zmq.Socket, replies) -> None:
+        for reply in replies:
+            if isinstance(reply.message, worker_protocol.Reset):
+                self.deltas.forget_worker(reply.worker)
+                if reply.message.reason == "expired":
+                    log.warning("asr worker dropped: its finals go to another worker",
+                                extra={"broker": self.broker.snapshot()})
+            segments.send_multipart([reply.worker, worker_protocol.encode(reply.message)])
+
+    def send_segments(self, segments: zmq.Socket) -> None:
+        """What the broker gives out now, each as a delta where its worker holds the rest."""
+        for delivery in self.broker.dispatch():
+            original = delivery.segment
+            sent = self.deltas.shape(original, delivery.worker)
+            segments.send_multipart([delivery.worker, worker_protocol.encode(sent)], copy=False)
+            self.outbox.given()
+            self.deltas.pushed_ok(original, sent, delivery.worker)
+            self.segment_bytes[original.kind if original.job is None else "job"] += len(sent.pcm)
 
     def expire(self, pub: zmq.Socket) -> None:
         if time.monotonic() < self.next_expire:
@@ -175,7 +204,9 @@ class VadLoop:
         self.route(self.table.flush_all(time.time()), pub)
         deadline = time.monotonic() + DRAIN_ON_STOP_S
         while self.outbox and time.monotonic() < deadline:
-            self.send_segments(segments, timeout_ms=max(1, min(50, int((deadline - time.monotonic()) * 1000))))
+            if segments.poll(max(1, min(50, int((deadline - time.monotonic()) * 1000)))):
+                self.serve_workers(segments)
+            self.send_segments(segments)
         left: Counter[str] = Counter()
         for segment in self.outbox.take_all():
             left["job_pieces" if segment.job is not None else f"{segment.kind}s"] += 1

@@ -1,8 +1,7 @@
 """Segments waiting for an asr worker, in the shared queue order, bounded in memory.
 
-PUSH blocks when no worker is connected or every worker is behind (bus.push_hwm
-is small on purpose), and the vad loop must keep reading audio meanwhile, so
-segments wait here, ordered by `bus.segment_queue.SegmentQueue`: live finals
+The segment broker (bus/broker.py) gives a segment out only to a worker with a free slot,
+and the vad loop must keep reading audio meanwhile, so segments wait here, ordered by `bus.segment_queue.SegmentQueue`: live finals
 first, only the newest partial per utterance, file-job pieces round-robin across
 jobs. The outbox holds at most `max_bytes` of PCM: past that the oldest partials
 go first, then the oldest finals and job pieces; every dropped final is returned
@@ -24,7 +23,6 @@ class OutboxCounters:
     queued: int = 0
     sent: int = 0
     partials_superseded: int = 0
-    blocked: int = 0          # times a send found no worker ready
     max_depth: int = 0
     dropped_partials: int = 0  # over max_bytes
     dropped_finals: int = 0    # over max_bytes: each one reported as an `overloaded` error
@@ -75,6 +73,11 @@ class SegmentOutbox:
         self.counters.sent += 1
         self._progress = self._clock()
         return item.segment
+
+    def given(self) -> None:
+        """The broker gave one segment of this queue to a worker."""
+        self.counters.sent += 1
+        self._progress = self._clock()
 
     def take_all(self) -> list[Segment]:
         """Empty the outbox without counting anything as sent (on shutdown, to report what is left)."""

@@ -1,4 +1,4 @@
-"""The asr process, alone: a recorded segments file is pushed into it as vad would, and
+"""The asr process, alone: a recorded segments file is given to it as vad's broker would, and
 the transcripts it publishes through a real bus are checked (ARCHITECTURE.md §5 step 4).
 
 Real processes (`python -m bus`, `python -m asr`), real ZeroMQ over ipc://, the real
@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 import os
+import signal
 import time
 
 import pytest
@@ -19,6 +20,7 @@ from bus.recording import Record, RecordingWriter, read_records
 from config import load_config
 from bus.pcm import to_pcm
 from tests.asr.wer import wer
+from tests.segment_peers import BrokerPeer
 
 pytestmark = pytest.mark.slow
 
@@ -72,10 +74,10 @@ def asr_stack(run_dir, spawn, tiny_model_dir):
     asr = spawn(["-m", "asr"], env=env, name="asr")
     cfg = load_config(env=env)
     ctx = zmq.Context()
-    push = sockets.pusher(ctx, cfg.vad.segments, cfg.bus, bind=True)  # the test plays vad
+    push = BrokerPeer(ctx, cfg.vad.segments)  # the test plays vad: the real broker on a ROUTER
     sub = sockets.subscriber(ctx, cfg.bus, [b"text/", b"job/", b"health/asr/"])
     yield cfg, push, sub, asr
-    push.close(linger=0)
+    push.close()
     sub.close(linger=0)
     ctx.term()
 
@@ -85,7 +87,7 @@ def test_replayed_segments_give_transcripts_newest_partial_only_finals_all(asr_s
     heartbeat = wait_for_model(sub)
     assert heartbeat.model_status().name and heartbeat.ok
     for record in read_records(io.BytesIO(segments_recording(eval_clips))):
-        push.send(record.payload)
+        push.send(schemas.decode(record.payload))
     finals_wanted = {("busy", 0), ("mic1", 2), ("mic1", 3), ("j2", 0), ("j2", 1)}
 
     def done(got):
@@ -109,19 +111,27 @@ def test_replayed_segments_give_transcripts_newest_partial_only_finals_all(asr_s
 def test_bad_segments_get_error_messages_and_the_worker_keeps_serving(asr_stack, eval_clips):
     cfg, push, sub, asr = asr_stack
     wait_for_model(sub)
-    push.send(b"\x93not a segment")                                        # not msgpack map
-    push.send(schemas.encode(schemas.Segment(utt=1, kind="final", offset=0, pcm=b"\x01\x02\x03", stream="s")))
-    push.send(schemas.encode(schemas.Segment(utt=2, kind="final", offset=0, pcm=b"", stream="s")))
+    push.wait_for_worker()
+    push.send_raw(b"\x93not a segment")                                    # not msgpack map
+    push.send(schemas.Segment(utt=1, kind="final", offset=0, pcm=b"\x01\x02\x03", stream="s"))
+    push.send(schemas.Segment(utt=2, kind="final", offset=0, pcm=b"", stream="s"))
     good = pcm_of(eval_clips["ls-1089-134691-0000"]["file"])
-    push.send(schemas.encode(schemas.Segment(utt=3, kind="final", offset=0, pcm=good, stream="s")))
+    # A client's absurd decoding options are checked again here, before anything is allocated
+    # (a beam of 10**9 once took a worker to 12 GB): a counted error, and the worker goes on.
+    push.send(schemas.Segment(utt=0, kind="final", offset=0, pcm=good, job="huge", index=0, count=1,
+                              options={"beam_size": 10**9}))
+    push.send(schemas.Segment(utt=3, kind="final", offset=0, pcm=good, stream="s"))
     got = collect(sub, lambda got: any(isinstance(m, schemas.Transcript) and m.utt == 3 for m in got), 60)
-    errors = {m.utt: m for m in got if isinstance(m, schemas.Error)}
+    errors = {m.utt: m for m in got if isinstance(m, schemas.Error) and m.stream == "s"}
     assert errors[1].code == "bad_segment" and "odd number of bytes" in errors[1].message
     assert 2 in errors and errors[2].permanent
+    [huge] = [m for m in got if isinstance(m, schemas.Error) and m.job == "huge"]
+    assert huge.code == "bad_segment" and "beam_size must be an int from 1 to 32" in huge.message
     final = next(m for m in got if isinstance(m, schemas.Transcript) and m.utt == 3)
     assert "wait" in final.text.lower()
     def counted(got):
-        return any(isinstance(m, schemas.Heartbeat) and m.counters.get("bad_messages", 0) >= 1 for m in got)
+        return any(isinstance(m, schemas.Heartbeat) and m.counters.get("bad_messages", 0) >= 1
+                   and m.counters.get("errors", 0) >= 3 for m in got)
     beats = collect(sub, counted, 30)
     assert counted(beats), [m.counters for m in beats if isinstance(m, schemas.Heartbeat)][-1:]
     assert asr.popen.poll() is None
@@ -134,8 +144,8 @@ def test_a_speculative_final_is_published_as_the_fresh_decode_would_be(asr_stack
     wait_for_model(sub)
     pcm = pcm_of(eval_clips["ls-1089-134691-0001"]["file"])
 
-    def live(kind: str, stream: str) -> bytes:
-        return schemas.encode(schemas.Segment(utt=7, kind=kind, offset=0, pcm=pcm, stream=stream, utt_offset=0))
+    def live(kind: str, stream: str) -> schemas.Segment:
+        return schemas.Segment(utt=7, kind=kind, offset=0, pcm=pcm, stream=stream, utt_offset=0)
     push.send(live("final", "fresh"))
     push.send(live("speculative", "guessed"))
     time.sleep(1.0)  # the guess is decoded (or under way) before its final comes
@@ -152,3 +162,31 @@ def test_a_speculative_final_is_published_as_the_fresh_decode_would_be(asr_stack
     assert any(isinstance(m, schemas.Heartbeat) and m.counters.get("speculations_confirmed") == 1 for m in beat)
     late = collect(sub, lambda got: False, timeout=2)
     assert not [m for m in finals(late) if m.stream == "guessed"], "the guessed final went out twice"
+
+
+def test_sigterm_mid_decode_exits_at_once_and_the_broker_gets_the_segment_back(asr_stack, eval_clips):
+    """A 29 s piece with the widest beam and every temperature takes ~25 s to decode here; SIGTERM
+    does not wait for it: the worker says `bye`, and the broker queues the piece for another."""
+    cfg, push, sub, asr = asr_stack
+    wait_for_model(sub)
+    push.wait_for_worker()
+    long_clip = pcm_of(eval_clips["ls-1089-134686-0000"]["file"])
+    heavy = {"beam_size": 32, "patience": 10.0, "temperature": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+             "logprob_threshold": 0.0, "compression_ratio_threshold": 0.0}  # every temperature fails: all run
+    push.send(schemas.Segment(utt=0, kind="final", offset=0, pcm=(long_clip * 4)[:29 * 32000], job="slow", index=0,
+                              count=1, options=heavy))
+    deadline = time.monotonic() + 30
+    while not push.broker.ledger and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert push.broker.ledger, "the worker never took the piece"
+    time.sleep(1.0)  # well into the decode
+    started = time.monotonic()
+    asr.popen.send_signal(signal.SIGTERM)
+    assert asr.popen.wait(15) == 0
+    took = time.monotonic() - started
+    assert took < 5.0, f"SIGTERM took {took:.1f} s mid-decode\n{asr.output()[-2000:]}"
+    deadline = time.monotonic() + 5
+    while push.broker.counters.redelivered < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert push.broker.counters.workers_left == 1 and push.broker.counters.redelivered == 1
+    assert len(push.broker.queue) == 1 and not push.broker.ledger

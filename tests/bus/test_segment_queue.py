@@ -79,3 +79,30 @@ def test_peek_names_what_pop_takes_and_bytes_are_counted():
         peeked = q.peek()
         assert q.pop() is peeked
     assert q.pcm_bytes == 0 and len(q) == 0
+
+
+def test_put_returns_what_it_displaced():
+    q = SegmentQueue()
+    first, guess = seg(offset=1), seg(kind="speculative", offset=2)
+    assert q.put(first) == []
+    assert q.put(guess) == [first]
+    assert q.put(seg(kind="final", offset=3)) == [guess]
+    assert q.put(seg(job="j", index=0)) == [] and q.pcm_bytes == 4
+
+
+def test_put_back_goes_to_the_head_of_its_line():
+    q = SegmentQueue()
+    q.put(seg(kind="final", utt=2))
+    q.put(seg(kind="final", job="a", index=1))
+    q.put(seg(kind="final", job="b", index=0))
+    q.put_back(seg(kind="final", utt=1))
+    q.put_back(seg(kind="final", job="b", index=7))
+    q.put_back(seg(kind="final", job="a", index=0))
+    got = [(s.stream or s.job, s.utt if s.stream else s.index) for s in drain(q)]
+    assert got == [("s1", 1), ("s1", 2), ("a", 0), ("b", 7), ("a", 1), ("b", 0)]
+    try:
+        q.put_back(seg())
+    except ValueError as exc:
+        assert "not a partial" in str(exc)
+    else:
+        raise AssertionError("a partial was put back")

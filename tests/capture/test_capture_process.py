@@ -17,6 +17,7 @@ from capture.main import credential_warnings
 from config.schema import SourceConfig
 from tests.kit import (EVAL_DIR, REPO, BusClient, load_clip, need_eval, start_bus, synth_stream,
                            wait_subscribed)
+from tests.segment_peers import SegmentTaker
 
 A = "asr/librispeech/7902-96591-0000.flac"   # 16 kHz FLAC
 B = "asr/ljspeech/LJ002-0020.wav"             # 22.05 kHz WAV
@@ -120,8 +121,7 @@ def test_a_vad_that_starts_late_learns_the_options_from_the_repeated_open(spawn,
     client.wait(lambda m: isinstance(m, schemas.Open) and m.stream == "de1", what="capture's first open")
     vad = spawn(["-m", "vad"], env=env, name="vad")  # after that open: this vad never saw it
     ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.connect(f"ipc://{run_dir}/vad-segments")
+    pull = SegmentTaker(ctx, f"ipc://{run_dir}/vad-segments")  # an asr worker, to vad's broker
     try:
         hb = client.heartbeat("vad", lambda h: h.counters.get("repeated_opens", 0) >= 1)
         assert hb.counters.get("opens", 0) >= 1

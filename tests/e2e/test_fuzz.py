@@ -165,7 +165,7 @@ STAGES = ("gateway", "vad", "asr")
 
 @pytest.fixture
 def fuzz_asr(stack):
-    """A second asr worker whose segments PULL connects to our own PUSH (vad's socket is vad's alone)."""
+    """A second asr worker whose broker link connects to our own ROUTER (vad's broker is vad's alone)."""
     endpoint = f"ipc://{stack.run_dir}/fuzz-segments"
     env = dict(stack.env, VOXBUS_VAD__SEGMENTS=endpoint)
     proc = subprocess.Popen([sys.executable, "-m", "asr"], env=env, cwd=REPO, stdin=subprocess.DEVNULL,
@@ -185,7 +185,8 @@ def test_fuzz_bus(stack, fuzz_asr):
     pub = sockets.publisher(ctx, cfg.bus)
     sub = sockets.subscriber(ctx, cfg.bus, [b"health/"])
     to_vad = sockets.pusher(ctx, cfg.vad.jobs, cfg.bus, bind=False)
-    to_asr = sockets.pusher(ctx, endpoint, cfg.bus, bind=True)
+    to_asr = sockets.router(ctx, endpoint, cfg.bus, hwm=10 * BUS_PUSH_ASR)  # plays vad's broker to the fuzz worker
+    to_broker = sockets.dealer(ctx, cfg.vad.segments, cfg.bus, hwm=10 * BUS_PUSH_ASR)  # plays a worker to vad
     try:
         before = _heartbeat_counters(sub, lambda seen: {k.split(":")[0] for k in seen} >= set(STAGES))
         time.sleep(0.5)  # our PUB's subscription handshake with the proxy
@@ -198,16 +199,18 @@ def test_fuzz_bus(stack, fuzz_asr):
             assert to_vad.poll(30000, zmq.POLLOUT), "vad's job socket took nothing for 30 s"
             to_vad.send(cases.bus_payload(rng))
         log.warning("vad took %d junk jobs in %.1f s", BUS_PUSH_VAD, time.monotonic() - started)
+        assert to_asr.poll(30000), "the fuzz asr worker never said ready"
+        worker = to_asr.recv_multipart()[0]
         for _ in range(BUS_PUSH_ASR):
-            assert to_asr.poll(30000, zmq.POLLOUT), "the fuzz asr worker never connected"
-            to_asr.send(cases.bus_payload(rng))
+            to_asr.send_multipart([worker, cases.bus_payload(rng)])
+            to_broker.send(cases.bus_payload(rng))
         after = _heartbeat_counters(sub, lambda seen: all(_bad_total(seen, stage) > _bad_total(before, stage)
                                                           for stage in STAGES), 30)
     finally:
-        for sock in (pub, sub, to_vad, to_asr):
+        for sock in (pub, sub, to_vad, to_asr, to_broker):
             sock.close(linger=0)
         ctx.term()
-    counts["bus"] += BUS_PUB + BUS_PUSH_VAD + BUS_PUSH_ASR
+    counts["bus"] += BUS_PUB + BUS_PUSH_VAD + 2 * BUS_PUSH_ASR
     assert asr_proc.poll() is None, (stack.run_dir / "fuzz-asr.log").read_text()[-2000:]
     for stage in STAGES:
         assert _bad_total(after, stage) > _bad_total(before, stage), (stage, before, after)

@@ -15,19 +15,18 @@ def partial(utt: int, start: int, samples: int, stream: str = "s", kind: str = "
                            voiced=b"\x01" * (samples // 480), voiced_frame_ms=30)
 
 
-def push_all(deltas: PartialDeltas, segments):
+def push_all(deltas: PartialDeltas, segments, worker: bytes = b"asr-1"):
     sent = []
     for segment in segments:
-        shaped = deltas.shape(segment)
+        shaped = deltas.shape(segment, worker)
         assert schemas.decode(schemas.encode(shaped)) == shaped  # valid on the wire
-        deltas.pushed_ok(segment, shaped)
+        deltas.pushed_ok(segment, shaped, worker)
         sent.append(shaped)
     return sent
 
 
 def test_one_worker_gets_new_audio_only_and_rebuilds_every_partial():
     deltas = PartialDeltas()
-    deltas.set_workers(frozenset({"asr-1"}))
     made = [partial(0, 1000, n) for n in (8000, 16000, 24000)] + [partial(0, 1000, 30000, kind="final")]
     sent = push_all(deltas, made)
     assert [s.is_delta for s in sent] == [False, True, True, False]
@@ -37,25 +36,23 @@ def test_one_worker_gets_new_audio_only_and_rebuilds_every_partial():
     assert deltas.bytes_saved == (8000 + 16000) * 2 and not worker.held
 
 
-def test_several_workers_or_none_get_whole_partials():
-    for workers in (frozenset(), frozenset({"a", "b"})):
-        deltas = PartialDeltas()
-        deltas.set_workers(workers)
-        made = [partial(0, 0, n) for n in (8000, 16000)]
-        assert push_all(deltas, made) == made
-
-
-def test_a_change_of_workers_sends_the_next_partial_whole():
+def test_partials_alternating_between_workers_go_whole():
     deltas = PartialDeltas()
-    deltas.set_workers(frozenset({"asr-1"}))
+    made = [partial(0, 0, n) for n in (8000, 16000, 24000)]
+    sent = [push_all(deltas, [segment], worker)[0] for segment, worker in zip(made, (b"a", b"b", b"a"))]
+    assert sent == made
+
+
+def test_a_partial_to_another_worker_or_after_its_worker_went_is_whole():
+    deltas = PartialDeltas()
     push_all(deltas, [partial(0, 0, 8000)])
-    deltas.set_workers(frozenset({"asr-2"}))  # the worker restarted: it holds nothing
-    assert not push_all(deltas, [partial(0, 0, 16000)])[0].is_delta
+    assert not push_all(deltas, [partial(0, 0, 16000)], b"asr-2")[0].is_delta
+    deltas.forget_worker(b"asr-2")  # dropped by the broker: it holds nothing
+    assert not push_all(deltas, [partial(0, 0, 24000)], b"asr-2")[0].is_delta
 
 
 def test_a_delta_that_joins_nothing_is_counted_and_dropped():
     deltas = PartialDeltas()
-    deltas.set_workers(frozenset({"asr-1"}))
     first, second = push_all(deltas, [partial(0, 0, 8000), partial(0, 0, 16000)])
     fresh_worker = UtteranceAudio()
     assert fresh_worker.complete(second) is None and fresh_worker.gaps == 1
@@ -64,11 +61,10 @@ def test_a_delta_that_joins_nothing_is_counted_and_dropped():
 
 def test_a_new_utterance_starts_whole_and_jobs_pass_untouched():
     deltas = PartialDeltas()
-    deltas.set_workers(frozenset({"asr-1"}))
     push_all(deltas, [partial(0, 0, 8000)])
     assert not push_all(deltas, [partial(1, 40000, 8000)])[0].is_delta
     job = schemas.Segment(utt=0, kind="final", offset=0, pcm=b"\0\0" * 10, job="j", index=0, count=1)
-    assert deltas.shape(job) is job and UtteranceAudio().complete(job) is job
+    assert deltas.shape(job, b"asr-1") is job and UtteranceAudio().complete(job) is job
 
 
 def test_the_wire_refuses_a_delta_final():

@@ -9,6 +9,7 @@ import pytest
 import zmq
 
 from bus import schemas
+from tests.segment_peers import SegmentTaker
 from tests.kit import CLIPS, BusClient, build_stream, frames_of, need_eval, settle, start_bus, synth_stream
 
 pytestmark = pytest.mark.slow
@@ -35,9 +36,8 @@ def stack(spawn, run_dir, vad_env):
 
 
 def pull_segments(run_dir, ctx):
-    pull = ctx.socket(zmq.PULL)
-    pull.connect(f"ipc://{run_dir}/vad-segments")
-    return pull
+    """An asr worker, as far as vad's segment broker can tell."""
+    return SegmentTaker(ctx, f"ipc://{run_dir}/vad-segments")
 
 
 def recv_segments(pull, until, timeout=30.0):
@@ -97,7 +97,7 @@ def test_segments_wait_for_a_worker_and_finals_go_first(stack, run_dir):
         publish_stream(client, "m2", pcm)
         client.wait(lambda m: isinstance(m, schemas.SpeechEnd) and m.utt == 2, what="three utterances")
         hb = client.heartbeat("vad", lambda h: h.counters["outbox_depth"] > 0)
-        assert hb.counters["outbox_blocked"] > 0  # nobody pulled yet: queued, not dropped
+        assert hb.counters["asr_workers"] == 0 and hb.counters["outbox_sent"] == 0  # nobody took any yet: queued
         hb = client.heartbeat("vad", lambda h: not h.ok, timeout=30)  # after ~5 s without a send
         assert hb.status == f"backlog: {hb.counters['outbox_depth']} segments waiting, no asr worker?"
         ctx = zmq.Context()

@@ -20,6 +20,7 @@ from bus.recording import read_records
 from config import load_config
 from vad.streams import StreamTable
 from tests.kit import REPO, BusClient, settle, start_bus
+from tests.segment_peers import SegmentTaker
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vad"
 RECORDING = FIXTURES / "replay_fx1.rec"
@@ -57,8 +58,7 @@ def test_replay_through_the_real_bus_and_vad_twice(spawn, run_dir):
     spawn(["-m", "vad"], env=env, name="vad")
     client = BusClient(run_dir)
     ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.connect(f"ipc://{run_dir}/vad-segments")
+    pull = SegmentTaker(ctx, f"ipc://{run_dir}/vad-segments")  # an asr worker, to vad's broker
     try:
         settle(client, "vad")
         for run in range(2):
