@@ -95,16 +95,11 @@ def query_endpoint(store_cfg, run_dir: str) -> str:
 
 def store_path(store_cfg, run_dir: str, env) -> Path:
     """store.path, else $VOXBUS_DATA_DIR/transcripts.db, /var/lib/voxbus/… as root, $XDG_DATA_HOME/voxbus/…"""
-    import os
+    from config.paths import resolve_data_dir
 
     if store_cfg.path:
         return Path(store_cfg.path.replace("{run_dir}", str(run_dir))).expanduser()
-    if env.get("VOXBUS_DATA_DIR"):
-        return Path(env["VOXBUS_DATA_DIR"]).expanduser() / "transcripts.db"
-    if os.geteuid() == 0:
-        return Path("/var/lib/voxbus/transcripts.db")
-    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "voxbus" / "transcripts.db"
+    return resolve_data_dir(env) / "transcripts.db"
 
 
 class StoreClient:

@@ -28,6 +28,8 @@ commands:
   record PREFIX -o FILE      record bus traffic to a file
   replay FILE [--speed N]    publish a recording back (N=0: as fast as possible)
   devices                    list ALSA capture devices
+  keys add NAME --scopes transcribe,read,admin,metrics | keys list | keys revoke NAME
+                             the gateway's API keys (add prints the key once)
 
 every command takes --config FILE (else $VOXBUS_CONFIG, else /etc/voxbus/voxbus.toml) where it reads config.
 """
@@ -43,6 +45,7 @@ COMMANDS = {
     "replay": "bus.recording:replay_main",
     "devices": "capture.devices:main",
     "listen": "clients.remote.listen:main",
+    "keys": "gateway.keys_cli:main",
 }
 REMOTE_TRANSCRIBE = "clients.remote.transcribe:main"  # `transcribe` with --url: the server transcribes
 

@@ -30,6 +30,17 @@ def resolve_models_dir(configured: str, env: Mapping[str, str]) -> Path:
     return Path(data_home) / "voxbus" / "models"
 
 
+def resolve_data_dir(env: Mapping[str, str]) -> Path:
+    """Where kept data lives (the store's database, API keys): $VOXBUS_DATA_DIR, else /var/lib/voxbus as root,
+    else $XDG_DATA_HOME/voxbus."""
+    if env.get("VOXBUS_DATA_DIR"):
+        return Path(env["VOXBUS_DATA_DIR"]).expanduser()
+    if os.geteuid() == 0:
+        return Path("/var/lib/voxbus")
+    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "voxbus"
+
+
 def model_dir(models_dir: str, model: str) -> Path:
     """A model name is a folder under models_dir; anything with a slash is a path."""
     return Path(model).expanduser() if "/" in model else Path(models_dir) / model

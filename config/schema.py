@@ -186,6 +186,22 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    mode: str = _f("auto", choices=("auto", "keys", "none"))
+    keys_file: str = _f("")
+    wyoming_unauthenticated: bool = _f(False)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    requests_per_min: int = _f(600, min=0, max=1000000)
+    audio_s_per_min: float = _f(1800.0, min=0.0, max=1000000.0)
+    ws_sessions: int = _f(8, min=0, max=10000)
+    exempt_loopback: bool = _f(True)
+    max_body_kb: int = _f(1024, min=1, max=1000000)
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunConfig
     bus: BusConfig
@@ -196,6 +212,8 @@ class Config:
     gateway: GatewayConfig
     wyoming: WyomingConfig
     store: StoreConfig
+    auth: AuthConfig
+    limits: LimitsConfig
     source_file: str = ""  # which file, if any, was read over the defaults
     run_dir: str = ""      # resolved run directory
     models_dir: str = ""   # resolved models directory

@@ -4,8 +4,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import socket
 import threading
+from collections import Counter
 from pathlib import Path
 
 import zmq
@@ -19,9 +21,12 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from config import Config
-from gateway import events, openai_compat, openapi, origins, rest, store_api
+from gateway import events, keys, metrics, openai_compat, openapi, origins, rest, store_api
+from gateway.access import Access
 from gateway.bridge import Bridge
 from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
+from gateway.guard import Guard
+from gateway.rate_limits import Limiter
 from gateway.service import READERS_PER_JOB, JobSlots, UploadSlots
 from gateway.ws_decoding import DecodingStreamHandler
 from gateway.ws_resume import Resume
@@ -60,6 +65,7 @@ ROUTES = [
     Route("/ui", ui_redirect, methods=["GET"]),
     Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
     Route("/docs", openapi.docs_page, methods=["GET"]),
+    Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
     *store_api.ROUTES,
     Mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui"),
 ]
@@ -72,13 +78,18 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None,
 
     `app.state.shutdown` is set by the server when it starts to stop, so long-lived
     streams (WebSocket, SSE) finish on their own instead of being cut off.
-    ValueError names a bad gateway.allowed_hosts pattern.
+    ValueError names a bad gateway.allowed_hosts pattern or an unreadable keys file.
     """
     shutdown = threading.Event()
     hosts = origins.allowed_hosts(cfg.gateway.host, cfg.gateway.allowed_hosts)
     problems = origins.host_pattern_problems(hosts)
     if problems:
         raise ValueError("; ".join(problems))
+    try:
+        access = Access(cfg.auth, keys.KeyStore(keys.keys_path(cfg.auth, os.environ)))
+    except keys.KeyFileError as exc:
+        raise ValueError(str(exc)) from None
+    limiter, refusals = Limiter(cfg.limits), Counter()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -88,7 +99,11 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None,
         readers = UploadSlots(cfg.gateway.max_jobs * READERS_PER_JOB)
         bridge = Bridge(cfg, context, lambda: {"sessions_active": slots.active, "sessions_refused": slots.refused,
                                                "jobs_active": job_slots.active, "jobs_refused": job_slots.refused,
-                                               "uploads_reading": readers.active, "uploads_refused": readers.refused})
+                                               "uploads_reading": readers.active, "uploads_refused": readers.refused,
+                                               **refusals,
+                                               **{f"rate_limited_{k}": v for k, v in limiter.refused.items()}})
+        observed = metrics.Metrics(bridge.router.health, lambda: cfg.bus.heartbeat_timeout_s)
+        bridge.router.observers.append(observed.observations.observe)
         await bridge.start()
         wyoming = WyomingServer(cfg, bridge, slots) if cfg.wyoming.enabled else None
         store = store_api.StoreGateway(cfg, context)
@@ -98,7 +113,7 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None,
                 await wyoming.start(wyoming_listener)  # RuntimeError naming wyoming.host/port if it must bind
             yield {"bridge": bridge, "config": cfg, "sessions": slots, "jobs": job_slots, "uploads": readers,
                    "shutdown": shutdown, "wyoming": wyoming, "store": store,
-                   "resume": resume}
+                   "resume": resume, "metrics": observed}
         finally:
             store.close()
             if wyoming is not None:
@@ -108,8 +123,10 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None,
                 context.term()
 
     app = Starlette(routes=ROUTES, lifespan=lifespan,
-                    middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts)],
+                    middleware=[Middleware(Guard, cfg=cfg, access_=access, limiter=limiter, counters=refusals),
+                                Middleware(TrustedHostMiddleware, allowed_hosts=hosts)],
                     exception_handlers={ApiError: api_error_handler, HTTPException: http_error_handler,
                                         Exception: unexpected_error_handler})
     app.state.shutdown = shutdown
+    app.state.access, app.state.limiter = access, limiter
     return app

@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway import request_ids, security_headers
+
 log = logging.getLogger(__name__)
 
 # A Python object's repr (`<_io.BytesIO object at 0x7f...>`) that a library put into its message.
@@ -38,7 +40,10 @@ class ApiError(Exception):
 
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return {"error": {"message": public(message), "type": kind, "code": code, "param": param}}
+    body = {"error": {"message": public(message), "type": kind, "code": code, "param": param}}
+    if (rid := request_ids.current()) is not None:
+        body["error"]["request_id"] = rid
+    return body
 
 
 async def api_error_handler(request: Request, exc: ApiError) -> JSONResponse:
@@ -59,5 +64,6 @@ async def http_error_handler(request: Request, exc: HTTPException) -> JSONRespon
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", extra={"path": request.url.path})
+    # Starlette answers this one outside every middleware: the guard's headers are added here.
     return JSONResponse(error_body(500, "internal_error", f"internal error: {type(exc).__name__}"),
-                        status_code=500)
+                        status_code=500, headers=security_headers.for_error())

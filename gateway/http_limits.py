@@ -22,6 +22,7 @@ import time
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gateway import security_headers
 from gateway.errors import ApiError, error_body
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 def _timeout_response(message: str) -> bytes:
     body = json.dumps(error_body(408, "header_timeout", message)).encode()
-    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    extra = "".join(f"{k}: {v}\r\n" for k, v in security_headers.for_response(None)).encode()
+    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n" + extra +
             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bus import subtitles
-from gateway import formats, health, job_stream, models, params, service, uploads
+from gateway import access, formats, health, host_stats, job_stream, models, params, service, uploads
 from gateway.version import VERSION
 from gateway.errors import ApiError
 from gateway.http_limits import BodyDeadline
@@ -44,7 +44,8 @@ async def info(request: Request) -> JSONResponse:
     bridge, cfg = _state(request)
     gone = health.missing(bridge.router.health, time.monotonic(), cfg.bus.heartbeat_timeout_s)
     return JSONResponse({
-        "name": "voxbus", "version": VERSION, "status": "ok" if not gone else "degraded", "missing": gone,
+        "name": "voxbus", "version": VERSION, "status": "ok" if not gone else "degraded",
+        **({"missing": gone} if access.sees_details(request.scope) else {}),
         "endpoints": ["/health", "/model/info", "/transcribe", "/transcribe/base64", "/v1/audio/transcriptions",
                       "/v1/audio/translations", "/v1/models", "/inference", "/stream (WebSocket)", "/events",
                       "/ui", "/docs", "/openapi.json"]})
@@ -57,6 +58,9 @@ async def health_check(request: Request) -> JSONResponse:
     if dead:  # the gateway itself is broken, whatever the other stages say
         ok = False
         body.update(status="unavailable", missing=body["missing"] + [f"gateway (task died: {'; '.join(dead)})"])
+    if not access.sees_details(request.scope):  # anonymous, keys enforced: ok or not, nothing about the host
+        return JSONResponse({"status": body["status"]}, status_code=200 if ok else 503)
+    body["board"] = host_stats.board_report()
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
+from typing import Callable
 
 from bus import schemas
 from bus.status import HealthTable
@@ -29,6 +30,7 @@ class Router:
         self.listeners: set[asyncio.Queue] = set()
         self.recent: deque[schemas.Final] = deque(maxlen=RECENT_FINALS)
         self.counters: Counter = Counter()
+        self.observers: list[Callable[[schemas.Message, float], None]] = []  # e.g. metrics: see every message
 
     # ---- registrations -------------------------------------------------------
 
@@ -57,6 +59,8 @@ class Router:
     def route(self, msg: schemas.Message, now: float) -> None:
         """Hand one message to whoever waits for it; anything unclaimed is counted."""
         self.counters["received"] += 1
+        for observe in self.observers:
+            observe(msg, now)
         if isinstance(msg, schemas.Heartbeat):
             self.health.see(msg, now)
             return

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import sys
 import threading
@@ -10,6 +11,7 @@ import threading
 import uvicorn
 
 from bus.stage import StageRuntime, run_stage
+from gateway import access, keys, request_ids
 from gateway.app import build_app
 from gateway.http_limits import header_deadline_protocol
 
@@ -62,8 +64,20 @@ async def _serve_until_stopped(server: uvicorn.Server, listener: socket.socket, 
         watcher.cancel()
 
 
+def refuse_unsafe_binds(cfg) -> None:
+    """A gateway others can reach needs keys (or auth.mode = "none"); Wyoming, which has none, an explicit yes."""
+    try:
+        problems = access.startup_problems(cfg, keys.KeyStore(keys.keys_path(cfg.auth, os.environ)))
+    except keys.KeyFileError as exc:
+        problems = [str(exc)]
+    if problems:
+        raise SystemExit(f"voxbus-gateway: {'; '.join(problems)}")
+
+
 def serve(runtime: StageRuntime) -> None:
     gw, wy = runtime.config.gateway, runtime.config.wyoming
+    refuse_unsafe_binds(runtime.config)
+    request_ids.install_log_filter()
     listener = bind_listener(gw.host, gw.port)
     wyoming = bind_listener(wy.host, wy.port, "wyoming.host / wyoming.port, or wyoming.enabled = false") \
         if wy.enabled else None

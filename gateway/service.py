@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bus import schemas
-from gateway import audio, jobs
+from gateway import audio, jobs, rate_limits
 from gateway.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ async def transcribe(bridge, gateway_cfg, req: Request, progress=None) -> Outcom
     """Decode, run the job, time it; `progress` sees each job_segments and final (jobs.run_job)."""
     started = time.monotonic()
     job = await asyncio.to_thread(prepare, req, gateway_cfg.max_audio_s, gateway_cfg.job_memory_mb * audio.MB)
+    rate_limits.charge_audio(job.duration)  # limits.audio_s_per_min: this job is served; the next may wait
     bridge.counters["jobs_started"] += 1
     pushed = time.monotonic()
     try:

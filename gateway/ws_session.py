@@ -16,8 +16,8 @@ import time
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from bus import schemas
-from gateway import models, origins, ws_resume
+from bus import pcm, schemas
+from gateway import models, origins, rate_limits, ws_resume
 from gateway.errors import error_body
 from gateway.ws_protocol import ProtocolError, Session, SessionState
 
@@ -207,6 +207,17 @@ class StreamHandler:
     def _publish(self, messages: list[schemas.Message]) -> None:
         for msg in messages:
             self.bridge.publish(msg)
+        self._charge(messages)
+
+    def _charge(self, messages: list[schemas.Message]) -> None:
+        """limits.audio_s_per_min (gateway/rate_limits.py): a session past its caller's budget ends with 4429."""
+        seconds = sum(pcm.seconds(m.pcm) for m in messages if isinstance(m, schemas.Audio))
+        wait = rate_limits.charge_audio(seconds) if seconds else None
+        if wait is not None and self.close_reason != "rate_limited":
+            self.emit({"type": "error", "code": "rate_limited", "timestamp": round(time.time(), 3),
+                       "message": f"over this caller's seconds of audio per minute (limits.audio_s_per_min); "
+                                  f"try again in {rate_limits.retry_header(wait)} s"})
+            self._end(4429, "rate_limited")
 
     async def _receive_loop(self) -> None:
         while True:
