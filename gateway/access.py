@@ -57,15 +57,20 @@ DEFAULT_SCOPE = "admin"
 UPLOAD_PATH = re.compile(UPLOADS)
 
 
-def required_scope(path: str, method: str, websocket: bool) -> str:
+def rule_for(path: str, method: str, websocket: bool) -> Rule | None:
     for rule in RULES:
         if rule.websocket is not None and rule.websocket != websocket:
             continue
         if rule.methods is not None and not websocket and method not in rule.methods:
             continue
         if rule.path.fullmatch(path):
-            return rule.scope
-    return DEFAULT_SCOPE
+            return rule
+    return None
+
+
+def required_scope(path: str, method: str, websocket: bool) -> str:
+    rule = rule_for(path, method, websocket)
+    return rule.scope if rule is not None else DEFAULT_SCOPE
 
 
 def takes_audio(path: str, websocket: bool) -> bool:

@@ -89,7 +89,9 @@ def build_app(cfg: Config, ctx: zmq.Context | None = None,
         access = Access(cfg.auth, keys.KeyStore(keys.keys_path(cfg.auth, os.environ)))
     except keys.KeyFileError as exc:
         raise ValueError(str(exc)) from None
-    limiter, refusals = Limiter(cfg.limits), Counter()
+    limiter = Limiter(cfg.limits)
+    refusals = Counter(dict.fromkeys(("refused_401", "refused_403", "refused_413", "refused_429",
+                                      "origins_refused_rest"), 0))  # by the guard; in the heartbeat from the start
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

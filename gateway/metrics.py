@@ -155,14 +155,19 @@ BUS_FAMILIES = ("ctl", "audio", "vad", "text", "job", "health", "other")
 class PipelineCollector:
     """Reads the health table (and this host) at each scrape; registered in the app's registry."""
 
-    def __init__(self, health: HealthTable, lives: StageLives, timeout_s: Callable[[], float]):
+    def __init__(self, health: HealthTable, lives: StageLives, timeout_s: Callable[[], float],
+                 clock: Callable[[], float] = time.monotonic):
         self.health = health
         self.lives = lives
         self.timeout_s = timeout_s
+        self.clock = clock  # the health table's clock
         self.host = socket.gethostname()
 
+    def describe(self):
+        return []  # names vary with the stages heard; without this the registry would scrape once to learn them
+
     def collect(self):
-        now = time.monotonic()
+        now = self.clock()
         timeout = self.timeout_s()
         rows = self.health.fresh(now, timeout)
         self.lives.update(now, timeout)
@@ -243,10 +248,10 @@ class PipelineCollector:
 class Metrics:
     """The app's registry with both sources in it."""
 
-    def __init__(self, health: HealthTable, timeout_s: Callable[[], float]):
+    def __init__(self, health: HealthTable, timeout_s: Callable[[], float], clock: Callable[[], float] = time.monotonic):
         self.registry = CollectorRegistry()
         self.observations = Observations(self.registry, health)
-        self.registry.register(PipelineCollector(health, self.observations.lives, timeout_s))
+        self.registry.register(PipelineCollector(health, self.observations.lives, timeout_s, clock))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -101,7 +101,7 @@ function detachAudio(audio) {
 async function startMic() {
   const audio = await openAudio();
   const { node } = audio;
-  const ws = new WebSocket(streamUrl());
+  const ws = new WebSocket(streamUrl(), voxAuth.protocols());
   ws.binaryType = "arraybuffer";
   live = { ...audio, ws, offset: finals.length ? finals[finals.length - 1].end : 0 };
   node.port.onmessage = ({ data }) => {
@@ -110,6 +110,7 @@ async function startMic() {
   };
   ws.onmessage = (msg) => onEvent(JSON.parse(msg.data));
   ws.onclose = (close) => {
+    voxAuth.refused(close.code, close.reason);
     setStatus(close.code === 1000 ? "Microphone off." : `Stream closed (${close.code} ${close.reason}).`,
               close.code !== 1000);
     stopAudio();
@@ -176,6 +177,7 @@ $("upload").addEventListener("submit", (e) => {
   const xhr = new XMLHttpRequest();
   const seen = { length: 0 };
   xhr.open("POST", "/transcribe?progress=true");
+  Object.entries(voxAuth.headers()).forEach(([name, value]) => xhr.setRequestHeader(name, value));
   xhr.upload.onprogress = (p) => { if (p.lengthComputable) $("progress").value = (100 * p.loaded) / p.total; };
   xhr.upload.onload = () => { $("progress").value = 0; $("upload-status").textContent = "Uploaded; transcribing…"; };
   xhr.onprogress = () => {
@@ -193,6 +195,7 @@ $("upload").addEventListener("submit", (e) => {
     if (xhr.status === 200) return;
     let body = {};
     try { body = JSON.parse(xhr.responseText); } catch (err) { body = { error: { message: xhr.responseText } }; }
+    voxAuth.refused(xhr.status, body.error?.message);
     $("upload-status").textContent = `Failed: ${body.error?.message || xhr.status}`;
   };
   xhr.onerror = () => { $("upload-status").textContent = "Upload failed: the server cannot be reached."; };
@@ -234,7 +237,7 @@ $("clear").addEventListener("click", () => {
 
 async function checkHealth() {
   try {
-    const r = await fetch("/health");
+    const r = await fetch("/health", { headers: voxAuth.headers() });
     const body = await r.json();
     $("health").textContent = r.ok ? "ready" : `not ready: ${(body.missing || []).join(", ")}`;
     $("health").className = `badge ${r.ok ? "ok" : "bad"}`;

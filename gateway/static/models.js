@@ -3,7 +3,7 @@
 "use strict";
 
 async function offerWhatIsServed() {
-  const r = await fetch("/v1/models");
+  const r = await fetch("/v1/models", { headers: voxAuth.headers() });
   if (!r.ok) return;
   const models = (await r.json()).data || [];
   const model = models.find((m) => m.default && m.id !== "whisper-1") || models[0];
@@ -20,3 +20,4 @@ async function offerWhatIsServed() {
   document.getElementById("model-name").textContent = model.id;
 }
 offerWhatIsServed().catch(() => {});  // the page works as before without it
+window.addEventListener("voxbus-key", () => offerWhatIsServed().catch(() => {}));  // a key was entered (auth.js)

@@ -13,3 +13,27 @@ from tests.kit import serve_stack
 def stack(tiny_models_dir):
     """One supervisord stack for all e2e tests (max_upload_mb and max_audio_s lowered to test the limits)."""
     yield from serve_stack(tiny_models_dir, VOXBUS_GATEWAY__MAX_UPLOAD_MB="20", VOXBUS_GATEWAY__MAX_AUDIO_S="300")
+
+
+@pytest.fixture
+def stack_key(stack):
+    """add(name, scopes) → a key on the package's stack (add.revoke(name) revokes one now); every key still
+    active is revoked afterwards, so with auth.mode "auto" the stack needs no key for the tests that follow."""
+    from tests.e2e.stack import keys_command
+
+    active = []
+
+    def add(name: str, scopes: str) -> str:
+        secret = keys_command(stack, "add", name, "--scopes", scopes)
+        active.append(name)
+        return secret
+
+    def revoke(name: str) -> None:
+        keys_command(stack, "revoke", name)
+        active.remove(name)
+    add.revoke = revoke
+    try:
+        yield add
+    finally:
+        for name in active:
+            keys_command(stack, "revoke", name)

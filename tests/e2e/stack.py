@@ -73,6 +73,15 @@ def start(models_dir: Path, model: str = "tiny.en-int8", **settings: str) -> Sta
     return stack
 
 
+def keys_command(stack: Stack, *args: str) -> str:
+    """`voxbus keys ...` against this stack's keys file (its data dir); stdout (add: the key)."""
+    done = subprocess.run([sys.executable, "-m", "cli", "keys", *args], env=stack.env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise StackError(f"voxbus keys {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
 def placeholders(health: dict) -> list[str]:
     return [stage for stage, rows in health.get("stages", {}).items()
             if stage in NEEDED and rows and all(r["status"] == "not implemented" for r in rows)]

@@ -69,12 +69,26 @@ def browser(tmp_path):
         driver.quit()
 
 
-def test_page_shows_live_finals_and_file_results(stack, browser, tmp_path):
+@pytest.mark.parametrize("with_key", [False, True], ids=["open", "with an API key"])
+def test_page_shows_live_finals_and_file_results(stack, browser, tmp_path, stack_key, with_key):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     driver, utterances = browser
     driver.get(f"{stack.http}/ui/")
+    if with_key:  # keys on (one exists): the page asks for one, keeps it in the tab, sends it everywhere
+        secret = stack_key("web-page", "transcribe,read")
+        driver.refresh()
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "key-form").is_displayed())
+        assert driver.find_element(By.ID, "key-status").text == "This server needs an API key."
+        driver.find_element(By.ID, "api-key").send_keys(secret)
+        driver.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+        WebDriverWait(driver, 10).until(lambda d: not d.find_element(By.ID, "key-form").is_displayed())
+        assert driver.execute_script("return sessionStorage.getItem('voxbus-api-key')") == secret
+        assert driver.execute_script("return localStorage.length") == 0
+    # The page runs under the server's CSP: anything it blocks (the worklet, the WebSocket, a blob) is seen here.
+    driver.execute_script("window.cspViolations = []; document.addEventListener('securitypolicyviolation', "
+                          "(e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));")
     WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "health").text == "ready")
     Select(driver.find_element(By.ID, "language")).select_by_value("en")
     driver.execute_script(COUNT_AUDIO_FRAMES)
@@ -103,6 +117,9 @@ def test_page_shows_live_finals_and_file_results(stack, browser, tmp_path):
     vtt = driver.execute_script("return render('vtt')")
     txt = driver.execute_script("return render('txt')")
     assert srt.startswith("1\n00:00:0") and vtt.startswith("WEBVTT\n\n") and "country" in txt.lower()
+    assert driver.execute_script("return window.cspViolations") == []
+    blocked = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert not blocked, blocked
     shot = tmp_path / "ui.png"
     driver.save_screenshot(str(shot))
     if os.environ.get("VOXBUS_SCREENSHOT_DIR"):  # for a person to look at
