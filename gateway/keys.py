@@ -5,7 +5,7 @@ A key is `vbk_` + 32 random bytes (url-safe base64), shown once when it is made.
 secrets; these are not). A presented key is hashed and compared with every stored
 hash in constant time (`hmac.compare_digest`, no early exit), so timing tells nothing.
 
-The gateway reloads the file when it changes (size or mtime), so `voxbus keys revoke`
+The gateway reloads the file when it changes (inode, size or mtime), so `voxbus keys revoke`
 takes effect on the next request without a restart.
 """
 from __future__ import annotations
@@ -128,24 +128,25 @@ class KeyStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None | bool = False  # False: never read
         self._active: list[Key] = []
         self.reload()
 
-    def _current_stamp(self) -> tuple[int, int] | None:
+    def _current_stamp(self) -> tuple[int, int, int] | None:
         try:
             info = self.path.stat()
         except FileNotFoundError:
             return None
-        return info.st_mtime_ns, info.st_size
+        return info.st_ino, info.st_mtime_ns, info.st_size  # write_keys replaces the file: a new inode
 
     def reload(self) -> None:
-        """Re-read the file if it changed. KeyFileError if it is unreadable (the old keys stay in force)."""
+        """Re-read the file if it changed. KeyFileError if it is unreadable: raised once per change of the
+        file (a broken file is not reported on every request), and the keys in force stay so."""
         stamp = self._current_stamp()
-        if stamp == self._stamp and stamp is not None:
+        if stamp == self._stamp:
             return
-        self._active = [k for k in read_keys(self.path) if k.revoked is None]
         self._stamp = stamp
+        self._active = [k for k in read_keys(self.path) if k.revoked is None]
 
     @property
     def any(self) -> bool:

@@ -248,7 +248,8 @@ class PipelineCollector:
 class Metrics:
     """The app's registry with both sources in it."""
 
-    def __init__(self, health: HealthTable, timeout_s: Callable[[], float], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, health: HealthTable, timeout_s: Callable[[], float],
+                 clock: Callable[[], float] = time.monotonic):
         self.registry = CollectorRegistry()
         self.observations = Observations(self.registry, health)
         self.registry.register(PipelineCollector(health, self.observations.lives, timeout_s, clock))

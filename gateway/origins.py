@@ -47,15 +47,18 @@ def _netloc(scheme: str, netloc: str) -> str:
     return netloc[: -len(default) - 1] if default and netloc.endswith(f":{default}") else netloc
 
 
+def is_listed(origin: str, allowed_origins: Sequence[str]) -> bool:
+    """Whether gateway.allowed_origins names this Origin (or is "*"); case and a trailing slash do not matter."""
+    allowed = {o.strip().rstrip("/").lower() for o in allowed_origins}
+    return "*" in allowed or origin.strip().rstrip("/").lower() in allowed
+
+
 def origin_refusal(headers: Mapping[str, str], allowed_origins: Sequence[str]) -> str | None:
     """None when the request may go on, else the reason it may not."""
     origin = headers.get("origin")
-    if origin is None:
+    if origin is None or is_listed(origin, allowed_origins):
         return None
     wanted = origin.strip().rstrip("/").lower()
-    allowed = {o.strip().rstrip("/").lower() for o in allowed_origins}
-    if "*" in allowed or wanted in allowed:
-        return None
     host = headers.get("host", "")
     parts = urlsplit(wanted)
     if parts.scheme in ("http", "https") and host and \

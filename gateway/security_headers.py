@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from gateway import request_ids
+from gateway import origins, request_ids
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; media-src 'self' blob:; worker-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -39,11 +39,7 @@ def for_error() -> dict[str, str]:
 
 def allowed_origin(origin: str | None, allowed: Sequence[str]) -> str | None:
     """The Origin to echo in Access-Control-Allow-Origin, or None (then no CORS header at all)."""
-    if origin is None:
-        return None
-    wanted = origin.strip().rstrip("/").lower()
-    listed = {o.strip().rstrip("/").lower() for o in allowed}
-    return origin if "*" in listed or wanted in listed else None
+    return origin if origin is not None and origins.is_listed(origin, allowed) else None
 
 
 def cors(origin: str) -> list[tuple[str, str]]:
