@@ -60,7 +60,11 @@ class Router:
         """Hand one message to whoever waits for it; anything unclaimed is counted."""
         self.counters["received"] += 1
         for observe in self.observers:
-            observe(msg, now)
+            try:
+                observe(msg, now)
+            except Exception:  # a metrics bug must never cost a client its message
+                self.counters["observer_errors"] += 1
+                log.exception("an observer failed", extra={"type": msg.TYPE})
         if isinstance(msg, schemas.Heartbeat):
             self.health.see(msg, now)
             return
