@@ -46,7 +46,8 @@ class Observations:
         self.rtf = Histogram("voxbus_asr_real_time_factor", "asr (encode + decode) time / audio length",
                              ["kind"], buckets=RTF_BUCKETS, registry=registry)
         self.final_latency = Histogram(
-            "voxbus_final_latency_seconds", "live final: its arrival at the gateway after vad's end of speech",
+            "voxbus_final_latency_seconds", "live final: its arrival at the gateway after vad received the "
+            "utterance's last voiced frame (the endpointing wait included)",
             ["model"], buckets=LATENCY_BUCKETS, registry=registry)
         self.first_partial = Histogram(
             "voxbus_first_partial_latency_seconds", "live utterance: first partial after vad's speech_start "

@@ -106,6 +106,7 @@ def test_half_sent_or_missing_headers_are_closed_after_the_deadline(live, head):
     took = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]  # before: still open after 10 s
     assert b"gateway.header_timeout_s" in answer and took < HEADER_S + 3
+    assert b"x-content-type-options: nosniff" in answer and b"content-security-policy: " in answer  # issue 14
     sock.close()
 
 
