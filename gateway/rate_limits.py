@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 SPAN_S = 60.0
 MAX_CALLERS = 10000  # past this many callers in the table, the idle ones are swept
+SWEEP_EVERY_S = 1.0  # (not on every request: many addresses at once must not make each request cost a sweep)
 
 
 class Window:
@@ -29,6 +30,7 @@ class Window:
         self.span_s = span_s
         self.entries: dict[str, deque[tuple[float, float]]] = {}
         self.totals: dict[str, float] = {}
+        self.swept = float("-inf")
 
     def _prune(self, who: str, now: float) -> deque[tuple[float, float]]:
         entries = self.entries.setdefault(who, deque())
@@ -56,10 +58,11 @@ class Window:
             return
         self._prune(who, now).append((now, amount))
         self.totals[who] = self.totals.get(who, 0.0) + amount
-        if len(self.entries) > MAX_CALLERS:
+        if len(self.entries) > MAX_CALLERS and now - self.swept >= SWEEP_EVERY_S:  # at most once a second
             self.sweep(now)
 
     def sweep(self, now: float) -> None:
+        self.swept = now
         for who in list(self.entries):
             if not self._prune(who, now):
                 del self.entries[who], self.totals[who]
