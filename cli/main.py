@@ -35,7 +35,7 @@ every command takes --config FILE (else $VOXBUS_CONFIG, else /etc/voxbus/voxbus.
 """
 
 COMMANDS = {
-    "up": "bus.supervise:up_main",
+    "up": "cli.up:main",  # the gateway's start-up rules first, then bus.supervise.up_main
     "down": "bus.supervise:down_main",
     "status": "bus.status:main",
     "model build": "asr.build.builder:main",

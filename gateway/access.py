@@ -173,3 +173,12 @@ def startup_problems(cfg, store: keys.KeyStore) -> list[str]:
                         f"no authentication: set auth.wyoming_unauthenticated = true (a trusted LAN only), bind it "
                         f"to 127.0.0.1, or set wyoming.enabled = false")
     return problems
+
+
+def check_startup(cfg, env) -> list[str]:
+    """startup_problems with the configured keys file (an unreadable one is a problem too); used by the gateway
+    and by `voxbus up` (cli/up.py), which then says it before starting anything."""
+    try:
+        return startup_problems(cfg, keys.KeyStore(keys.keys_path(cfg.auth, env)))
+    except keys.KeyFileError as exc:
+        return [str(exc)]

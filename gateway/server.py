@@ -11,7 +11,7 @@ import threading
 import uvicorn
 
 from bus.stage import StageRuntime, run_stage
-from gateway import access, keys, request_ids
+from gateway import access, request_ids
 from gateway.app import build_app
 from gateway.http_limits import header_deadline_protocol
 
@@ -66,10 +66,7 @@ async def _serve_until_stopped(server: uvicorn.Server, listener: socket.socket, 
 
 def refuse_unsafe_binds(cfg) -> None:
     """A gateway others can reach needs keys (or auth.mode = "none"); Wyoming, which has none, an explicit yes."""
-    try:
-        problems = access.startup_problems(cfg, keys.KeyStore(keys.keys_path(cfg.auth, os.environ)))
-    except keys.KeyFileError as exc:
-        problems = [str(exc)]
+    problems = access.check_startup(cfg, os.environ)
     if problems:
         raise SystemExit(f"voxbus-gateway: {'; '.join(problems)}")
 

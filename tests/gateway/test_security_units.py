@@ -191,3 +191,15 @@ def test_gateway_refuses_a_public_bind_without_keys(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and last.startswith("voxbus-gateway: gateway.host = '0.0.0.0'"), done.stderr
     assert "voxbus keys add" in last and 'auth.mode = "none"' in last
+
+
+def test_voxbus_up_says_it_before_starting_anything(tmp_path):
+    """supervisord would restart a refusing gateway forever while `voxbus up` reported success."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("VOXBUS_")},
+           "VOXBUS_RUN_DIR": str(tmp_path / "run"), "VOXBUS_DATA_DIR": str(tmp_path / "data"),
+           "VOXBUS_WYOMING__HOST": "0.0.0.0"}
+    done = subprocess.run([sys.executable, "-m", "cli", "up"], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("voxbus up: error: wyoming.host = '0.0.0.0'") and "wyoming_unauthenticated" in done.stderr
+    assert not (tmp_path / "run").exists()  # nothing started, not even the run dir
