@@ -43,6 +43,7 @@ RULES = (
     _rule(r"/ui(/.*)?", PUBLIC, READ_METHODS),
     _rule(r"/", PUBLIC, READ_METHODS),                 # service info; stage details only with a key
     _rule(r"/health", PUBLIC, READ_METHODS),           # ok / not ok; details only with a key
+    _rule(r"/(docs|openapi\.json)", PUBLIC, READ_METHODS),  # what the API is, not what it holds
     _rule(r"/stream", PUBLIC, READ_METHODS, websocket=False),  # the 426 "use a WebSocket" answer
     _rule(r"/stream", "transcribe", websocket=True),
     _rule(UPLOADS, "transcribe", {"POST"}),

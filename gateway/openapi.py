@@ -94,6 +94,8 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/ui/", "get"): _op("The web page and its files (static)", content={"text/html": {"schema": _S}}),
     ("/openapi.json", "get"): _op("This document"),
     ("/docs", "get"): _op("This document as a page (offline)", content={"text/html": {"schema": _S}}),
+    ("/metrics", "get"): _op("Prometheus metrics of the whole pipeline (text exposition format)",
+                             content={"text/plain": {"schema": _S}}),
     ("/v1/transcripts", "get"): _op("Search stored finals", [_q("stream", _S), _q("q", _S, "FTS5 query"),
                                                              _q("language", _S), _q("limit", _I),
                                                              _q("cursor", _S), *_RANGE]),
@@ -116,7 +118,11 @@ def document() -> dict:
     paths: dict[str, dict] = {}
     for (path, method), op in OPERATIONS.items():
         paths.setdefault(path, {})[method] = op
-    return {"openapi": "3.1.0", "paths": paths,
+    # Keys (README "Security and access"): optional until one exists; which scope a path needs is gateway/access.py's.
+    schemes = {"bearer": {"type": "http", "scheme": "bearer"},
+               "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+    return {"openapi": "3.1.0", "paths": paths, "components": {"securitySchemes": schemes},
+            "security": [{}, {"bearer": []}, {"apiKey": []}],
             "info": {"title": "voxbus", "version": VERSION,
                      "description": "Self-hosted speech-to-text: REST (OpenAI- and whisper.cpp-compatible), "
                                     "Server-Sent Events and a WebSocket (/stream)."}}

@@ -29,6 +29,8 @@ ENDPOINTS = [
     ("GET", "/ui/", "", {}),
     ("GET", "/ui/app.js", "", {}),
     ("GET", "/stream", "", {}),
+    ("GET", "/docs", "", {}),
+    ("GET", "/openapi.json", "", {}),
     ("GET", "/model/info", "*", {}),
     ("GET", "/v1/models", "*", {}),
     ("POST", "/transcribe", "transcribe", {"files": {"audio_file": ("a.wav", WAV, "audio/wav")}}),
