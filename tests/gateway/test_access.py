@@ -9,7 +9,6 @@ import logging
 import re
 
 import pytest
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
