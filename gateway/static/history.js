@@ -14,11 +14,27 @@
   }
 
   async function askStore(path) {
-    const r = await fetch(path);
+    const r = await fetch(path, { headers: voxAuth.headers() });
     let body = {};
     try { body = await r.json(); } catch (err) { body = { error: { message: `${r.status} ${r.statusText}` } }; }
+    voxAuth.refused(r.status, body.error?.message);
     if (!r.ok) throw new Error(body.error?.message || `${r.status}`);
     return body;
+  }
+
+  // With a key, an export is fetched with it and saved from a blob: a plain link cannot send a header.
+  async function exportWithKey(link) {
+    const r = await fetch(link.href, { headers: voxAuth.headers() });
+    if (!r.ok) {
+      voxAuth.refused(r.status);
+      historyStatus(`Export failed: ${r.status}`, true);
+      return;
+    }
+    const saved = document.createElement("a");
+    saved.href = URL.createObjectURL(await r.blob());
+    saved.download = link.download;
+    saved.click();
+    setTimeout(() => URL.revokeObjectURL(saved.href), 1000);
   }
 
   // The terms of an FTS5 query, to highlight: words and "phrases"; AND/OR/NOT are operators; word* is a prefix.
@@ -111,6 +127,11 @@
       a.href = `/v1/streams/${encodeURIComponent(stream)}/export?format=${format}`;
       a.download = `${stream}.${format}`;
       a.textContent = format.toUpperCase();
+      a.addEventListener("click", (e) => {
+        if (!voxAuth.key()) return;
+        e.preventDefault();
+        exportWithKey(a).catch((err) => historyStatus(`Export failed: ${err.message}`, true));
+      });
       box.append(a);
     }
   }
@@ -158,5 +179,6 @@
   });
   byId("history-more").addEventListener("click", () => search(true));
   byId("history-refresh").addEventListener("click", () => { loadStreams(); search(); });
+  window.addEventListener("voxbus-key", () => { loadStreams(); search(); });  // a key was entered (auth.js)
   loadStreams();
 })();

@@ -118,6 +118,10 @@ def test_page_shows_live_finals_and_file_results(stack, browser, tmp_path, stack
     txt = driver.execute_script("return render('txt')")
     assert srt.startswith("1\n00:00:0") and vtt.startswith("WEBVTT\n\n") and "country" in txt.lower()
     assert driver.execute_script("return window.cspViolations") == []
+    if with_key:  # the history view asks the store with the key too (this session's finals are stored)
+        driver.find_element(By.ID, "history-refresh").click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#history-streams li"))
+        assert "unavailable" not in driver.find_element(By.ID, "history-status").text
     blocked = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
     assert not blocked, blocked
     shot = tmp_path / "ui.png"
