@@ -150,7 +150,7 @@ HEARTBEAT_SERIES = (
     ("voxbus_http_refused", "requests refused by the guard", "gateway", "refused_403", True, {"status": "403"}),
     ("voxbus_http_refused", "requests refused by the guard", "gateway", "refused_429", True, {"status": "429"}),
 )
-BUS_FAMILIES = ("ctl", "audio", "vad", "text", "job", "health", "other")
+BUS_FAMILIES = (*schemas.TOPIC_FAMILIES, "other")  # what the bus counts (bus/proxy.py ForwardStats)
 
 
 class PipelineCollector:
