@@ -159,3 +159,34 @@ def test_a_lost_server_is_retried_with_backoff(qapp):
     assert "retrying in" in problems[0] and "127.0.0.1:9" in problems[0]
     client.close()
     assert client.state == "idle"
+
+
+class SentFrames:
+    """Stands in for the QWebSocket in a unit test of StreamClient's holding: records what is sent."""
+
+    def __init__(self):
+        self.frames: list[bytes] = []
+
+    def sendBinaryMessage(self, data) -> None:  # noqa: N802 (Qt's name)
+        self.frames.append(bytes(data))
+
+
+def test_audio_captured_while_connecting_is_held_and_sent_once_connected(qapp):
+    client = StreamClient()
+    client.hold_limit = 6   # bytes, to see the oldest go
+    client.wanted, client.state = True, "connecting"
+    for chunk in (b"ab", b"cd", b"ef", b"gh"):
+        client.send_audio(chunk)
+    assert client.dropped_bytes == 2 and client.held_bytes == 6   # "ab" was the oldest past the limit
+    client.ws = SentFrames()
+    client._connected()
+    client.send_audio(b"ij")
+    assert client.ws.frames == [b"cd", b"ef", b"gh", b"ij"] and client.held_bytes == 0
+
+
+def test_held_audio_a_session_never_sent_is_counted_as_dropped(qapp):
+    client = StreamClient()
+    client.wanted, client.state = True, "reconnecting"
+    client.send_audio(b"1234")
+    client.close()
+    assert client.dropped_bytes == 4 and not client.held
