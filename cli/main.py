@@ -16,6 +16,8 @@ commands:
   status [--json]            each stage's heartbeat; exit 1 if a stage is missing
   model build SOURCE --out DIR [--precision int8|fp32]
                              build an ONNX model directory (tiny, base, or a CTranslate2 dir)
+  model build speaker [--out DIR]
+                             build the speaker-embedding model (diarization) into the models dir
   transcribe FILE... [--model DIR] [--language xx|auto] [--task transcribe|translate]
              [--format text|json|srt|vtt|verbose_json]
                              transcribe files in-process, no bus needed
@@ -38,6 +40,7 @@ COMMANDS = {
     "up": "cli.up:main",  # the gateway's start-up rules first, then bus.supervise.up_main
     "down": "bus.supervise:down_main",
     "status": "bus.status:main",
+    "model build speaker": "speaker.build.builder:main",
     "model build": "asr.build.builder:main",
     "transcribe": "asr.cli:main",
     "tap": "bus.recording:tap_main",
@@ -52,7 +55,7 @@ REMOTE_TRANSCRIBE = "clients.remote.transcribe:main"  # `transcribe` with --url:
 
 def resolve(argv: list[str]) -> tuple[str, list[str]] | None:
     """Find the command (one or two words) and the arguments after it."""
-    for words in (2, 1):
+    for words in (3, 2, 1):
         name = " ".join(argv[:words])
         if len(argv) >= words and name in COMMANDS:
             rest = argv[words:]

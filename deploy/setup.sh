@@ -54,6 +54,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   say "installing voxbus[$extras] into $VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip wheel
   "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[$extras]"
+  # The speaker model's weights (speaker/build): only its pretrained.pt is used, and its declared
+  # dependencies (torch, librosa) would pull several GB, hence --no-deps.
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps "resemblyzer==0.1.4"
   echo "$digest" > "$stamp"
 fi
 

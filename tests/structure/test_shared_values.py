@@ -10,12 +10,17 @@ import numpy as np
 from asr.whisper import audio as whisper_audio
 from asr.whisper import features, tokenizer
 from bus import pcm, schemas
+from speaker.encoder import mel as speaker_mel
 
 
 def test_whisper_input_is_the_bus_format():
     assert features.SAMPLE_RATE == pcm.SAMPLE_RATE == schemas.SAMPLE_RATE
     assert whisper_audio.INT16_SCALE == pcm.INT16_SCALE
     assert tokenizer.TASKS == schemas.TASKS
+
+
+def test_speaker_library_input_is_the_bus_format():
+    assert speaker_mel.SAMPLE_RATE == pcm.SAMPLE_RATE
 
 
 def test_int16_float_round_trip_is_exact_and_both_sides_agree():

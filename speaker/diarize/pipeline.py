@@ -1,0 +1,122 @@
+"""Who spoke when in a recording: sliding-window embeddings inside speech regions, clustered,
+then every 10 ms of speech labelled by the windows that cover it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from speaker.diarize.clustering import SpeakerCount, cluster
+from speaker.diarize.turns import Turn
+from speaker.encoder.mel import HOP, SAMPLE_RATE, mel_spectrogram, normalize_volume
+
+FRAMES_PER_S = SAMPLE_RATE // HOP  # 100 mel frames a second
+
+
+class Embedder(Protocol):
+    window_frames: int
+
+    def embed_mels(self, windows: list[np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class DiarizeOptions:
+    step_s: float = 0.4  # between window starts (windows are the model's 1.6 s)
+    min_window_s: float = 0.5  # a speech region shorter than this gets no window of its own
+    threshold: float = 0.70  # cosine similarity above which two clusters are one speaker (tuned on data)
+    min_turn_s: float = 0.4  # a shorter turn between two of one speaker is that speaker's
+    min_speaker_s: float = 2.0  # a cluster with less speech than this (in window steps) is no speaker
+
+
+@dataclass(frozen=True)
+class Windows:
+    spans: np.ndarray  # [n, 2] first and end mel frame of each window
+    embeddings: np.ndarray  # [n, dim]
+
+
+def speaker_label(index: int) -> str:
+    return f"SPEAKER_{index + 1}"
+
+
+def window_spans(regions: list[tuple[float, float]], window: int, step: int, min_window: int) -> np.ndarray:
+    spans = []
+    for start_s, end_s in regions:
+        first, end = int(round(start_s * FRAMES_PER_S)), int(round(end_s * FRAMES_PER_S))
+        if end - first < min_window:
+            continue
+        if end - first <= window:
+            spans.append((first, end))
+            continue
+        starts = list(range(first, end - window + 1, step))
+        if starts[-1] != end - window:
+            starts.append(end - window)
+        spans += [(s, s + window) for s in starts]
+    return np.array(spans, int).reshape(-1, 2)
+
+
+def embed_windows(wav: np.ndarray, regions: list[tuple[float, float]], encoder: Embedder,
+                  options: DiarizeOptions) -> Windows:
+    mel = mel_spectrogram(normalize_volume(wav))
+    spans = window_spans(regions, encoder.window_frames, int(round(options.step_s * FRAMES_PER_S)),
+                         int(round(options.min_window_s * FRAMES_PER_S)))
+    spans[:, 1] = np.minimum(spans[:, 1], len(mel))
+    embeddings = encoder.embed_mels([mel[a:b] for a, b in spans]) if len(spans) else np.zeros((0, 256))
+    return Windows(spans, embeddings)
+
+
+def label_frames(regions: list[tuple[float, float]], spans: np.ndarray, labels: np.ndarray,
+                 n_labels: int) -> np.ndarray:
+    """Speaker per 10 ms frame (-1: no speech): the label most windows covering it carry,
+    else (no window covers it) the label of the window whose centre is nearest."""
+    n_frames = int(round(max([e for _, e in regions] + [0]) * FRAMES_PER_S)) + 1
+    votes = np.zeros((n_labels, n_frames))
+    centres = spans.mean(axis=1)
+    for (a, b), label, centre in zip(spans, labels, centres):
+        frames = np.arange(a, b)
+        votes[label, a:b] += 1 + 1e-3 / (1 + np.abs(frames - centre))  # ties go to the nearer centre
+    out = np.full(n_frames, -1)
+    for start_s, end_s in regions:
+        a, b = int(round(start_s * FRAMES_PER_S)), int(round(end_s * FRAMES_PER_S))
+        for f in range(a, b):
+            if votes[:, f].any():
+                out[f] = int(np.argmax(votes[:, f]))
+            else:
+                out[f] = int(labels[np.argmin(np.abs(centres - f))])
+    return out
+
+
+def frames_to_turns(frames: np.ndarray, min_turn_s: float) -> list[Turn]:
+    runs: list[list[int]] = []  # [label, first, end]
+    for f, label in enumerate(frames):
+        if runs and runs[-1][0] == label and runs[-1][2] == f:
+            runs[-1][2] = f + 1
+        elif label >= 0:
+            runs.append([int(label), f, f + 1])
+    min_frames = min_turn_s * FRAMES_PER_S
+    for i in range(1, len(runs) - 1):  # a short run between two of one other speaker joins them
+        before, run, after = runs[i - 1], runs[i], runs[i + 1]
+        if run[2] - run[1] < min_frames and before[0] == after[0] != run[0] \
+                and before[2] == run[1] and run[2] == after[1]:
+            run[0] = before[0]
+    turns: list[Turn] = []
+    for label, first, end in runs:
+        if turns and turns[-1].speaker == speaker_label(label) and abs(turns[-1].end - first / FRAMES_PER_S) < 1e-6:
+            turns[-1] = Turn(turns[-1].start, end / FRAMES_PER_S, turns[-1].speaker)
+        else:
+            turns.append(Turn(first / FRAMES_PER_S, end / FRAMES_PER_S, speaker_label(label)))
+    return turns
+
+
+def diarize(wav: np.ndarray, regions: list[tuple[float, float]], encoder: Embedder,
+            options: DiarizeOptions = DiarizeOptions(), count: SpeakerCount = SpeakerCount()) -> list[Turn]:
+    """Speaker turns of float 16 kHz mono ``wav`` within its speech ``regions`` (seconds)."""
+    count.check()
+    windows = embed_windows(wav, regions, encoder, options)
+    if len(windows.spans) == 0:
+        return []
+    # short recordings: a speaker needs only a tenth of the windows (two turns of 1 s in 6 s count)
+    min_size = max(1, min(int(round(options.min_speaker_s / options.step_s)), len(windows.spans) // 10))
+    labels = cluster(windows.embeddings, options.threshold, count, min_size)
+    return frames_to_turns(label_frames(regions, windows.spans, labels, int(labels.max()) + 1), options.min_turn_s)

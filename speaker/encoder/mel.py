@@ -1,0 +1,79 @@
+"""The voice encoder's front end in numpy: the power mel spectrogram resemblyzer computes with
+librosa (25 ms Hann window, 10 ms hop, centred with zero padding, 40 Slaney mel bands, 0-8 kHz,
+Slaney-normalised filters; power, not log), and its loudness normalisation.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+N_FFT = 400  # 25 ms
+HOP = 160  # 10 ms: one frame
+N_MELS = 40
+TARGET_DBFS = -30.0  # resemblyzer raises quieter audio to this level, never lowers louder audio
+INT16_MAX = 2 ** 15 - 1  # resemblyzer's own scale for dBFS
+
+_F_SP = 200.0 / 3  # Slaney's mel scale: linear below 1 kHz, logarithmic above
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    hz = np.asarray(hz, np.float64)
+    mel = hz / _F_SP
+    log_part = hz >= _MIN_LOG_HZ
+    mel[log_part] = _MIN_LOG_MEL + np.log(hz[log_part] / _MIN_LOG_HZ) / _LOGSTEP
+    return mel
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, np.float64)
+    hz = mel * _F_SP
+    log_part = mel >= _MIN_LOG_MEL
+    hz[log_part] = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel[log_part] - _MIN_LOG_MEL))
+    return hz
+
+
+@lru_cache(maxsize=1)
+def mel_filters() -> np.ndarray:
+    """[N_MELS, N_FFT // 2 + 1] triangular filters, area-normalised (librosa's norm='slaney')."""
+    fft_hz = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array([0.0]))[0], _hz_to_mel(np.array([SAMPLE_RATE / 2]))[0],
+                                   N_MELS + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _window() -> np.ndarray:
+    n = np.arange(N_FFT)
+    return (0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)).astype(np.float32)  # periodic Hann
+
+
+def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
+    """[frames, N_MELS] float32 power mel of float audio at 16 kHz; frames = 1 + len // HOP."""
+    wav = np.asarray(wav, np.float32)
+    padded = np.pad(wav, N_FFT // 2)
+    n_frames = 1 + (len(padded) - N_FFT) // HOP
+    frames = np.lib.stride_tricks.as_strided(
+        padded, (n_frames, N_FFT), (padded.strides[0] * HOP, padded.strides[0]))
+    power = np.abs(np.fft.rfft(frames * _window(), axis=1)) ** 2
+    return (power.astype(np.float32) @ mel_filters().T).astype(np.float32)
+
+
+def normalize_volume(wav: np.ndarray) -> np.ndarray:
+    """Raise the audio to TARGET_DBFS if it is quieter (resemblyzer's preprocessing); silence stays silence."""
+    wav = np.asarray(wav, np.float32)
+    rms = float(np.sqrt(np.mean((wav.astype(np.float64) * INT16_MAX) ** 2))) if wav.size else 0.0
+    if rms == 0.0:
+        return wav
+    change_db = TARGET_DBFS - 20 * np.log10(rms / INT16_MAX)
+    return wav if change_db < 0 else (wav * 10 ** (change_db / 20)).astype(np.float32)

@@ -1,0 +1,30 @@
+"""Our numpy mel + onnxruntime encoder against resemblyzer's librosa + torch, as recorded by
+tests/speaker/reference.py (run where torch is installed; the fixture holds its output)."""
+from __future__ import annotations
+
+import numpy as np
+
+from speaker.encoder.mel import mel_spectrogram, normalize_volume
+from tests.speaker.reference import FIXTURE, SEEDS, synthetic_voice
+
+REFERENCE = np.load(FIXTURE)
+
+
+def test_mel_matches_librosa():
+    ours = mel_spectrogram(normalize_volume(synthetic_voice(SEEDS[0])))
+    theirs = REFERENCE["mel"]
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() <= 1e-4 * theirs.max()
+
+
+def test_embeddings_match_resemblyzer_torch(voice_encoder):
+    for seed, theirs in zip(REFERENCE["seeds"], REFERENCE["embeddings"]):
+        ours = voice_encoder.embed_utterance(normalize_volume(synthetic_voice(int(seed))))
+        assert float(ours @ theirs) >= 0.999, f"seed {seed}: cosine {float(ours @ theirs):.6f}"
+        assert abs(np.linalg.norm(ours) - 1) < 1e-5
+
+
+def test_other_voices_are_further_apart_than_one_voice_with_itself(voice_encoder):
+    a, b = (voice_encoder.embed_utterance(normalize_volume(synthetic_voice(s))) for s in SEEDS[:2])
+    half = voice_encoder.embed_utterance(normalize_volume(synthetic_voice(SEEDS[0], seconds=1.5)))
+    assert float(a @ half) > float(a @ b)
