@@ -334,9 +334,38 @@ class Heartbeat(Message):
         return topic("health", self.stage)
 
 
+# ---- speaker diarization (issue 17): gateway → speaker over PUSH, speaker → job/<job>/ ------
+
+@dataclass(frozen=True)
+class DiarizeJob(Message):
+    """gateway → speaker over PUSH: a decoded upload whose speakers are wanted (count hints optional)."""
+    TYPE: ClassVar[str] = "diarize_job"
+    job: str
+    pcm: bytes
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Speakers(Message):
+    """speaker → job/<job>/: who spoke when, as turns `{start, end, speaker}` (seconds, by start)."""
+    TYPE: ClassVar[str] = "speakers"
+    job: str
+    turns: list = field(default_factory=list)
+    count: int = 0  # distinct speakers in turns
+    compute_ms: float = 0.0
+    worker: str = ""
+
+    def topic(self) -> bytes:
+        return topic("job", self.job)
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls for cls in (Open, Flush, Close, Audio, SpeechStart, SpeechEnd, Segment, Job, Partial, Final,
-                              JobSegments, Error, Heartbeat, Alert)}
+                              JobSegments, Error, Heartbeat, Alert,
+                              DiarizeJob, Speakers)}
 
 
 # ---- codec ------------------------------------------------------------------
@@ -422,6 +451,12 @@ def _check_message(msg: Message) -> None:
         _check_segment(msg)
     if isinstance(msg, Heartbeat) and msg.model is not None:
         msg.model_status()
+    if isinstance(msg, Speakers):
+        _check_timed_items("turns", msg.turns, text_key="speaker", where="speakers")
+    if isinstance(msg, DiarizeJob):
+        for name in ("num_speakers", "min_speakers", "max_speakers"):
+            if getattr(msg, name) is not None and getattr(msg, name) < 1:
+                raise SchemaError(f"diarize_job.{name} = {getattr(msg, name)}: expected 1 or more, or none")
     if isinstance(msg, Transcript):
         _check_timed_items("segments", msg.segments, text_key="text")
         if msg.words is not None:
@@ -438,15 +473,15 @@ def _check_segment(msg: Segment) -> None:
                           "(offset > utt_offset)")
 
 
-def _check_timed_items(name: str, items: list, text_key: str | None) -> None:
+def _check_timed_items(name: str, items: list, text_key: str | None, where: str = "transcript") -> None:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            raise SchemaError(f"transcript.{name}[{i}]: expected a map")
+            raise SchemaError(f"{where}.{name}[{i}]: expected a map")
         for key in ("start", "end"):
             if not isinstance(item.get(key), (int, float)) or isinstance(item.get(key), bool):
-                raise SchemaError(f"transcript.{name}[{i}].{key} = {item.get(key)!r:.40}: expected a number")
+                raise SchemaError(f"{where}.{name}[{i}].{key} = {item.get(key)!r:.40}: expected a number")
         if text_key and not isinstance(item.get(text_key), str):
-            raise SchemaError(f"transcript.{name}[{i}].{text_key}: expected a string")
+            raise SchemaError(f"{where}.{name}[{i}].{text_key}: expected a string")
 
 
 def _check(cls_name: str, name: str, value: Any, allowed: tuple) -> Any:

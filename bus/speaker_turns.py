@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 
 
 def speaker_at(start: float, end: float, turns: Sequence[Mapping]) -> str | None:
-    """The speaker whose turns overlap [start, end] most; with no overlap, the nearest turn's."""
+    """The speaker whose turns overlap [start, end] most; else (a word of no duration, or in a gap)
+    the turn around its middle, else the nearest turn's."""
     if not turns:
         return None
     overlap: dict[str, float] = {}
@@ -22,6 +23,9 @@ def speaker_at(start: float, end: float, turns: Sequence[Mapping]) -> str | None
     if overlap:
         return max(overlap, key=overlap.__getitem__)
     middle = (start + end) / 2
+    around = [t for t in turns if float(t["start"]) <= middle <= float(t["end"])]
+    if around:
+        return str(around[0]["speaker"])
     nearest = min(turns, key=lambda t: min(abs(middle - float(t["start"])), abs(middle - float(t["end"]))))
     return str(nearest["speaker"])
 

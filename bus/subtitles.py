@@ -35,14 +35,22 @@ def _cue_text(segment: Mapping) -> str:
     return "\n".join(lines).replace("-->", "->")
 
 
-def _cues(segments: Sequence[Mapping]) -> list[tuple[float, float, str]]:
+def _cues(segments: Sequence[Mapping]) -> list[tuple[float, float, str, str | None]]:
     cues = []
     for segment in segments:
         text = _cue_text(segment)
         if text:
             start = float(segment["start"])
-            cues.append((start, max(start, float(segment["end"])), text))
+            cues.append((start, max(start, float(segment["end"])), text, _speaker(segment)))
     return cues
+
+
+def _speaker(item: Mapping) -> str | None:
+    """A diarized segment's speaker label, cleaned for a cue (no markup, no line breaks)."""
+    speaker = item.get("speaker")
+    if not speaker:
+        return None
+    return " ".join(str(speaker).replace("<", "").replace(">", "").replace("&", "").split()) or None
 
 
 def to_text(segments: Sequence[Mapping]) -> str:
@@ -52,13 +60,14 @@ def to_text(segments: Sequence[Mapping]) -> str:
 
 
 def to_srt(segments: Sequence[Mapping]) -> str:
-    blocks = [f"{i}\n{srt_time(start)} --> {srt_time(end)}\n{text}\n"
-              for i, (start, end, text) in enumerate(_cues(segments), start=1)]
+    blocks = [f"{i}\n{srt_time(start)} --> {srt_time(end)}\n{f'[{speaker}] ' if speaker else ''}{text}\n"
+              for i, (start, end, text, speaker) in enumerate(_cues(segments), start=1)]
     return "\n".join(blocks)
 
 
 def to_vtt(segments: Sequence[Mapping]) -> str:
-    blocks = [f"{vtt_time(start)} --> {vtt_time(end)}\n{text}\n" for start, end, text in _cues(segments)]
+    blocks = [f"{vtt_time(start)} --> {vtt_time(end)}\n{f'<v {speaker}>' if speaker else ''}{text}\n"
+              for start, end, text, speaker in _cues(segments)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
@@ -67,7 +76,8 @@ def openai_segments(segments: Sequence[Mapping], temperature: float = 0.0) -> li
     return [{"id": i, "seek": int(round(float(s["start"]) * 100)), "start": s["start"], "end": s["end"],
              "text": s.get("text", ""), "tokens": [int(t) for t in s.get("text_tokens", ())],
              "temperature": s.get("temperature", temperature), "avg_logprob": s.get("avg_logprob", 0.0),
-             "compression_ratio": s.get("compression_ratio", 0.0), "no_speech_prob": s.get("no_speech_prob", 0.0)}
+             "compression_ratio": s.get("compression_ratio", 0.0), "no_speech_prob": s.get("no_speech_prob", 0.0),
+             **({"speaker": s["speaker"]} if "speaker" in s else {})}
             for i, s in enumerate(segments)]
 
 
@@ -86,6 +96,7 @@ def verbose_json(text: str, segments: Sequence[Mapping], words: Sequence[Mapping
             "segments": openai_segments(segments, temperature)}
     if words is not None:
         body["words"] = [{"word": w.get("word", w.get("text", "")), "start": w["start"], "end": w["end"],
-                          **({"probability": w["probability"]} if "probability" in w else {})}
+                          **({"probability": w["probability"]} if "probability" in w else {}),
+                          **({"speaker": w["speaker"]} if "speaker" in w else {})}
                          for w in words]
     return body

@@ -23,7 +23,7 @@ from typing import Mapping
 from config.cores import STAGES
 from config.paths import ensure_private_dir
 
-PRIORITY = {"bus": 10, "capture": 20, "vad": 20, "asr": 20, "store": 20, "gateway": 30}  # bus first
+PRIORITY = {"bus": 10, "capture": 20, "vad": 20, "asr": 20, "store": 20, "speaker": 20, "gateway": 30}  # bus first
 LOG_MAXBYTES = "10MB"
 LOG_BACKUPS = 5
 STOPWAIT_S = 10
@@ -31,9 +31,11 @@ START_TIMEOUT_S = 30.0
 
 
 def programs(cfg) -> tuple[str, ...]:
-    """The stages supervisord runs: every one of the core map, and the transcript store when enabled."""
-    store = getattr(cfg, "store", None)
-    return STAGES + (("store",) if store is not None and store.enabled else ())
+    """The stages supervisord runs: every one of the core map, and the transcript store and the
+    speaker (diarization) stage when enabled."""
+    store, speaker = getattr(cfg, "store", None), getattr(cfg, "speaker", None)
+    return STAGES + (("store",) if store is not None and store.enabled else ()) \
+        + (("speaker",) if speaker is not None and speaker.enabled else ())
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,7 @@ def _build(raw: dict, problems: list[str], file_path: str, env) -> Config | None
     run_dir = paths.resolve_run_dir(sections["run"].dir, env)
     sections["bus"] = _expand_endpoints(sections["bus"], run_dir)
     sections["vad"] = _expand_endpoints(sections["vad"], run_dir)
+    sections["speaker"] = _expand_endpoints(sections["speaker"], run_dir)
     models_dir = paths.resolve_models_dir(sections["run"].models_dir, env)
     return Config(**sections, source_file=file_path, run_dir=str(run_dir), models_dir=str(models_dir))
 

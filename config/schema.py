@@ -49,6 +49,7 @@ class CoresConfig:
     asr: Cores = _f("auto", kind="cores")
     gateway: Cores = _f("auto", kind="cores")
     store: Cores = _f("auto", kind="cores")
+    speaker: Cores = _f("auto", kind="cores")  # "auto": the light stages' core, never asr's
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,20 @@ class StoreConfig:
     webhook_retries: int = _f(5, min=0, max=100)
 
 
+# ---- speaker (diarization, issue 17) -----------------------------------------------------
+
+@dataclass(frozen=True)
+class SpeakerConfig:
+    enabled: bool = _f(False)
+    model: str = _f("speaker-ge2e")
+    jobs: str = _f("ipc://{run_dir}/speaker-jobs", kind="endpoint")
+    threads: int = _f(1, min=1, max=64)
+    threshold: float = _f(0.70, min=-1.0, max=1.0)
+    step_s: float = _f(0.4, min=0.1, max=1.6)
+    vad_aggressiveness: int = _f(2, min=0, max=3)
+    max_speakers: int = _f(20, min=1, max=1000)
+
+
 @dataclass(frozen=True)
 class AuthConfig:
     mode: str = _f("auto", choices=("auto", "keys", "none"))
@@ -214,6 +229,7 @@ class Config:
     store: StoreConfig
     auth: AuthConfig
     limits: LimitsConfig
+    speaker: SpeakerConfig
     source_file: str = ""  # which file, if any, was read over the defaults
     run_dir: str = ""      # resolved run directory
     models_dir: str = ""   # resolved models directory

@@ -43,6 +43,7 @@ class Bridge:
         self.sub: zmq.asyncio.Socket | None = None
         self.pub: zmq.Socket | None = None
         self.jobs_push: zmq.asyncio.Socket | None = None
+        self.speaker_push: zmq.asyncio.Socket | None = None  # diarize=true jobs, to the speaker stage
         self.heartbeat_pub: zmq.Socket | None = None
         self.tasks: list[asyncio.Task] = []
         self.stopping = False
@@ -57,6 +58,9 @@ class Bridge:
         # a smaller mark would turn a busy vad into a 503 "vad not taking jobs".
         self.jobs_push = sockets.pusher(self.actx, self.cfg.vad.jobs, bus, bind=False, immediate=True,
                                         hwm=self.cfg.gateway.max_jobs)
+        if self.cfg.speaker.enabled:
+            self.speaker_push = sockets.pusher(self.actx, self.cfg.speaker.jobs, bus, bind=False, immediate=True,
+                                               hwm=self.cfg.gateway.max_jobs)
         self.tasks = [asyncio.create_task(self._receive_loop(), name="bus-receive"),
                       asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         for task in self.tasks:
@@ -69,9 +73,9 @@ class Bridge:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        for sock in (self.sub, self.pub, self.heartbeat_pub, self.jobs_push):
+        for sock in (self.sub, self.pub, self.heartbeat_pub, self.jobs_push, self.speaker_push):
             if sock is not None:
-                sock.close(linger=0 if sock is self.jobs_push else self.cfg.bus.linger_ms)
+                sock.close(linger=0 if sock in (self.jobs_push, self.speaker_push) else self.cfg.bus.linger_ms)
 
     def publish(self, msg: schemas.Message) -> None:
         sockets.publish(self.pub, msg)
@@ -81,6 +85,13 @@ class Bridge:
         if not await self.jobs_push.poll(timeout_ms, zmq.POLLOUT):
             return False
         await self.jobs_push.send(payload, copy=False)
+        return True
+
+    async def push_speaker_job(self, payload: bytes, timeout_ms: int) -> bool:
+        """Hand an encoded DiarizeJob to the speaker stage; False when none takes it within the timeout."""
+        if self.speaker_push is None or not await self.speaker_push.poll(timeout_ms, zmq.POLLOUT):
+            return False
+        await self.speaker_push.send(payload, copy=False)
         return True
 
     async def _receive_loop(self) -> None:

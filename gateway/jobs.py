@@ -29,6 +29,7 @@ class EncodedJob:
     job: str
     payload: bytes
     duration: float   # seconds of audio
+    speaker_payload: bytes | None = None  # the DiarizeJob for the speaker stage, when diarize=true
 
 
 @dataclass
@@ -40,6 +41,7 @@ class JobResult:
     language_prob: float | None
     compute_ms: float          # encode + decode time summed over the job's segments
     workers: list[str] = field(default_factory=list)
+    speakers: list[dict] | None = None  # diarize=true: the speaker turns merged into segments and words
 
 
 class JobAssembler:

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bus import subtitles
-from gateway import formats, job_stream, models, params, service
+from gateway import diarization, formats, job_stream, models, params, service
 from gateway.rest import read_upload
 from gateway.errors import ApiError
 
@@ -42,7 +42,8 @@ async def _audio(request: Request, task: str) -> Response:
         data=upload.data, task=task,
         language=params.language(form.get("language")) if task == "transcribe" else "auto",
         prompt=params.text(form.get("prompt"), params.PROMPT_MAX_CHARS, "prompt"),
-        temperature=temperature, words=words, model=model.name)
+        temperature=temperature, words=words, model=model.name,
+        diarize=diarization.parse(form, cfg.speaker))
     models.check_request(model, req.language, task, words)
     if stream:
         if task != "transcribe" or fmt not in ("json", "text"):

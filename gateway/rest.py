@@ -8,13 +8,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bus import subtitles
-from gateway import access, formats, health, host_stats, job_stream, models, params, service, uploads
+from gateway import access, diarization, formats, health, host_stats, job_stream, models, params, service, uploads
 from gateway.version import VERSION
 from gateway.errors import ApiError
 from gateway.http_limits import BodyDeadline
 
 TRANSCRIBE_FIELDS = ("audio_file", "language", "task", "normalize", "trim_silence", "response_format",
-                     "prompt", "temperature", "word_timestamps", "model")
+                     "prompt", "temperature", "word_timestamps", "model") + diarization.FIELDS
 BASE64_FIELDS = tuple(f for f in TRANSCRIBE_FIELDS if f != "audio_file")
 
 
@@ -98,6 +98,8 @@ def _transcribe_bodies(outcome: service.Outcome, req: service.Request, started: 
             "model": req.model}
     if req.words:
         body["words"] = result.words
+    if result.speakers is not None:
+        body["speakers"] = result.speakers
     verbose = formats.verbose_json(result.text, result.segments, result.words if req.words else None, task=task,
                                    language=outcome.language, duration=outcome.duration)
     return body, verbose
@@ -134,6 +136,7 @@ async def transcribe(request: Request) -> Response:
     fields = {k: v for k, v in upload.form.multi_items() if k != "audio_file"}
     params.no_unknown(list(fields) + ["audio_file"], TRANSCRIBE_FIELDS)
     req, fmt = _job_request(request, upload.data, fields, "json")
+    req.diarize = diarization.parse(fields, cfg.speaker)
     if progress:
         return _with_progress(request, req, fmt, started)
     with request.state.jobs.hold():  # only once the body is in: a stalled upload holds no slot
@@ -155,6 +158,7 @@ async def transcribe_base64(request: Request) -> Response:
         raise ApiError(400, "bad_field", f"field {params.shown(bad[0])} must be a string, number or boolean", bad[0])
     fields = {k: (v if isinstance(v, (str, bool)) or v is None else str(v)) for k, v in fields.items()}
     req, fmt = _job_request(request, data, fields, "json")
+    req.diarize = diarization.parse(fields, cfg.speaker)
     if progress:
         return _with_progress(request, req, fmt, started)
     with request.state.jobs.hold():
@@ -178,6 +182,7 @@ async def inference(request: Request) -> Response:
               "task": "translate" if translate else "transcribe", "model": form.get("model"),
               "word_timestamps": form.get("word_timestamps")}
     req, fmt = _job_request(request, upload.data, fields, "json")
+    req.diarize = diarization.parse(form, cfg.speaker)
     with request.state.jobs.hold():
         outcome = await service.transcribe(bridge, cfg.gateway, req)
     result = outcome.result

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bus import schemas
-from gateway import audio, jobs, rate_limits
+from gateway import audio, diarization, jobs, rate_limits
 from gateway.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,13 @@ class Request:
     model: str = ""          # the served model chosen (gateway.models); "" = the default
     normalize: bool = False
     trim_silence: bool = False
+    diarize: diarization.Diarize | None = None  # speakers wanted (diarize=true and its hints)
 
     def options(self) -> dict:
         """Options for asr's decoder, by its names (it refuses unknown keys); the response
         format is the gateway's business and never leaves it."""
         options: dict = {"temperature": self.temperature}
-        if self.words:
+        if self.words or self.diarize:  # diarization splits segments at the word where the speaker changes
             options["word_timestamps"] = True
         return options
 
@@ -110,7 +111,8 @@ def prepare(req: Request, max_seconds: float, memory_bytes: int | None = None) -
         raise ApiError(400, exc.code, exc.message) from None
     job = schemas.Job(job=jobs.new_job_id(), pcm=pcm.tobytes(), language=req.language, task=req.task,
                       prompt=req.prompt, options=req.options(), ts=time.time())
-    return jobs.EncodedJob(job.job, schemas.encode(job), pcm.size / schemas.SAMPLE_RATE)
+    speaker_job = diarization.encode_job(job.job, job.pcm, req.diarize) if req.diarize else None
+    return jobs.EncodedJob(job.job, schemas.encode(job), pcm.size / schemas.SAMPLE_RATE, speaker_job)
 
 
 async def transcribe(bridge, gateway_cfg, req: Request, progress=None) -> Outcome:
@@ -120,11 +122,21 @@ async def transcribe(bridge, gateway_cfg, req: Request, progress=None) -> Outcom
     rate_limits.charge_audio(job.duration)  # limits.audio_s_per_min: this job is served; the next may wait
     bridge.counters["jobs_started"] += 1
     pushed = time.monotonic()
+    speakers = None
+    if job.speaker_payload is not None:  # the speaker stage works while asr transcribes
+        speakers = asyncio.create_task(diarization.run(bridge, job.job, job.speaker_payload,
+                                                       jobs.job_timeout(gateway_cfg, job.duration)))
+        speakers.add_done_callback(lambda task: task.cancelled() or task.exception())  # never "not retrieved"
     try:
         result = await jobs.run_job(bridge, job, jobs.job_timeout(gateway_cfg, job.duration), progress)
+        if speakers is not None:
+            result = diarization.merge(result, await speakers, keep_words=req.words)
     except ApiError:
         bridge.counters["jobs_failed"] += 1
         raise
+    finally:
+        if speakers is not None:
+            speakers.cancel()  # a no-op once it is done
     finished = time.monotonic()
     bridge.counters["jobs_done"] += 1
     log.info("job done", extra={"job": job.job, "audio_s": round(job.duration, 2),

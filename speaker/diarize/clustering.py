@@ -37,33 +37,50 @@ class SpeakerCount:
 
 def cluster(embeddings: np.ndarray, threshold: float, count: SpeakerCount = SpeakerCount(),
             min_size: int = 1) -> np.ndarray:
-    """Cluster index per row of ``embeddings`` (L2-normalised), 0 for the cluster that appears first."""
+    """Cluster index per row of ``embeddings`` (L2-normalised), 0 for the cluster that appears first.
+
+    Merge while the closest clusters are more similar than ``threshold``; clusters of fewer than
+    ``min_size`` rows then join the nearest big one; a count hint merges further or starts again
+    with the threshold ignored, so small clusters never count towards the speakers asked for.
+    """
     n = len(embeddings)
     if n == 0:
         return np.zeros(0, int)
     low, high = count.bounds(n)
-    sizes = np.ones(n)
-    similarity = embeddings @ embeddings.T
+    singletons = [[i] for i in range(n)]
+    groups = _absorb_small(embeddings, _merge(embeddings, singletons, 1, threshold), min_size, low)
+    if len(groups) > high:
+        groups = _merge(embeddings, groups, high, np.inf)
+    elif len(groups) < low:
+        groups = _absorb_small(embeddings, _merge(embeddings, singletons, low, np.inf), min_size, low)
+    labels = np.zeros(n, int)
+    for label, rows in enumerate(sorted(groups, key=min)):
+        labels[rows] = label
+    return labels
+
+
+def _merge(embeddings: np.ndarray, groups: list[list[int]], down_to: int, threshold: float) -> list[list[int]]:
+    """Average linkage: merge the two most similar groups while more than ``down_to`` remain and
+    (unless ``threshold`` is inf: merge regardless) their similarity is at least ``threshold``."""
+    members = {i: list(g) for i, g in enumerate(groups)}
+    sizes = np.array([len(g) for g in groups], float)
+    indicator = np.zeros((len(groups), len(embeddings)))
+    for i, g in enumerate(groups):
+        indicator[i, g] = 1.0
+    summed = indicator @ embeddings
+    similarity = (summed @ summed.T) / np.outer(sizes, sizes)  # mean pairwise cosine between groups
     np.fill_diagonal(similarity, -np.inf)
-    members = {i: [i] for i in range(n)}
-    alive = np.ones(n, bool)
-    while len(members) > low:
+    while len(members) > down_to:
         i, j = np.unravel_index(np.argmax(similarity), similarity.shape)
-        if len(members) <= high and similarity[i, j] < threshold:
+        if np.isfinite(threshold) and similarity[i, j] < threshold:
             break
-        # average linkage: the merged cluster's similarity is the size-weighted mean (Lance-Williams)
-        merged = (sizes[i] * similarity[i] + sizes[j] * similarity[j]) / (sizes[i] + sizes[j])
+        merged = (sizes[i] * similarity[i] + sizes[j] * similarity[j]) / (sizes[i] + sizes[j])  # Lance-Williams
         similarity[i, :], similarity[:, i] = merged, merged
         similarity[i, i] = -np.inf
         similarity[j, :], similarity[:, j] = -np.inf, -np.inf
         sizes[i] += sizes[j]
         members[i] += members.pop(j)
-        alive[j] = False
-    groups = _absorb_small(embeddings, list(members.values()), min_size, low)
-    labels = np.zeros(n, int)
-    for label, rows in enumerate(sorted(groups, key=min)):
-        labels[rows] = label
-    return labels
+    return list(members.values())
 
 
 def _absorb_small(embeddings: np.ndarray, groups: list[list[int]], min_size: int, keep_at_least: int) -> list[list[int]]:

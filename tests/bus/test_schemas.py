@@ -47,11 +47,14 @@ EXAMPLES = [
     schemas.Alert(rule="fire", kind="keyword", stream="mic1", wall=1700000000.5, text="Fire in the hall",
                   terms=["fire"], worker="w1", seq=42),
     schemas.Alert(rule="quiet", kind="silence", stream="cam2", wall=1700000100.0),
+    schemas.DiarizeJob(job="job-1.speakers", pcm=PCM, num_speakers=2, ts=3.0),
+    schemas.Speakers(job="job-1.speakers", turns=[{"start": 0.5, "end": 2.0, "speaker": "SPEAKER_1"}], count=1,
+                     compute_ms=12.5, worker="pi-1"),
     schemas.Heartbeat(stage="vad", pid=1234, host="pi", uptime_s=12.5, ok=True, instance="pi-1234",
                       counters={"streams": 2, "gaps": {"mic1": 0}}, ts=5.0),
     schemas.Heartbeat(stage="capture", pid=1, host="pi", uptime_s=0.0, ok=False, status="not implemented"),
 ]
-PUSH_ONLY = (schemas.Segment, schemas.Job)
+PUSH_ONLY = (schemas.Segment, schemas.Job, schemas.DiarizeJob)
 
 
 def test_every_topic_family_is_known_and_an_alert_goes_on_alert():
@@ -235,3 +238,11 @@ def test_fuzz_random_maps_are_decoded_or_refused():
 def test_cross_field_and_nested_rules(msg, problem):
     with pytest.raises(schemas.SchemaError, match=problem.replace("[", r"\[").replace("]", r"\]")):
         schemas.decode(schemas.encode(msg))
+
+
+def test_speaker_messages_refuse_bad_hints_and_turns():
+    with pytest.raises(schemas.SchemaError, match="diarize_job.num_speakers = 0"):
+        schemas.decode(schemas.encode(schemas.DiarizeJob(job="j", pcm=b"", num_speakers=0)))
+    bad = schemas.Speakers(job="j", turns=[{"start": 0.0, "end": 1.0}])
+    with pytest.raises(schemas.SchemaError, match=r"speakers.turns\[0\].speaker: expected a string"):
+        schemas.decode(schemas.encode(bad))

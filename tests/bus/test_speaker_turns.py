@@ -28,4 +28,5 @@ def test_segments_without_words_take_the_speaker_they_overlap_most():
 def test_a_word_in_a_gap_takes_the_nearest_turn_and_no_turns_give_none():
     assert speaker_at(2.02, 2.04, TURNS) == "SPEAKER_1"
     assert speaker_at(7.0, 8.0, TURNS) == "SPEAKER_2"
+    assert speaker_at(1.99, 1.99, TURNS) == "SPEAKER_1"  # no duration: the turn around it, not the nearest edge
     assert assign_speakers([{"start": 0, "end": 1, "text": "x"}], [])[0]["speaker"] is None

@@ -1,0 +1,5 @@
+import sys
+
+from speaker.main import main
+
+sys.exit(main())
