@@ -56,6 +56,14 @@ def test_openai_verbose_json_segments_and_words_carry_the_speaker(stack, sample)
     assert body["words"] and all(w["speaker"] in ("SPEAKER_1", "SPEAKER_2") for w in body["words"])
 
 
+def test_base64_takes_hints_as_json_numbers(stack, sample):
+    import base64
+    r = httpx.post(f"{stack.http}/transcribe/base64", json={"audio_base64": base64.b64encode(sample).decode(),
+                                                            "diarize": True, "max_speakers": 2}, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert {s["speaker"] for s in r.json()["segments"]} <= {"SPEAKER_1", "SPEAKER_2"}
+
+
 def test_inference_vtt_has_voice_tags(stack, sample):
     r = httpx.post(f"{stack.http}/inference", files={"file": ("s.wav", sample)},
                    data={"diarize": "true", "response_format": "vtt"}, timeout=TIMEOUT)
