@@ -23,7 +23,8 @@ import onnx
 from config.paths import model_dir, resolve_models_dir
 from speaker.build.onnx_export import build_voice_encoder, count_lstm_layers
 from speaker.build.torch_legacy import CheckpointFormatError, load_legacy_checkpoint
-from speaker.encoder.manifest import DEFAULT_NAME, ENCODER_FILE, KIND, MANIFEST_FORMAT, sha256_file
+from speaker.encoder.manifest import (DEFAULT_NAME, ENCODER_FILE, KIND, MANIFEST_FORMAT, SpeakerModelError,
+                                      load_speaker_manifest, sha256_file)
 from speaker.encoder.mel import N_MELS
 
 SOURCE_PACKAGE = "resemblyzer"
@@ -93,6 +94,15 @@ def build_speaker_model(out_dir: Path, checkpoint: Path | None = None) -> Path:
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         (stage / "manifest.json").replace(out_dir / "manifest.json")
     return out_dir
+
+
+def ensure_speaker_model(out_dir: Path) -> Path:
+    """``out_dir`` as it is if its files match its manifest, else built afresh."""
+    try:
+        load_speaker_manifest(Path(out_dir), verify=True)
+        return Path(out_dir)
+    except SpeakerModelError:
+        return build_speaker_model(out_dir)
 
 
 def default_out_dir() -> Path:

@@ -45,15 +45,9 @@ print(int(hwm[0]) / 1024)
 
 
 def _default_model() -> Path:
-    from speaker.build.builder import build_speaker_model
-    from speaker.encoder.manifest import SpeakerModelError, load_speaker_manifest
+    from speaker.build.builder import ensure_speaker_model
     from tests.conftest import TEST_CACHE
-    target = TEST_CACHE / "speaker-ge2e"
-    try:
-        load_speaker_manifest(target, verify=True)
-    except SpeakerModelError:
-        build_speaker_model(target)
-    return target
+    return ensure_speaker_model(TEST_CACHE / "speaker-ge2e")
 
 
 def _score(clips, encoder, options, hinted: bool = False) -> tuple[list[dict], float]:

@@ -12,14 +12,8 @@ from tests.conftest import TEST_CACHE
 def speaker_model_dir():
     if importlib.util.find_spec("resemblyzer") is None:
         pytest.skip("resemblyzer is not installed (pip install --no-deps resemblyzer==0.1.4; deploy/setup.sh does)")
-    from speaker.build.builder import build_speaker_model
-    from speaker.encoder.manifest import SpeakerModelError, load_speaker_manifest
-    target = TEST_CACHE / "speaker-ge2e"
-    try:
-        load_speaker_manifest(target, verify=True)
-    except SpeakerModelError:
-        build_speaker_model(target)
-    return target
+    from speaker.build.builder import ensure_speaker_model
+    return ensure_speaker_model(TEST_CACHE / "speaker-ge2e")
 
 
 @pytest.fixture(scope="session")
