@@ -10,9 +10,10 @@ import numpy as np
 
 from speaker.diarize.clustering import SpeakerCount, cluster
 from speaker.diarize.turns import Turn
-from speaker.encoder.mel import HOP, SAMPLE_RATE, mel_spectrogram, normalize_volume
+from speaker.encoder.mel import HOP, SAMPLE_RATE, normalized_mel
 
 FRAMES_PER_S = SAMPLE_RATE // HOP  # 100 mel frames a second
+MAX_CLUSTER_ITEMS = 1000  # windows clustered one by one (6.7 min of speech at the 0.4 s step); beyond, by runs
 
 
 class Embedder(Protocol):
@@ -58,7 +59,7 @@ def window_spans(regions: list[tuple[float, float]], window: int, step: int, min
 
 def embed_windows(wav: np.ndarray, regions: list[tuple[float, float]], encoder: Embedder,
                   options: DiarizeOptions) -> Windows:
-    mel = mel_spectrogram(normalize_volume(wav))
+    mel = normalized_mel(wav)
     spans = window_spans(regions, encoder.window_frames, int(round(options.step_s * FRAMES_PER_S)),
                          int(round(options.min_window_s * FRAMES_PER_S)))
     spans[:, 1] = np.minimum(spans[:, 1], len(mel))
@@ -116,7 +117,22 @@ def diarize(wav: np.ndarray, regions: list[tuple[float, float]], encoder: Embedd
     windows = embed_windows(wav, regions, encoder, options)
     if len(windows.spans) == 0:
         return []
-    # short recordings: a speaker needs only a tenth of the windows (two turns of 1 s in 6 s count)
-    min_size = max(1, min(int(round(options.min_speaker_s / options.step_s)), len(windows.spans) // 10))
-    labels = cluster(windows.embeddings, options.threshold, count, min_size)
+    labels = cluster_windows(windows.embeddings, options, count)
     return frames_to_turns(label_frames(regions, windows.spans, labels, int(labels.max()) + 1), options.min_turn_s)
+
+
+def cluster_windows(embeddings: np.ndarray, options: DiarizeOptions, count: SpeakerCount = SpeakerCount(),
+                    max_items: int = MAX_CLUSTER_ITEMS) -> np.ndarray:
+    """A label per window. Clustering costs n² memory and about n³ time, so past ``max_items``
+    windows (a long file) every k-th window is clustered (means of windows would not do: they
+    are more alike than single windows, and the threshold is set for single windows), and every
+    window then goes to the nearest of the speakers found."""
+    per_item = -(-len(embeddings) // max_items)  # ceiling division
+    items = embeddings[::per_item]
+    # short recordings: a speaker needs only a tenth of the items (two turns of 1 s in 6 s count)
+    min_size = max(1, min(int(round(options.min_speaker_s / (options.step_s * per_item))), len(items) // 10))
+    labels = cluster(items, options.threshold, count, min_size)
+    if per_item == 1:
+        return labels
+    centroids = np.stack([items[labels == k].mean(axis=0) for k in range(int(labels.max()) + 1)])
+    return np.argmax(embeddings @ centroids.T, axis=1)

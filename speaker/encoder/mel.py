@@ -12,8 +12,9 @@ SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms: one frame
 N_MELS = 40
+BLOCK_FRAMES = 3000  # 30 s of frames per FFT block: bounds memory on long files
+BLOCK_SAMPLES = BLOCK_FRAMES * HOP
 TARGET_DBFS = -30.0  # resemblyzer raises quieter audio to this level, never lowers louder audio
-INT16_MAX = 2 ** 15 - 1  # resemblyzer's own scale for dBFS
 
 _F_SP = 200.0 / 3  # Slaney's mel scale: linear below 1 kHz, logarithmic above
 _MIN_LOG_HZ = 1000.0
@@ -64,16 +65,40 @@ def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
     padded = np.pad(wav, N_FFT // 2)
     n_frames = 1 + (len(padded) - N_FFT) // HOP
     frames = np.lib.stride_tricks.as_strided(
-        padded, (n_frames, N_FFT), (padded.strides[0] * HOP, padded.strides[0]))
-    power = np.abs(np.fft.rfft(frames * _window(), axis=1)) ** 2
-    return (power.astype(np.float32) @ mel_filters().T).astype(np.float32)
+        padded, (n_frames, N_FFT), (padded.strides[0] * HOP, padded.strides[0]), writeable=False)
+    out = np.empty((n_frames, N_MELS), np.float32)
+    for first in range(0, n_frames, BLOCK_FRAMES):  # in blocks: the spectrum of an hour would be GBs
+        block = frames[first:first + BLOCK_FRAMES]
+        power = np.abs(np.fft.rfft(block * _window(), axis=1)) ** 2
+        out[first:first + len(block)] = power.astype(np.float32) @ mel_filters().T
+    return out
+
+
+def volume_gain(wav: np.ndarray) -> float:
+    """The gain that raises the audio to TARGET_DBFS if it is quieter (resemblyzer's preprocessing);
+    1 for louder audio and for silence."""
+    wav = np.asarray(wav, np.float32)
+    if not wav.size:
+        return 1.0
+    blocks = (wav[i:i + BLOCK_SAMPLES].astype(np.float64) for i in range(0, wav.size, BLOCK_SAMPLES))
+    mean_square = sum(float(np.dot(block, block)) for block in blocks) / wav.size  # float64 sums, a block at a time
+    if mean_square == 0.0:
+        return 1.0
+    change_db = TARGET_DBFS - 10 * np.log10(mean_square)
+    return 1.0 if change_db < 0 else float(10 ** (change_db / 20))
 
 
 def normalize_volume(wav: np.ndarray) -> np.ndarray:
-    """Raise the audio to TARGET_DBFS if it is quieter (resemblyzer's preprocessing); silence stays silence."""
-    wav = np.asarray(wav, np.float32)
-    rms = float(np.sqrt(np.mean((wav.astype(np.float64) * INT16_MAX) ** 2))) if wav.size else 0.0
-    if rms == 0.0:
-        return wav
-    change_db = TARGET_DBFS - 20 * np.log10(rms / INT16_MAX)
-    return wav if change_db < 0 else (wav * 10 ** (change_db / 20)).astype(np.float32)
+    """The audio at volume_gain (a copy when it changes)."""
+    gain = volume_gain(wav)
+    return np.asarray(wav, np.float32) if gain == 1.0 else (np.asarray(wav, np.float32) * gain).astype(np.float32)
+
+
+def normalized_mel(wav: np.ndarray) -> np.ndarray:
+    """mel_spectrogram(normalize_volume(wav)) without a normalised copy of the audio: the power
+    mel scales with the square of the gain."""
+    gain = volume_gain(wav)
+    mel = mel_spectrogram(wav)
+    if gain != 1.0:
+        mel *= np.float32(gain * gain)
+    return mel

@@ -13,6 +13,7 @@ INPUT = "mels"
 # resemblyzer's embed_utterance: 1.3 partial windows per second, a last window kept if 75 % covered
 UTTERANCE_RATE = 1.3
 MIN_COVERAGE = 0.75
+MAX_BATCH = 64  # windows per onnxruntime run: the LSTM keeps every step's output, ~25 MB per 64 windows
 
 
 class VoiceEncoder:
@@ -37,8 +38,10 @@ class VoiceEncoder:
         for i, window in enumerate(windows):
             by_length.setdefault(len(window), []).append(i)
         for indices in by_length.values():
-            batch = np.stack([windows[i] for i in indices]).astype(np.float32)
-            out[indices] = self._session.run(None, {INPUT: batch})[0]
+            for first in range(0, len(indices), MAX_BATCH):
+                chunk = indices[first:first + MAX_BATCH]
+                batch = np.stack([windows[i] for i in chunk]).astype(np.float32)
+                out[chunk] = self._session.run(None, {INPUT: batch})[0]
         return out
 
     def embed_utterance(self, wav: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from speaker.encoder.mel import mel_spectrogram, normalize_volume
+from speaker.encoder.mel import mel_spectrogram, normalize_volume, normalized_mel
 from tests.speaker.reference import FIXTURE, SEEDS, synthetic_voice
 
 REFERENCE = np.load(FIXTURE)
@@ -28,3 +28,11 @@ def test_other_voices_are_further_apart_than_one_voice_with_itself(voice_encoder
     a, b = (voice_encoder.embed_utterance(normalize_volume(synthetic_voice(s))) for s in SEEDS[:2])
     half = voice_encoder.embed_utterance(normalize_volume(synthetic_voice(SEEDS[0], seconds=1.5)))
     assert float(a @ half) > float(a @ b)
+
+
+def test_the_gain_is_applied_to_the_mel_as_to_the_audio():
+    quiet = synthetic_voice(SEEDS[1]) * 0.05
+    np.testing.assert_allclose(normalized_mel(quiet), mel_spectrogram(normalize_volume(quiet)), rtol=1e-4,
+                               atol=1e-6 * float(mel_spectrogram(normalize_volume(quiet)).max()))
+    loud = synthetic_voice(SEEDS[1]) * 5
+    assert np.array_equal(normalize_volume(loud), loud.astype(np.float32))  # raised, never lowered
