@@ -350,16 +350,19 @@ class DiarizeJob(Message):
 
 @dataclass(frozen=True)
 class Speakers(Message):
-    """speaker → job/<job>/: who spoke when, as turns `{start, end, speaker}` (seconds, by start)."""
+    """speaker → job/<job>/ (a file's turns) or speaker/<stream>/ (one live final's turns, `utt`
+    naming it): who spoke when, as turns `{start, end, speaker}` (seconds, by start)."""
     TYPE: ClassVar[str] = "speakers"
-    job: str
+    job: str | None = None
+    stream: str | None = None
+    utt: int | None = None
     turns: list = field(default_factory=list)
-    count: int = 0  # distinct speakers in turns
+    count: int = 0  # distinct speakers: in the file, or heard on the stream so far
     compute_ms: float = 0.0
     worker: str = ""
 
     def topic(self) -> bytes:
-        return topic("job", self.job)
+        return topic("job", self.job) if self.job is not None else topic("speaker", self.stream or "")
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -443,7 +446,7 @@ def _build(cls, body: dict, where: str | None = None):
 
 def _check_message(msg: Message) -> None:
     """Rules across fields, and the insides of lists, that field types alone do not catch."""
-    if isinstance(msg, (Transcript, Error, Segment)) and (msg.stream is None) == (msg.job is None):
+    if isinstance(msg, (Transcript, Error, Segment, Speakers)) and (msg.stream is None) == (msg.job is None):
         raise SchemaError(f"{msg.TYPE}: exactly one of stream and job is required")
     if isinstance(msg, Open) and msg.end_silence_ms is not None and not 50 <= msg.end_silence_ms <= 60000:
         raise SchemaError(f"open.end_silence_ms = {msg.end_silence_ms}: expected 50 to 60000 or none")

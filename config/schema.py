@@ -198,6 +198,8 @@ class SpeakerConfig:
     step_s: float = _f(0.4, min=0.1, max=1.6)
     vad_aggressiveness: int = _f(2, min=0, max=3)
     max_speakers: int = _f(20, min=1, max=1000)
+    live: bool = _f(False)
+    live_buffer_s: float = _f(60.0, min=31.0, max=600.0)
 
 
 @dataclass(frozen=True)

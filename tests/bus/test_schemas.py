@@ -50,6 +50,7 @@ EXAMPLES = [
     schemas.DiarizeJob(job="job-1.speakers", pcm=PCM, num_speakers=2, ts=3.0),
     schemas.Speakers(job="job-1.speakers", turns=[{"start": 0.5, "end": 2.0, "speaker": "SPEAKER_1"}], count=1,
                      compute_ms=12.5, worker="pi-1"),
+    schemas.Speakers(stream="mic1", utt=4, turns=[{"start": 3.0, "end": 5.0, "speaker": "SPEAKER_2"}], count=2),
     schemas.Heartbeat(stage="vad", pid=1234, host="pi", uptime_s=12.5, ok=True, instance="pi-1234",
                       counters={"streams": 2, "gaps": {"mic1": 0}}, ts=5.0),
     schemas.Heartbeat(stage="capture", pid=1, host="pi", uptime_s=0.0, ok=False, status="not implemented"),
@@ -243,6 +244,9 @@ def test_cross_field_and_nested_rules(msg, problem):
 def test_speaker_messages_refuse_bad_hints_and_turns():
     with pytest.raises(schemas.SchemaError, match="diarize_job.num_speakers = 0"):
         schemas.decode(schemas.encode(schemas.DiarizeJob(job="j", pcm=b"", num_speakers=0)))
+    with pytest.raises(schemas.SchemaError, match="exactly one of stream and job"):
+        schemas.decode(schemas.encode(schemas.Speakers(job="j", stream="s")))
+    assert schemas.Speakers(stream="mic1").topic() == b"speaker/mic1/"
     bad = schemas.Speakers(job="j", turns=[{"start": 0.0, "end": 1.0}])
     with pytest.raises(schemas.SchemaError, match=r"speakers.turns\[0\].speaker: expected a string"):
         schemas.decode(schemas.encode(bad))
