@@ -13,7 +13,7 @@ from speaker.diarize.turns import Turn
 from speaker.encoder.mel import HOP, SAMPLE_RATE, normalized_mel
 
 FRAMES_PER_S = SAMPLE_RATE // HOP  # 100 mel frames a second
-MAX_CLUSTER_ITEMS = 1000  # windows clustered one by one (6.7 min of speech at the 0.4 s step); beyond, by runs
+MAX_CLUSTER_ITEMS = 1000  # windows clustered one by one (6.7 min of speech at the 0.4 s step); beyond, a sample
 
 
 class Embedder(Protocol):
@@ -42,6 +42,8 @@ def speaker_label(index: int) -> str:
 
 
 def window_spans(regions: list[tuple[float, float]], window: int, step: int, min_window: int) -> np.ndarray:
+    """[n, 2] mel frame spans: ``window`` frames every ``step`` inside each region (the last one
+    flush with its end); a region shorter than a window is one window of its length."""
     spans = []
     for start_s, end_s in regions:
         first, end = int(round(start_s * FRAMES_PER_S)), int(round(end_s * FRAMES_PER_S))

@@ -1,7 +1,7 @@
 """Speech regions of a recording (webrtcvad per 30 ms frame, gaps bridged, blips dropped).
 
-File jobs in the stack get their regions from vad; this is for callers that only have audio
-(the bench, `diarize_audio`), with the same detector.
+The speaker stage finds a file job's regions itself with vad's detector (webrtcvad), so the
+gateway sends it one job and never waits for vad's cut; the settings are the stage's own.
 """
 from __future__ import annotations
 
