@@ -84,7 +84,8 @@ async def run(bridge, job: str, payload: bytes, timeout_s: float) -> list[dict]:
                     raise failure(msg)
     except TimeoutError:
         raise ApiError(504, "diarization_timeout", f"the speaker stage did not answer within {timeout_s:g} s "
-                                                   f"(gateway.job_timeout_s)") from None
+                                                   f"(the job's deadline: gateway.job_timeout_s + "
+                                                   f"job_timeout_per_audio_s × its length)") from None
     finally:
         bridge.router.forget_job(speakers_job)
 
