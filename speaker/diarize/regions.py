@@ -17,9 +17,9 @@ def speech_regions(pcm16: np.ndarray, aggressiveness: int = 2, bridge_s: float =
                    min_speech_s: float = 0.2) -> list[tuple[float, float]]:
     """[(start, end)] seconds of speech in int16 16 kHz mono audio."""
     detector = webrtcvad.Vad(aggressiveness)
-    n = len(pcm16) // FRAME
-    data = np.ascontiguousarray(pcm16[:n * FRAME], dtype="<i2").tobytes()
-    flags = [detector.is_speech(data[i * FRAME * 2:(i + 1) * FRAME * 2], SAMPLE_RATE) for i in range(n)]
+    samples = np.asarray(pcm16, dtype="<i2")
+    flags = [detector.is_speech(samples[i * FRAME:(i + 1) * FRAME].tobytes(), SAMPLE_RATE)
+             for i in range(len(samples) // FRAME)]  # a frame at a time: no copy of the whole recording
     return regions_from_flags(flags, FRAME / SAMPLE_RATE, bridge_s, min_speech_s)
 
 

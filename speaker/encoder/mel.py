@@ -60,17 +60,21 @@ def _window() -> np.ndarray:
 
 
 def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
-    """[frames, N_MELS] float32 power mel of float audio at 16 kHz; frames = 1 + len // HOP."""
+    """[frames, N_MELS] float32 power mel of float audio at 16 kHz; frames = 1 + len // HOP
+    (centred frames, zeros beyond both ends, as librosa's center=True, pad_mode="constant")."""
     wav = np.asarray(wav, np.float32)
-    padded = np.pad(wav, N_FFT // 2)
-    n_frames = 1 + (len(padded) - N_FFT) // HOP
-    frames = np.lib.stride_tricks.as_strided(
-        padded, (n_frames, N_FFT), (padded.strides[0] * HOP, padded.strides[0]), writeable=False)
+    n_frames = 1 + len(wav) // HOP
     out = np.empty((n_frames, N_MELS), np.float32)
     for first in range(0, n_frames, BLOCK_FRAMES):  # in blocks: the spectrum of an hour would be GBs
-        block = frames[first:first + BLOCK_FRAMES]
-        power = np.abs(np.fft.rfft(block * _window(), axis=1)) ** 2
-        out[first:first + len(block)] = power.astype(np.float32) @ mel_filters().T
+        count = min(BLOCK_FRAMES, n_frames - first)
+        begin = first * HOP - N_FFT // 2  # the block's audio, zero-padded only where it runs off the ends
+        stop = (first + count - 1) * HOP + N_FFT // 2
+        piece = np.zeros(stop - begin, np.float32)
+        piece[max(0, -begin):len(piece) - max(0, stop - len(wav))] = wav[max(0, begin):min(len(wav), stop)]
+        frames = np.lib.stride_tricks.as_strided(piece, (count, N_FFT), (piece.strides[0] * HOP, piece.strides[0]),
+                                                 writeable=False)
+        power = np.abs(np.fft.rfft(frames * _window(), axis=1)) ** 2
+        out[first:first + count] = power.astype(np.float32) @ mel_filters().T
     return out
 
 
