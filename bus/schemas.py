@@ -39,7 +39,7 @@ def check_id(value: str, what: str = "stream") -> str:
 
 
 # Every PUB topic's first part (ARCHITECTURE.md §3): the bus proxy counts traffic by these.
-TOPIC_FAMILIES = ("ctl", "audio", "vad", "text", "job", "health", "alert")
+TOPIC_FAMILIES = ("ctl", "audio", "vad", "text", "job", "health", "alert", "speaker")
 
 
 def prefix(family: str) -> bytes:

@@ -23,7 +23,7 @@ from speaker.service import STAGE, DiarizeService
 
 log = logging.getLogger(__name__)
 POLL_MS = 50
-LIVE_TOPICS = (b"audio/", b"text/", b"ctl/")
+LIVE_TOPICS = tuple(schemas.prefix(family) for family in ("audio", "text", "ctl"))
 MAX_BATCH = 2000  # bus messages taken per turn
 MAX_LIVE_BACKLOG = 32  # finals waiting for a label; beyond, the newest is dropped (counted)
 
