@@ -26,6 +26,11 @@ _MODEL = {"type": "string", "description": "a served model (GET /v1/models); whi
 _JOB_FIELDS = {"language": _LANG, "task": _TASK, "response_format": _FMT, "prompt": _S,
                "temperature": {**_N, "minimum": 0, "maximum": 1}, "word_timestamps": _B, "normalize": _B,
                "trim_silence": _B, "model": _MODEL}
+_COUNT = {**_I, "minimum": 1}
+_DIARIZE = {"diarize": {**_B, "description": "label speakers (segments and words get `speaker`); needs the speaker "
+                                            "stage ([speaker] enabled)"},
+            "num_speakers": _COUNT, "min_speakers": _COUNT, "max_speakers": _COUNT}
+_JOB_FIELDS = {**_JOB_FIELDS, **_DIARIZE}
 _SSE = {"text/event-stream": {"schema": _S}}
 _JSON = {"application/json": {"schema": {"type": "object"}}}
 _ERRORS = "4xx/5xx: {\"error\": {message, type, code, param}} (see the gateway README, Errors)"
@@ -56,7 +61,8 @@ _RANGE = [_q("since", _S, "epoch seconds or ISO 8601"), _q("until", _S, "epoch s
 _OPENAI = {"model": _MODEL, "language": _LANG, "prompt": _S, "response_format": _FMT,
            "temperature": {**_N, "minimum": 0, "maximum": 1},
            "timestamp_granularities[]": {"type": "array", "items": {"type": "string", "enum": ["segment", "word"]}},
-           "stream": {**_B, "description": "Server-Sent Events transcript.text.delta / transcript.text.done"}}
+           "stream": {**_B, "description": "Server-Sent Events transcript.text.delta / transcript.text.done"},
+           **_DIARIZE}
 _WS_PARAMS = [_q("language", _LANG), _q("task", _TASK), _q("model", _MODEL),
               _q("sample_rate", {**_I, "minimum": 8000, "maximum": 192000}),
               _q("encoding", {"type": "string", "enum": ["f32", "s16", "webm", "ogg"]}),
@@ -75,7 +81,7 @@ OPERATIONS: dict[tuple[str, str], dict] = {
         {**_JSON, **_SSE}),
     ("/inference", "post"): _op("whisper.cpp server's endpoint", body=_multipart("file", {
         "language": _LANG, "response_format": _FMT, "temperature": _N, "prompt": _S, "translate": _B,
-        "model": _MODEL, "word_timestamps": _B}), description="Other whisper.cpp tuning fields are accepted "
+        "model": _MODEL, "word_timestamps": _B, **_DIARIZE}), description="Other whisper.cpp tuning fields are accepted "
                                                                  "(sane values) and ignored."),
     ("/v1/audio/transcriptions", "post"): _op("OpenAI's transcription endpoint", body=_multipart("file", _OPENAI),
                                               content={**_JSON, **_SSE}),
