@@ -12,7 +12,6 @@ import argparse
 import importlib.metadata
 import importlib.util
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import onnx
 
-from config.paths import model_dir, resolve_models_dir
+from config import ConfigError, load_config
+from config.paths import model_dir
 from speaker.build.onnx_export import build_voice_encoder, count_lstm_layers
 from speaker.build.torch_legacy import CheckpointFormatError, load_legacy_checkpoint
 from speaker.encoder.manifest import (DEFAULT_NAME, ENCODER_FILE, KIND, MANIFEST_FORMAT, SpeakerModelError,
@@ -105,8 +105,13 @@ def ensure_speaker_model(out_dir: Path) -> Path:
         return build_speaker_model(out_dir)
 
 
-def default_out_dir() -> Path:
-    return model_dir(str(resolve_models_dir("", os.environ)), DEFAULT_NAME)
+def default_out_dir(config_file: str | None) -> Path:
+    """Where the speaker stage looks: [speaker] model under run.models_dir, as the config says."""
+    try:
+        cfg = load_config(config_file, check_cores=False)
+    except ConfigError as exc:
+        raise SpeakerBuildError("; ".join(exc.problems)) from None
+    return model_dir(cfg.models_dir, cfg.speaker.model)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,10 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry for `voxbus model build speaker [--out DIR]`."""
     parser = _Parser(prog="voxbus model build speaker", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"output directory (default: <models dir>/{DEFAULT_NAME})")
+                        help=f"output directory (default: the config's [speaker] model, {DEFAULT_NAME}, "
+                             f"under run.models_dir)")
+    parser.add_argument("--config", help="TOML file over the defaults (else $VOXBUS_CONFIG, /etc/voxbus/voxbus.toml)")
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        out = build_speaker_model(args.out or default_out_dir())
+        out = build_speaker_model(args.out or default_out_dir(args.config))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except (ValueError, OSError) as exc:

@@ -58,3 +58,14 @@ def test_the_reader_never_imports_what_a_pickle_names(tmp_path):
 def test_bad_cli_usage_is_one_line_and_exit_2(capsys):
     assert voxbus(["model", "build", "speaker", "--bogus"]) == 2
     assert capsys.readouterr().err.startswith("voxbus model build speaker: error:")
+
+
+def test_without_out_it_builds_where_the_stage_looks(speaker_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VOXBUS_RUN__MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("VOXBUS_SPEAKER__MODEL", "voices")
+    monkeypatch.delenv("VOXBUS_CONFIG", raising=False)
+    assert voxbus(["model", "build", "speaker"]) == 0
+    assert load_speaker_manifest(tmp_path / "models" / "voices", verify=True).embedding_size == 256
+    monkeypatch.setenv("VOXBUS_SPEAKER__THREADS", "0")
+    assert voxbus(["model", "build", "speaker"]) == 2
+    assert "speaker.threads" in capsys.readouterr().err
