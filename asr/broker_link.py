@@ -28,12 +28,13 @@ MAX_BATCH = 500
 
 class BrokerLink:
     def __init__(self, ctx: zmq.Context, cfg: Config, worker: str, slots: int, model: str,
-                 clock=time.monotonic):
+                 clock=time.monotonic, rtf=lambda: 0.0):
         self.ctx = ctx
         self.cfg = cfg
         self.worker = worker
         self.slots = slots
         self.model = model
+        self.rtf = rtf  # this worker's recent real-time factor, in every heartbeat
         interval = cfg.vad.worker_heartbeat_ms / 1000
         self.liveness = BrokerLiveness(interval, 2 * cfg.vad.worker_liveness, clock)
         self.outstanding: set[int] = set()   # tickets taken and not yet done
@@ -90,7 +91,7 @@ class BrokerLink:
             self.sock.close(linger=0)
             self.connect()
         elif self.liveness.heartbeat_due():
-            self._send(WorkerHeartbeat())
+            self._send(WorkerHeartbeat(rtf=min(worker_protocol.MAX_RTF, self.rtf())))
 
     def wait_ms(self) -> int:
         return int(self.liveness.wait_s() * 1000) + 1

@@ -26,9 +26,10 @@ import zmq
 from asr.broker_link import BrokerLink
 from asr.history import FinalHistory, HistoryServer
 from asr.speculation import Speculations
+from asr.speed import RecentSpeed, throttled
 from asr.transcriber import SegmentTranscriber
 from asr.utterances import UtteranceAudio
-from bus import schemas, sockets, worker_protocol
+from bus import curve, pcm, schemas, sockets, worker_protocol
 from bus.segment_queue import Queued, SegmentQueue
 from bus.stage import StageRuntime, run_stage
 from config.paths import model_dir
@@ -79,6 +80,8 @@ class AsrLoop:
         # name (a fixed asr.worker, a container's pid) never reuses a number the store has seen.
         self.final_seq = int(time.time() * 1000)
         self.history = FinalHistory(self.worker)  # the recent finals, for a subscriber that missed some
+        self.decode = None  # the transcriber's decode, timed (and throttled): set when the model loads
+        self.speed = RecentSpeed()  # this worker's recent real-time factor, in its heartbeats
 
     def state(self) -> tuple[bool, str, dict]:
         done = self.counters["segments_done"] + self.counters["partials_done"]
@@ -90,7 +93,8 @@ class AsrLoop:
                     "partials_superseded": self.queue.partials_superseded, "partial_gaps": self.utterances.gaps,
                     "history": self.history_endpoint, "final_seq": self.history.last,
                     **({**self.link.counters, "held": len(self.link.outstanding)} if self.link else {}),
-                    **{f"speculations_{k}": round(v, 1) for k, v in spec.items()}}
+                    **{f"speculations_{k}": round(v, 1) for k, v in spec.items()},
+                    "rtf": round(self.speed.rtf, 3), "remote": curve.is_tcp(self.cfg.vad.segments)}
         if self.transcriber is None:
             return False, self.model_error or "loading model", counters
         return True, "ok", counters
@@ -115,6 +119,8 @@ class AsrLoop:
             return
         default = self.cfg.asr.language or ("en" if not model.multilingual else "auto")
         self.transcriber = SegmentTranscriber(model, self.cfg.asr, self.worker, default)
+        self.decode = throttled(self.transcriber.transcribe, self.cfg.asr.throttle, self.speed,
+                                lambda segment: pcm.seconds(segment.pcm))
         log.info("model loaded", extra={"model": str(path), "threads": self.threads, "parallel": self.parallel})
 
     def run(self) -> None:
@@ -128,7 +134,8 @@ class AsrLoop:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        self.link = BrokerLink(ctx, self.cfg, self.worker, self.parallel, self.cfg.asr.model)
+        self.link = BrokerLink(ctx, self.cfg, self.worker, self.parallel, self.cfg.asr.model,
+                               rtf=lambda: self.speed.rtf)
         self.link.connect()
         dealer = poller = None
         try:
@@ -235,7 +242,7 @@ class AsrLoop:
                 continue
             if (busy := lane(item.segment)) is not None:
                 self.busy_lanes.add(busy)
-            future = pool.submit(self.transcriber.transcribe, item.segment, item.received)
+            future = pool.submit(self.decode, item.segment, item.received)
             self.pending[future] = item
             future.add_done_callback(self.wake)
 

@@ -9,6 +9,10 @@ finals seen on the bus and the clock, and sends what it returns. vad wires it to
   segment given takes one, each `done` gives one back. Segments wait here, in the shared
   queue order (bus/segment_queue.py: live finals first, fair partials, superseded partials
   skipped), never in a busy worker's pipe; a fast worker comes back sooner and takes more.
+- **Models.** A segment names the model that must decode it and a worker's `ready` the model
+  it serves; a segment goes only to a worker serving its model (either side empty: any), and
+  waits while none with credit does. Workers report their recent real-time factor in their
+  heartbeats (for status; credit already gives a fast worker more).
 - **Lanes.** At most one partial and one final (or speculation) per stream are out at a time,
   across all workers: a stream's finals go out in order and a partial never waits behind its
   own stream's older one. A stream goes back to the worker that had it last when that worker
@@ -61,6 +65,16 @@ class WorkerState:
     last_heard: float
     given: int = 0            # segments given, over its life
     last_given: float = 0.0
+    rtf: float = 0.0          # its recent real-time factor, from its heartbeats
+    joined: float = 0.0       # when it first said ready
+
+    def serves(self, model: str) -> bool:
+        return not model or not self.model or model == self.model
+
+
+def servable(model: str, free_models: set[str]) -> bool:
+    """Some worker with credit (serving `free_models`) can take a segment for `model`."""
+    return bool(free_models) and (not model or "" in free_models or model in free_models)
 
 
 @dataclass(frozen=True)
@@ -150,7 +164,9 @@ class SegmentBroker:
             self.counters.unknown_peers += 1
             return [Reply(identity, Reset("expired" if identity in self._dropped else "unknown"))]
         worker.last_heard = now
-        if isinstance(msg, Done):
+        if isinstance(msg, WorkerHeartbeat):
+            worker.rtf = msg.rtf or worker.rtf
+        elif isinstance(msg, Done):
             worker.credit += 1
             out = self.ledger.pop(msg.ticket, None)
             if out is not None:
@@ -176,7 +192,7 @@ class SegmentBroker:
             self._dropped.pop(identity, None)
             self.counters.workers_joined += 1
             self.workers[identity] = WorkerState(identity, msg.worker, msg.host, msg.pid, msg.model,
-                                                 msg.credit, now)
+                                                 msg.credit, now, joined=now)
         return replies
 
     def _drop(self, identity: bytes, now: float) -> list[Reply]:
@@ -221,8 +237,9 @@ class SegmentBroker:
         """Give queued segments to workers with credit, in the queue's order."""
         out: list[Delivery] = []
         now = self.clock()
-        while any(w.credit > 0 for w in self.workers.values()):
-            item = self.queue.get(skip=lambda queued: lane(queued.segment) in self.busy_lanes)
+        while free := {w.model for w in self.workers.values() if w.credit > 0}:
+            item = self.queue.get(skip=lambda queued: lane(queued.segment) in self.busy_lanes
+                                  or not servable(queued.segment.model, free))
             if item is None:
                 break
             segment = item.segment
@@ -244,10 +261,11 @@ class SegmentBroker:
     def _choose(self, segment: Segment) -> WorkerState:
         if segment.stream is not None:
             last = self.workers.get(self._affinity.get(segment.stream, b""))
-            if last is not None and last.credit > 0:
+            if last is not None and last.credit > 0 and last.serves(segment.model):
                 return last
         # The most free slots; among equals, the one given work longest ago.
-        return max((w for w in self.workers.values() if w.credit > 0), key=lambda w: (w.credit, -w.last_given))
+        return max((w for w in self.workers.values() if w.credit > 0 and w.serves(segment.model)),
+                   key=lambda w: (w.credit, -w.last_given))
 
     def _free_lane(self, segment: Segment) -> None:
         if (busy := lane(segment)) is not None:
@@ -264,3 +282,8 @@ class SegmentBroker:
         """Counters for the owner's heartbeat."""
         return {**vars(self.counters), "workers": len(self.workers), "in_flight": len(self.ledger),
                 "credit": sum(w.credit for w in self.workers.values())}
+
+    def roster(self) -> list[dict]:
+        """Every worker now: who, where, which model, how fast, how much it took (status, logs)."""
+        return [{"worker": w.name, "host": w.host, "pid": w.pid, "model": w.model, "rtf": round(w.rtf, 3),
+                 "credit": w.credit, "given": w.given} for w in self.workers.values()]

@@ -109,6 +109,7 @@ def bind_both(runtime: StageRuntime) -> tuple[zmq.Socket, zmq.Socket]:
             raise OSError(f"another bus is already bound at {endpoint}")
     frontend = sockets.make_socket(runtime.ctx, zmq.XSUB, cfg.publish, cfg, bind=True, hwm=cfg.sub_hwm)
     try:
+        sockets.bind_remote(frontend, cfg.remote_publish, cfg)  # remote asr workers publish here
         backend = sockets.make_socket(runtime.ctx, zmq.XPUB, cfg.subscribe, cfg, bind=True, hwm=cfg.pub_hwm)
     except OSError:
         frontend.close(linger=0)

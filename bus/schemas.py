@@ -82,6 +82,7 @@ class Open(Message):
     source: str = ""
     end_silence_ms: int | None = None
     sample_rate: int = SAMPLE_RATE  # what the source claims to send; vad rejects anything but 16000
+    model: str = ""                 # the served model its segments need ("": asr.model)
 
     def topic(self) -> bytes:
         return topic("ctl", self.stream)
@@ -174,6 +175,7 @@ class Segment(Message):
     voiced_frame_ms: int = 0
     utt_offset: int | None = None  # live: the utterance's first sample
     ticket: int | None = None      # the segment broker's number for it (bus/broker.py); the worker's `done` echoes it
+    model: str = ""                # the model that must decode it: the broker gives it only to a worker serving it
 
     @property
     def is_delta(self) -> bool:
@@ -192,6 +194,7 @@ class Job(Message):
     prompt: str | None = None
     options: dict = field(default_factory=dict)
     ts: float | None = None
+    model: str = ""  # the served model chosen ("": asr.upload_model, else asr.model)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import zmq
 
-from bus import schemas
+from bus import curve, schemas
 from config.schema import BusConfig
 
 
@@ -38,6 +38,16 @@ def make_socket(ctx: zmq.Context, kind: int, endpoint: str, cfg: BusConfig, *, b
     sock.setsockopt(zmq.RECONNECT_IVL, cfg.reconnect_ivl_ms)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, cfg.reconnect_ivl_max_ms)
     try:
+        curve.secure(sock, endpoint, cfg, bind=bind)
+    except OSError:
+        sock.close(linger=0)
+        raise
+    _attach(sock, endpoint, bind)
+    return sock
+
+
+def _attach(sock: zmq.Socket, endpoint: str, bind: bool) -> None:
+    try:
         if bind:
             _ensure_ipc_dir(endpoint)
             sock.bind(endpoint)
@@ -46,7 +56,15 @@ def make_socket(ctx: zmq.Context, kind: int, endpoint: str, cfg: BusConfig, *, b
     except zmq.ZMQError as exc:
         sock.close(linger=0)
         raise OSError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}") from None
-    return sock
+
+
+def bind_remote(sock: zmq.Socket, endpoint: str, cfg: BusConfig) -> None:
+    """A second, tcp bind of a bound socket, for peers on other hosts: CURVE unless bus.plain_tcp.
+    libzmq takes a bind's security options when it binds, so the first (ipc) bind stays as it was."""
+    if not endpoint:
+        return
+    curve.secure(sock, endpoint, cfg, bind=True)
+    _attach(sock, endpoint, bind=True)
 
 
 def publisher(ctx: zmq.Context, cfg: BusConfig) -> zmq.Socket:

@@ -17,7 +17,7 @@ import zmq
 
 from bus.health import Heartbeater
 from bus.log import setup_logging
-from bus import sockets
+from bus import curve, sockets
 from config import Config, ConfigError, load_config
 from config.cores import pin
 
@@ -82,6 +82,7 @@ def run_stage(name: str, loop: Callable[[StageRuntime], None], argv: list[str] |
     except zmq.ContextTerminated:
         log.info("context terminated")
     finally:
+        curve.Gatekeepers.stop_all()  # its ZAP socket is in this context
         runtime.ctx.destroy(linger=cfg.bus.linger_ms)
     log.info("stopped")
     return 0

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import os
 import pwd
+import re
 import shlex
 import subprocess
 import sys
@@ -76,12 +77,27 @@ def _environment_line(environment: Mapping[str, str]) -> str:
     return ",".join(f'{key}="{_conf_value(value)}"' for key, value in environment.items())
 
 
-def program_section(stage: str, python: str, config_file: str, paths: SupervisorPaths) -> str:
+def asr_programs(cfg) -> list[tuple[str, str]]:
+    """(program name, model) for every asr worker: `asr.workers` per served model; the live
+    default's first keeps the name `asr`, the others are asr-<model>-<n>."""
+    asr = cfg.asr
+    out = []
+    for model in [asr.model] + [m for m in asr.models if m != asr.model]:
+        for n in range(asr.workers):
+            name = "asr" if not out else f"asr-{re.sub(r'[^A-Za-z0-9_-]', '_', model)}-{n}"
+            out.append((name, model))
+    return out
+
+
+def program_section(stage: str, python: str, config_file: str, paths: SupervisorPaths,
+                    name: str = "", environment: Mapping[str, str] | None = None) -> str:
     command = [python, "-m", stage] + (["--config", config_file] if config_file else [])
-    log = paths.log_dir / f"{stage}.log"
+    name = name or stage
+    log = paths.log_dir / f"{name}.log"
+    extra = f"environment={_environment_line(environment)}\n" if environment else ""
     return f"""
-[program:{stage}]
-command={_conf_value(shlex.join(command))}
+[program:{name}]
+{extra}command={_conf_value(shlex.join(command))}
 directory={_conf_value(str(paths.run_dir))}
 priority={PRIORITY[stage]}
 autostart=true
@@ -139,7 +155,14 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 [supervisorctl]
 serverurl=unix://{_conf_value(str(paths.socket))}
 """
-    return head + "".join(program_section(stage, python, config_file, paths) for stage in programs(cfg))
+    sections = []
+    for stage in programs(cfg):
+        if stage == "asr" and (cfg.asr.models or cfg.asr.workers > 1):  # one program per worker, each its model
+            sections += [program_section(stage, python, config_file, paths, name, {"VOXBUS_ASR__MODEL": model})
+                         for name, model in asr_programs(cfg)]
+        else:
+            sections.append(program_section(stage, python, config_file, paths))
+    return head + "".join(sections)
 
 
 EXAMPLE_PATH = Path(__file__).resolve().parent.parent / "deploy" / "supervisord.conf"

@@ -29,12 +29,13 @@ class Ready:
     credit: int          # segments it can take now (its free decode slots)
     pid: int = 0
     host: str = ""
-    model: str = ""      # the model it serves (several models route by this later: issue 18)
+    model: str = ""      # the model it serves: the broker gives it only segments for that model ("" = any)
 
 
 @dataclass(frozen=True)
 class WorkerHeartbeat:
     TYPE: ClassVar[str] = "heartbeat"
+    rtf: float = 0.0     # from a worker: its recent real-time factor (decode s / audio s; 0 = none yet)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ _FROM_WORKER = {cls.TYPE: cls for cls in (Ready, WorkerHeartbeat, Done, Bye)}
 _FROM_BROKER = {cls.TYPE: cls for cls in (WorkerHeartbeat, Reset)}
 # Every field by name: an int range, or str (at most MAX_TEXT characters).
 _FIELDS: dict[str, tuple[int, int] | type] = {"credit": (0, 1 << 20), "ticket": (0, 1 << 63), "pid": (0, 1 << 31),
-                                              "worker": str, "host": str, "model": str, "reason": str}
+                                              "worker": str, "host": str, "model": str, "reason": str,
+                                              "rtf": float}
+MAX_RTF = 1000.0
 MAX_TEXT = 256
 
 
@@ -111,6 +114,10 @@ def _check(kind: str, name: str, value):
         if not isinstance(value, str) or len(value) > MAX_TEXT:
             raise schemas.SchemaError(f"{kind}.{name} = {value!r:.40}: expected a string of at most {MAX_TEXT} characters")
         return value
+    if rule is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= MAX_RTF:
+            raise schemas.SchemaError(f"{kind}.{name} = {value!r:.40}: expected a number from 0 to {MAX_RTF:g}")
+        return float(value)
     low, high = rule
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise schemas.SchemaError(f"{kind}.{name} = {value!r:.40}: expected an int from {low} to {high}")

@@ -154,4 +154,4 @@ class SourceWorker(threading.Thread):
     def _open_message(self) -> schemas.Open:
         self.opens_sent += 1
         return schemas.Open(stream=self.cfg.stream, language=self.cfg.language, task=self.cfg.task,
-                            partials=self.cfg.partials, source=self.describe)
+                            partials=self.cfg.partials, source=self.describe, model=self.cfg.model)

@@ -32,6 +32,10 @@ commands:
   devices                    list ALSA capture devices
   keys add NAME --scopes transcribe,read,admin,metrics | keys list | keys revoke NAME
                              the gateway's API keys (add prints the key once)
+  worker --connect tcp://HOST:PORT [--model M] [--models-dir D] [--curve-dir D]
+                             an asr worker for a stack on another host (CURVE-encrypted)
+  keys curve server | worker NAME --out DIR | list | revoke NAME
+                             the CURVE keys of tcp endpoints and the workers' allow-list
 
 every command takes --config FILE (else $VOXBUS_CONFIG, else /etc/voxbus/voxbus.toml) where it reads config.
 """
@@ -49,6 +53,8 @@ COMMANDS = {
     "devices": "capture.devices:main",
     "listen": "clients.remote.listen:main",
     "keys": "gateway.keys_cli:main",
+    "worker": "asr.remote_worker:main",
+    "keys curve": "bus.curve_keys:main",
 }
 REMOTE_TRANSCRIBE = "clients.remote.transcribe:main"  # `transcribe` with --url: the server transcribes
 

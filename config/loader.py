@@ -65,7 +65,26 @@ def _cross_checks(cfg: Config) -> list[str]:
     if gw.min_end_silence_ms > gw.max_end_silence_ms:
         return [f"config: gateway.min_end_silence_ms = {gw.min_end_silence_ms} is above "
                 f"gateway.max_end_silence_ms = {gw.max_end_silence_ms}: expected min ≤ max"]
-    return []
+    return _model_checks(cfg)
+
+
+def _model_checks(cfg: Config) -> list[str]:
+    """asr.models names every served model once; the live and upload defaults are among them."""
+    asr, served = cfg.asr, cfg.asr.models
+    if not served:
+        return []
+    problems = []
+    if len(set(served)) != len(served):
+        problems.append(f"config: asr.models = {list(served)!r}: expected each model once")
+    for key in ("model", "upload_model"):
+        value = getattr(asr, key)
+        if value and value not in served:
+            problems.append(f"config: asr.{key} = {value!r}: expected one of asr.models ({', '.join(served)})")
+    for source in cfg.capture.sources:
+        if source.model and source.model not in served:
+            problems.append(f"config: capture.sources[{source.stream}].model = {source.model!r}: "
+                            f"expected one of asr.models ({', '.join(served)})")
+    return problems
 
 
 def _choose_file(path, env) -> Path | None:
@@ -181,7 +200,7 @@ def _coerce_scalar(value, tp, meta, path, problems):
         return value
     bad = ("choices" in meta and value not in meta["choices"]) \
         or ("min" in meta and value < meta["min"]) or ("max" in meta and value > meta["max"])
-    if meta.get("kind") == "endpoint" and not _ENDPOINT.match(value):
+    if meta.get("kind") == "endpoint" and not (meta.get("optional") and value == "") and not _ENDPOINT.match(value):
         problems.append(f"config: {path} = {value!r}: expected an endpoint ipc://PATH or tcp://HOST:PORT")
     elif meta.get("kind") == "stream" and not valid_id(value):
         problems.append(f"config: {path} = {value!r}: expected a stream id of {ID_RULE}")

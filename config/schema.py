@@ -39,6 +39,11 @@ class BusConfig:
     reconnect_ivl_max_ms: int = _f(5000, min=0)
     heartbeat_interval_s: float = _f(1.0, min=0.05, max=60.0)
     heartbeat_timeout_s: float = _f(3.0, min=0.1, max=600.0)
+    # Scale out (issue 18): remote asr workers publish here (an extra bind of the bus's XSUB side);
+    # every tcp endpoint is CURVE-encrypted with keys from curve_dir unless plain_tcp
+    remote_publish: str = _f("", kind="endpoint", optional=True)
+    curve_dir: str = _f("")
+    plain_tcp: bool = _f(False)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class SourceConfig:
     task: str = _f("transcribe", choices=TASKS)
     partials: bool = _f(True)
     stall_timeout_s: float = _f(10.0, min=0.5, max=3600.0)
+    model: str = _f("")  # the served model its segments go to; "" = asr.model
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,8 @@ class VadConfig:
     # The segment broker on `segments` (bus/broker.py): workers and broker heartbeat each other
     worker_heartbeat_ms: int = _f(500, min=20, max=60000)
     worker_liveness: int = _f(3, min=1, max=100)
+    # Scale out (issue 18): an extra tcp bind of the broker for workers on other hosts (CURVE)
+    remote_segments: str = _f("", kind="endpoint", optional=True)
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,11 @@ class AsrConfig:
     prompt_max_chars: int = _f(200, min=0, max=2000)
     allowed_languages: tuple[str, ...] = _f([])
     word_timestamps: bool = _f(False)
+    # Several models (issue 12) and scale out (issue 18)
+    models: tuple[str, ...] = _f([])     # every model served, each by its own workers; [] = just `model`
+    upload_model: str = _f("")          # the default for file jobs; "" = `model`
+    workers: int = _f(1, min=1, max=64)  # asr processes per model under `voxbus up`
+    throttle: float = _f(1.0, min=1.0, max=100.0)  # tests/benches: each decode takes this many times as long
 
 
 @dataclass(frozen=True)

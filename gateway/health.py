@@ -53,7 +53,8 @@ def model_info(table: HealthTable, now: float, timeout: float) -> dict:
         workers.append({"instance": hb.instance, "host": hb.host, "pid": hb.pid, "status": hb.status,
                         "model_loaded": model.loaded, "model": model.name or None,
                         "precision": model.precision or None, "threads": model.threads or None,
-                        "multilingual": model.multilingual, "onnxruntime": model.runtime or None})
+                        "multilingual": model.multilingual, "onnxruntime": model.runtime or None,
+                        "rtf": hb.counters.get("rtf"), "remote": hb.counters.get("remote", False)})
     loaded = [w for w in workers if w["model_loaded"]] or workers
     first = loaded[0] if loaded else {}
     return {"model": first.get("model"), "precision": first.get("precision"), "sample_rate": SAMPLE_RATE,

@@ -73,15 +73,19 @@ def unheard(name: str) -> Capabilities:
 class Catalogue:
     """The served models at one moment, for one request."""
 
-    def __init__(self, models: dict[str, Capabilities], default: str):
+    def __init__(self, models: dict[str, Capabilities], default: str, upload_default: str = ""):
         self.models = models
         self.default = default
+        self.upload_default = upload_default if upload_default in models else default
 
     @classmethod
     def of(cls, bridge, cfg) -> Catalogue:
-        """What the bridge's router has heard now, with the configured default."""
+        """What the bridge's router has heard now, with the configured defaults (live, uploads)."""
         table = bridge.router.health
-        return cls(served(table, time.monotonic(), cfg.bus.heartbeat_timeout_s, cfg.asr.model), cfg.asr.model)
+        found = served(table, time.monotonic(), cfg.bus.heartbeat_timeout_s, cfg.asr.model)
+        if cfg.asr.upload_model and cfg.asr.upload_model not in found:
+            found[cfg.asr.upload_model] = unheard(cfg.asr.upload_model)
+        return cls(found, cfg.asr.model, cfg.asr.upload_model)
 
     @classmethod
     def from_state(cls, state) -> Catalogue:
@@ -91,11 +95,18 @@ class Catalogue:
     def names(self) -> list[str]:
         return [self.default] + sorted(set(self.models) - {self.default})
 
-    def pick(self, requested: str | None, param: str = "model") -> Capabilities:
-        """The model a request names (None, "" or an alias: the default); 400 unknown_model otherwise."""
+    def pick(self, requested: str | None, param: str = "model", language: str = "auto", task: str = "transcribe",
+             upload: bool = False) -> Capabilities:
+        """The model a request names; 400 unknown_model if it is not served. None, "" or an alias: the
+        default (for uploads, asr.upload_model), unless it cannot do `language`/`task` and another
+        loaded model can (German on a server whose default is tiny.en goes to a multilingual model)."""
         name = (requested or "").strip()
         if not name or name in ALIASES:
-            return self.models[self.default]
+            default = self.models[self.upload_default if upload else self.default]
+            if refusal(default, language, task) is None:
+                return default
+            able = [m for n, m in sorted(self.models.items()) if m.loaded and refusal(m, language, task) is None]
+            return able[0] if able else default
         if name in self.models:
             return self.models[name]
         raise ApiError(400, "unknown_model", f"model {shown(name)} is not served here; served: "
@@ -131,10 +142,12 @@ def check_request(model: Capabilities, language: str, task: str, words: bool = F
 def session_check(catalogue: Catalogue):
     """For a /stream session: a check of each config (at ready time and on a `config` message) that raises
     the ProtocolError closing the session when its model is unknown or cannot do its language or task."""
-    def check(config) -> None:
+    def check(config) -> str:
+        """The model the session's segments go to (its own, or the default that can do its language)."""
         try:
-            model = catalogue.pick(config.model)
+            model = catalogue.pick(config.model, language=config.language, task=config.task)
             check_request(model, config.language, config.task)
         except ApiError as exc:
             raise ProtocolError(exc.code, exc.message, close_code=1008) from None
+        return model.name
     return check

@@ -37,10 +37,11 @@ async def _audio(request: Request, task: str) -> Response:
     granularities = _granularities(form)
     temperature = params.number(form.get("temperature"), 0.0, 0.0, 1.0, "temperature")
     words = "word" in granularities
-    model = models.Catalogue.from_state(request.state).pick(params.text(form.get("model"), 200, "model"))
+    language = params.language(form.get("language")) if task == "transcribe" else "auto"
+    model = models.Catalogue.from_state(request.state).pick(params.text(form.get("model"), 200, "model"),
+                                                            language=language, task=task, upload=True)
     req = service.Request(
-        data=upload.data, task=task,
-        language=params.language(form.get("language")) if task == "transcribe" else "auto",
+        data=upload.data, task=task, language=language,
         prompt=params.text(form.get("prompt"), params.PROMPT_MAX_CHARS, "prompt"),
         temperature=temperature, words=words, model=model.name,
         diarize=diarization.parse(form, cfg.speaker))

@@ -78,9 +78,11 @@ def _job_request(request: Request, data: bytes, fields, default_format: str) -> 
     fmt = params.choice(fields.get("response_format"), subtitles.FORMATS, default_format, "response_format")
     temperature = params.number(fields.get("temperature"), 0.0, 0.0, 1.0, "temperature")
     words = params.flag(fields.get("word_timestamps"), False, "word_timestamps")
-    model = models.Catalogue.from_state(request.state).pick(params.text(fields.get("model"), 200, "model"))
+    language, task = params.language(fields.get("language")), params.task(fields.get("task"))
+    model = models.Catalogue.from_state(request.state).pick(params.text(fields.get("model"), 200, "model"),
+                                                            language=language, task=task, upload=True)
     req = service.Request(
-        data=data, language=params.language(fields.get("language")), task=params.task(fields.get("task")),
+        data=data, language=language, task=task,
         prompt=params.text(fields.get("prompt"), params.PROMPT_MAX_CHARS, "prompt"),
         temperature=temperature, words=words, model=model.name,
         normalize=params.flag(fields.get("normalize"), False, "normalize"),

@@ -110,7 +110,7 @@ def prepare(req: Request, max_seconds: float, memory_bytes: int | None = None) -
     except audio.AudioError as exc:
         raise ApiError(400, exc.code, exc.message) from None
     job = schemas.Job(job=jobs.new_job_id(), pcm=pcm.tobytes(), language=req.language, task=req.task,
-                      prompt=req.prompt, options=req.options(), ts=time.time())
+                      prompt=req.prompt, options=req.options(), ts=time.time(), model=req.model)
     speaker_job = diarization.encode_job(job.job, job.pcm, req.diarize) if req.diarize else None
     return jobs.EncodedJob(job.job, schemas.encode(job), pcm.size / schemas.SAMPLE_RATE, speaker_job)
 

@@ -152,7 +152,8 @@ class Session:
 
     def __init__(self, stream: str, config: SessionConfig, gw: GatewayConfig, frame_samples: int,
                  check=lambda config: None):
-        self.check = check  # raises ProtocolError when the served models cannot do `config` (gateway.models)
+        # raises ProtocolError when the served models cannot do `config`, else names the model (gateway.models)
+        self.check = check
         self.stream = stream
         self.config = config
         self.gw = gw
@@ -190,7 +191,8 @@ class Session:
                                       "s16" if decoded else self.config.encoding, self.frame_samples)
         c = self.config
         return [schemas.Open(stream=self.stream, language=c.language, task=c.task, partials=c.partials,
-                             prompt=c.prompt, source="ws", end_silence_ms=c.end_silence_ms)]
+                             prompt=c.prompt, source="ws", end_silence_ms=c.end_silence_ms,
+                             model=self.check(c) or "")]
 
     def _frames(self, frames: list[bytes]) -> list[schemas.Message]:
         out = []

@@ -34,7 +34,7 @@ class JobCutter:
         segments = [schemas.Segment(utt=i, kind="final", offset=p.offset, pcm=p.pcm, job=job.job,
                                     language=job.language, task=job.task, prompt=job.prompt, index=i,
                                     count=count, options=job.options, ts_end_of_speech=job.ts,
-                                    voiced=p.voiced, voiced_frame_ms=self.cfg.frame_ms)
+                                    voiced=p.voiced, voiced_frame_ms=self.cfg.frame_ms, model=job.model)
                     for i, p in enumerate(pieces)]
         duration = pcm.seconds(job.pcm)
         return schemas.JobSegments(job=job.job, count=count, duration=round(duration, 3)), segments

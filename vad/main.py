@@ -10,6 +10,8 @@ socket. On SIGTERM open utterances are finished and the outbox gets ~1 s to drai
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 from collections import Counter
@@ -56,7 +58,9 @@ class VadLoop:
                         **{f"pushed_bytes_{k}": v for k, v in self.segment_bytes.items()},
                         partial_bytes_saved=self.deltas.bytes_saved,
                         **{f"outbox_{k}": v for k, v in vars(self.outbox.counters).items()},
-                        **{f"broker_{k}": v for k, v in self.broker.snapshot().items()})
+                        **{f"broker_{k}": v for k, v in self.broker.snapshot().items()},
+                        asr_roster={f"{w['worker']}@{w['host']}": {k: w[k] for k in ("model", "rtf", "given")}
+                                    for w in self.broker.roster()})
         if self.outbox.stalled_for() > STALL_S:
             return False, f"backlog: {len(self.outbox)} segments waiting, no asr worker?", counters
         return True, "ok", counters
@@ -72,6 +76,7 @@ class VadLoop:
             pub = sockets.publisher(ctx, cfg.bus)
             jobs = sockets.puller(ctx, cfg.vad.jobs, cfg.bus, bind=True)
             segments = sockets.router(ctx, cfg.vad.segments, cfg.bus, hwm=WORKER_HWM)
+            sockets.bind_remote(segments, cfg.vad.remote_segments, cfg.bus)  # workers on other hosts
             heart = self.rt.heartbeater(pub, self.state)
             bus_only, bus_and_jobs = zmq.Poller(), zmq.Poller()
             for sock in (sub, segments):
@@ -123,7 +128,11 @@ class VadLoop:
                 sockets.publish(pub, msg)
 
     def queue_segment(self, segment: schemas.Segment, pub: zmq.Socket) -> None:
-        """Into the outbox, with the broker's ticket; a final pushed out by the memory bound is reported."""
+        """Into the outbox, with the broker's ticket and the model it needs; a final pushed out by the
+        memory bound is reported."""
+        if not segment.model:
+            asr = self.rt.config.asr
+            segment = dataclasses.replace(segment, model=(segment.job and asr.upload_model) or asr.model)
         for dropped in self.outbox.add(self.broker.ticketed(segment)):
             self.report_unsent(pub, dropped, "overloaded",
                                f"vad's outbox is over vad.outbox_max_mb ({self.rt.config.vad.outbox_max_mb} MB) "
@@ -170,8 +179,9 @@ class VadLoop:
             except schemas.SchemaError as exc:
                 self.bad_message(exc)
                 continue
-            if isinstance(msg, worker_protocol.Ready):
-                log.info("asr worker ready", extra={"worker": msg.worker, "credit": msg.credit, "model": msg.model})
+            if isinstance(msg, worker_protocol.Ready) and frames[0] not in self.broker.workers:
+                log.info("asr worker joined", extra={"worker": msg.worker, "credit": msg.credit, "model": msg.model,
+                                                     "host": msg.host, "pid": msg.pid})
             self.send_replies(segments, self.broker.on_message(frames[0], msg))
 
     def send_replies(self, segments: zmq.Socket, replies) -> None:
@@ -190,6 +200,10 @@ class VadLoop:
             sent = self.deltas.shape(original, delivery.worker)
             segments.send_multipart([delivery.worker, worker_protocol.encode(sent)], copy=False)
             self.outbox.given()
+            if (worker := self.broker.workers.get(delivery.worker)) is not None and worker.given == 1:
+                log.info("asr worker took its first segment", extra={
+                    "worker": worker.name, "host": worker.host, "model": worker.model,
+                    "after_join_s": round(worker.last_given - worker.joined, 3)})
             self.deltas.pushed_ok(original, sent, delivery.worker)
             self.segment_bytes[original.kind if original.job is None else "job"] += len(sent.pcm)
 

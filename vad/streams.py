@@ -211,7 +211,7 @@ class StreamTable:
                                            stream=stream, language=opts.language, task=opts.task,
                                            prompt=opts.prompt, ts_end_of_speech=event.ts_end_of_speech,
                                            voiced=event.voiced, voiced_frame_ms=self.cfg.frame_ms,
-                                           utt_offset=event.offset))
+                                           utt_offset=event.offset, model=opts.model))
         return out
 
     def _problem(self, stream: str, kind: str, message: str) -> None:
