@@ -120,7 +120,8 @@ class AsrLoop:
         default = self.cfg.asr.language or ("en" if not model.multilingual else "auto")
         self.transcriber = SegmentTranscriber(model, self.cfg.asr, self.worker, default)
         self.decode = throttled(self.transcriber.transcribe, self.cfg.asr.throttle, self.speed,
-                                lambda segment: pcm.seconds(segment.pcm))
+                                # a length only: a malformed segment is the transcriber's to refuse
+                                lambda segment: len(segment.pcm) / pcm.BYTES_PER_SAMPLE / pcm.SAMPLE_RATE)
         log.info("model loaded", extra={"model": str(path), "threads": self.threads, "parallel": self.parallel})
 
     def run(self) -> None:

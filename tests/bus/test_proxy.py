@@ -56,6 +56,7 @@ def transport_env(kind: str, run_dir: Path, free_port) -> dict:
     if kind == "tcp":
         env["VOXBUS_BUS__PUBLISH"] = f'"tcp://127.0.0.1:{free_port()}"'
         env["VOXBUS_BUS__SUBSCRIBE"] = f'"tcp://127.0.0.1:{free_port()}"'
+        env["VOXBUS_BUS__PLAIN_TCP"] = "true"  # tcp without CURVE is an explicit choice (tests/bus/test_curve.py)
     return env
 
 
@@ -126,7 +127,7 @@ def test_tcp_port_in_use_is_a_clear_error(run_dir, free_port):
     blocker = ctx.socket(zmq.PULL)
     blocker.bind(f"tcp://127.0.0.1:{port}")
     try:
-        env = dict(os.environ, VOXBUS_BUS__PUBLISH=f'"tcp://127.0.0.1:{port}"')
+        env = dict(os.environ, VOXBUS_BUS__PUBLISH=f'"tcp://127.0.0.1:{port}"', VOXBUS_BUS__PLAIN_TCP="true")
         result = subprocess.run([sys.executable, "-m", "bus"], env=env, capture_output=True, text=True, timeout=30)
     finally:
         blocker.close(linger=0)
