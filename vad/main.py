@@ -11,7 +11,6 @@ socket. On SIGTERM open utterances are finished and the outbox gets ~1 s to drai
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import time
 from collections import Counter

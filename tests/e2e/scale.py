@@ -57,6 +57,8 @@ def start_stack(hosts: netns.Hosts, models_dir: Path, curve_dir: Path, **setting
                VOXBUS_RUN__MODELS_DIR=str(models_dir), VOXBUS_GATEWAY__HOST=hosts.stack_address,
                VOXBUS_GATEWAY__PORT=str(GATEWAY_PORT),
                VOXBUS_WYOMING__ENABLED="false", VOXBUS_STORE__ENABLED="false",
+               # the test network is private to the test: no API keys, no per-caller audio limit
+               VOXBUS_AUTH__MODE="none", VOXBUS_LIMITS__AUDIO_S_PER_MIN="0",
                VOXBUS_VAD__REMOTE_SEGMENTS=f"tcp://*:{BROKER_PORT}", VOXBUS_BUS__REMOTE_PUBLISH=f"tcp://*:{BUS_PORT}",
                VOXBUS_BUS__CURVE_DIR=str(curve_dir), **settings)
     stack = stacks.Stack(f"{hosts.stack_address}:{GATEWAY_PORT}", run_dir, env)
