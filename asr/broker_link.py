@@ -17,7 +17,7 @@ import time
 
 import zmq
 
-from bus import schemas, sockets, worker_protocol
+from bus import curve, schemas, sockets, worker_protocol
 from bus.worker_protocol import BrokerLiveness, Bye, Done, Ready, Reset, WorkerHeartbeat
 from config import Config
 
@@ -40,10 +40,13 @@ class BrokerLink:
         self.outstanding: set[int] = set()   # tickets taken and not yet done
         self.counters = {"broker_resets": 0, "broker_reconnects": 0, "bad_messages": 0, "broker_unsent": 0}
         self.sock: zmq.Socket | None = None
+        self.handshakes: curve.HandshakeWatch | None = None  # on tcp: a refused CURVE key is logged here too
 
     def connect(self) -> zmq.Socket:
         """A fresh DEALER (a new identity to the broker) and `ready`."""
         self.sock = sockets.dealer(self.ctx, self.cfg.vad.segments, self.cfg.bus, hwm=HWM)
+        self.handshakes = curve.watch(self.sock, self.cfg.vad.segments, self.cfg.bus,
+                                      self.counters.get("curve_refused", 0))
         self.liveness.heard()
         self.ready()
         return self.sock
@@ -85,10 +88,13 @@ class BrokerLink:
         self.outstanding.difference_update(tickets)
 
     def tick(self) -> None:
+        if self.handshakes is not None:
+            self.handshakes.check()
+            self.counters["curve_refused"] = self.handshakes.refused
         if self.liveness.broker_lost():
             log.warning("no word from the segment broker: reconnecting", extra={"endpoint": self.cfg.vad.segments})
             self.counters["broker_reconnects"] += 1
-            self.sock.close(linger=0)
+            self._close_socket()
             self.connect()
         elif self.liveness.heartbeat_due():
             self._send(WorkerHeartbeat(rtf=min(worker_protocol.MAX_RTF, self.rtf())))
@@ -100,8 +106,14 @@ class BrokerLink:
         """`bye` (the broker gives what this worker held to others at once), then close."""
         if self.sock is not None:
             self._send(Bye())
-            self.sock.close(linger=100)
-            self.sock = None
+            self._close_socket(linger=100)
+
+    def _close_socket(self, linger: int = 0) -> None:
+        if self.handshakes is not None:
+            self.handshakes.close(self.sock)
+            self.handshakes = None
+        self.sock.close(linger=linger)
+        self.sock = None
 
     def _send(self, msg) -> None:
         try:

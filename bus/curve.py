@@ -22,6 +22,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import parse_monitor_message
 
 from config.schema import BusConfig
 
@@ -82,6 +83,38 @@ def _server_public(directory: Path, endpoint: str) -> tuple[bytes, None]:
     except (OSError, ValueError) as exc:
         raise OSError(f"{endpoint}: no server public key {path} ({exc}); copy it from the stack's "
                       f"curve dir (`voxbus keys curve worker` puts it beside the worker's keys)") from None
+
+
+class HandshakeWatch:
+    """The connecting side's view: a socket monitor that logs when the stack refuses this key
+    (otherwise a refused worker would only wait, silently). `check()` from the owner's loop."""
+    EVENTS = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED
+
+    def __init__(self, sock: zmq.Socket, endpoint: str, refused: int = 0):
+        self.endpoint = endpoint
+        self.monitor = sock.get_monitor_socket(self.EVENTS)
+        self.refused = refused  # carried over from the socket before (a reconnect makes a new one)
+        self.accepted = 0
+
+    def check(self) -> None:
+        while self.monitor.poll(0):
+            event = parse_monitor_message(self.monitor.recv_multipart())
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.accepted += 1
+                continue
+            self.refused += 1
+            if self.refused in (1, 10) or self.refused % 100 == 0:  # it retries every few seconds: not every time
+                log.error("the stack refused this worker's CURVE key: is it on the allow-list "
+                          "(voxbus keys curve list)?", extra={"endpoint": self.endpoint, "refused": self.refused})
+
+    def close(self, sock: zmq.Socket) -> None:
+        sock.disable_monitor()
+        self.monitor.close(linger=0)
+
+
+def watch(sock: zmq.Socket, endpoint: str, cfg: BusConfig, refused: int = 0) -> HandshakeWatch | None:
+    """A HandshakeWatch on a connecting CURVE socket, else None."""
+    return HandshakeWatch(sock, endpoint, refused) if is_tcp(endpoint) and not cfg.plain_tcp else None
 
 
 class Allowlist:

@@ -74,6 +74,22 @@ def exchange(ctx, endpoint, worker_cfg, router) -> bytes | None:
         dealer.close(linger=0)
 
 
+def refused_seen_by_the_worker(ctx, endpoint, worker_cfg) -> bool:
+    """The worker's own side logs the refusal too (its socket monitor: bus.curve.HandshakeWatch)."""
+    dealer = sockets.dealer(ctx, endpoint, worker_cfg, hwm=10)
+    watch = curve.watch(dealer, endpoint, worker_cfg)
+    try:
+        for _ in range(100):
+            watch.check()
+            if watch.refused:
+                return True
+            watch.monitor.poll(50)
+        return False
+    finally:
+        watch.close(dealer)
+        dealer.close(linger=0)
+
+
 def test_only_allowed_keys_get_through_and_refusals_are_logged(tmp_path, stack_keys, free_port, caplog):
     rogue = tmp_path / "rogue"
     rogue.mkdir()
@@ -87,11 +103,13 @@ def test_only_allowed_keys_get_through_and_refusals_are_logged(tmp_path, stack_k
         with caplog.at_level(logging.WARNING, logger="bus.curve"):
             assert exchange(ctx, endpoint, bus_cfg(tmp_path / "pi1"), router) == b"ready"
             assert exchange(ctx, endpoint, bus_cfg(rogue), router) is None
+            assert refused_seen_by_the_worker(ctx, endpoint, bus_cfg(rogue))
             assert exchange(ctx, f"ipc://{tmp_path}/local", bus_cfg(rogue), router) == b"ready"  # ipc: no CURVE
             assert keys("--dir", str(stack_keys), "revoke", "pi1").returncode == 0
             assert exchange(ctx, endpoint, bus_cfg(tmp_path / "pi1"), router) is None  # revoked: next connection
         refused = [r for r in caplog.records if r.getMessage() == "CURVE key refused: not in the allow-list"]
         assert len(refused) >= 2
+        assert any("refused this worker's CURVE key" in r.getMessage() for r in caplog.records)
     finally:
         router.close(linger=0)
         curve.Gatekeepers.stop_all()

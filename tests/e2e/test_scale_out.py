@@ -140,6 +140,8 @@ def test_a_worker_without_the_right_key_is_refused_and_logged(cluster, base_mode
     workers["rogue"] = scale.start_worker(hosts, 2, "rogue", base_models_dir, keys.rogue, TINY, log_dir=root)
     scale.wait_until(lambda: scale.log_events(st.log("vad", 200000), "CURVE key refused"), 60,
                      "vad logs the refused key")
+    scale.wait_until(lambda: "refused this worker's CURVE key" in workers["rogue"].text(), 30,
+                     "the rogue worker logs its refusal too")
     assert "rogue" not in scale.roster(st)
     assert workers["rogue"].process.poll() is None  # it keeps trying, and keeps being refused
     scale.stop_worker(workers.pop("rogue"))
