@@ -213,6 +213,7 @@ class SpeakerConfig:
     max_speakers: int = _f(20, min=1, max=1000)
     live: bool = _f(False)
     live_buffer_s: float = _f(60.0, min=31.0, max=600.0)
+    live_wait_s: float = _f(3.0, min=0.1, max=30.0)  # how long a speakers=true session holds a final for its label
 
 
 @dataclass(frozen=True)

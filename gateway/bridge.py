@@ -1,7 +1,7 @@
 """The gateway's sockets: one SUB for all it listens to, PUBs for sessions and heartbeats, the job PUSH.
 
 Created by the app's lifespan, used only from the event loop's thread. The SUB is
-subscribed to job/, text/, vad/, health/ and alert/ from the start, so a job's answers can
+subscribed to job/, text/, vad/, health/, alert/ and speaker/ from the start, so a job's answers can
 never race its subscription (the zguide slow-joiner problem); audio is not
 subscribed, so the gateway never carries the heavy traffic back.
 
@@ -28,7 +28,7 @@ from gateway.router import Router
 
 log = logging.getLogger(__name__)
 
-PREFIXES = tuple(schemas.prefix(family) for family in ("job", "text", "vad", "health", "alert"))
+PREFIXES = tuple(schemas.prefix(family) for family in ("job", "text", "vad", "health", "alert", "speaker"))
 HEARTBEAT_POLL_S = 0.1
 
 

@@ -94,13 +94,13 @@ def merge(result: JobResult, turns: list[dict], keep_words: bool) -> JobResult:
     """The transcript with a speaker on every segment and word (a segment split where the speaker
     changes); `keep_words` False: the word timings asked of asr for the split are not returned."""
     words = [{**w, "speaker": speaker_at(float(w["start"]), float(w["end"]), turns)} for w in result.words]
-    segments = assign_speakers(_with_words(result.segments, result.words), turns)
+    segments = assign_speakers(with_words(result.segments, result.words), turns)
     if not keep_words:
         segments = [{k: v for k, v in s.items() if k != "words"} for s in segments]
     return replace(result, segments=segments, words=words if keep_words else [], speakers=turns)
 
 
-def _with_words(segments: list[dict], words: list[dict]) -> list[dict]:
+def with_words(segments: list[dict], words: list[dict]) -> list[dict]:
     """Each segment with the words inside its time span (asr sends a job segment's words flat)."""
     if not words or any(s.get("words") for s in segments):
         return segments

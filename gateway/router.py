@@ -74,8 +74,8 @@ class Router:
         stream = getattr(msg, "stream", None)
         if job is not None:
             self._to_job(job, msg)
-        elif stream is not None and isinstance(msg, CLIENT_MESSAGES):
-            self._to_stream(stream, msg)
+        elif stream is not None and isinstance(msg, CLIENT_MESSAGES + (schemas.Speakers,)):
+            self._to_stream(stream, msg)  # a live label: only its session merges it (speakers=true)
         else:
             self.counters["ignored"] += 1
             return

@@ -72,6 +72,7 @@ class SessionConfig:
     end_silence_ms: int | None = None
     prompt: str | None = None
     model: str | None = None  # a served model (gateway.models); None: the default
+    speakers: bool = False    # finals carry the speaker stage's live labels (gateway/ws_speakers.py)
 
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(SessionConfig))
@@ -132,6 +133,7 @@ def _prompt(key: str, value: Any) -> str | None:
 def _validators(gw: GatewayConfig) -> dict:
     return {"language": _language, "task": _choice(*schemas.TASKS),
             "encoding": _choice(*PcmConverter.ENCODINGS, *CONTAINER_ENCODINGS), "partials": _as_bool,
+            "speakers": _as_bool,
             "prompt": _prompt, "model": _model,
             "sample_rate": lambda k, v: _as_int(k, v, MIN_RATE, MAX_RATE),
             "end_silence_ms": lambda k, v: _as_int(k, v, gw.min_end_silence_ms, gw.max_end_silence_ms)}

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bus import pcm, schemas
-from gateway import models, origins, rate_limits, ws_resume
+from gateway import models, origins, rate_limits, ws_resume, ws_speakers
 from gateway.errors import error_body
 from gateway.ws_protocol import ProtocolError, Session, SessionState
 
@@ -78,7 +78,8 @@ async def stream_endpoint(websocket: WebSocket, handler=None) -> None:
         return
     slot = _Slot(slots)
     try:
-        check = models.session_check(models.Catalogue.from_state(websocket.state))
+        check = ws_speakers.speaker_check(models.session_check(models.Catalogue.from_state(websocket.state)),
+                                          cfg.speaker)
         frame_samples = schemas.SAMPLE_RATE * cfg.capture.frame_ms // 1000
         resume = websocket.state.resume
         try:
@@ -291,6 +292,8 @@ class StreamHandler:
                                   "later frames are dropped silently)"})
 
     async def _listen_loop(self, queue: asyncio.Queue) -> None:
+        if self.session.config.speakers:  # finals wait for their live label (gateway/ws_speakers.py)
+            await ws_speakers.listen(queue, self.session, self.emit, self.ws.state.config.speaker.live_wait_s)
         while True:
             event = self.session.on_bus(await queue.get())
             if event is not None:

@@ -20,3 +20,11 @@ def speaker_model_dir():
 def voice_encoder(speaker_model_dir):
     from speaker.encoder.voice import VoiceEncoder
     return VoiceEncoder(speaker_model_dir)
+
+
+@pytest.fixture(scope="session")
+def speaker_stack(tiny_models_dir, speaker_model_dir):
+    """One whole stack with the speaker stage, file jobs and live labels, for tests/speaker's stack tests."""
+    from tests.kit import serve_stack
+    yield from serve_stack(tiny_models_dir, VOXBUS_SPEAKER__ENABLED="true", VOXBUS_SPEAKER__LIVE="true",
+                           VOXBUS_ASR__WORD_TIMESTAMPS="true", VOXBUS_SPEAKER__MODEL=str(speaker_model_dir))

@@ -8,7 +8,6 @@ import wave
 import httpx
 import pytest
 
-from tests.kit import serve_stack
 from tests.speaker.eval_data import PRIMARY, diarization_available, diarization_clips
 
 pytestmark = [pytest.mark.slow,
@@ -18,9 +17,8 @@ TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
-def stack(tiny_models_dir, speaker_model_dir):
-    yield from serve_stack(tiny_models_dir, VOXBUS_SPEAKER__ENABLED="true",
-                           VOXBUS_SPEAKER__MODEL=str(speaker_model_dir))
+def stack(speaker_stack):
+    return speaker_stack
 
 
 @pytest.fixture(scope="module")
