@@ -114,7 +114,8 @@ class Catalogue:
                                              f"{self.default})", param)
 
 
-def refusal(model: Capabilities, language: str, task: str, words: bool = False) -> tuple[str, str, str] | None:
+def refusal(model: Capabilities, language: str, task: str, words: bool = False,
+            diarize: bool = False) -> tuple[str, str, str] | None:
     """(code, message, param) when `model` cannot do this request, else None."""
     if language != "auto" and language not in model.languages:
         only = ("it transcribes only " + ", ".join(model.languages)) if len(model.languages) <= 5 else \
@@ -128,12 +129,17 @@ def refusal(model: Capabilities, language: str, task: str, words: bool = False) 
         return ("unsupported_word_timestamps", f"model {model.name} has no word timing decoder "
                                                "(decoder_attn.onnx): rebuild it with voxbus model build",
                 "word_timestamps")
+    if diarize and model.word_timestamps is False:  # speaker changes are placed by word
+        return ("unsupported_diarize", f"diarize=true needs word timings, and model {model.name} has no word "
+                                       "timing decoder (decoder_attn.onnx): rebuild it with voxbus model build",
+                "diarize")
     return None
 
 
-def check_request(model: Capabilities, language: str, task: str, words: bool = False) -> None:
+def check_request(model: Capabilities, language: str, task: str, words: bool = False,
+                  diarize: bool = False) -> None:
     """400 naming what `model` cannot do, before any audio is decoded."""
-    refused = refusal(model, language, task, words)
+    refused = refusal(model, language, task, words, diarize)
     if refused is not None:
         code, message, param = refused
         raise ApiError(400, code, message, param)

@@ -45,7 +45,7 @@ async def _audio(request: Request, task: str) -> Response:
         prompt=params.text(form.get("prompt"), params.PROMPT_MAX_CHARS, "prompt"),
         temperature=temperature, words=words, model=model.name,
         diarize=diarization.parse(form, cfg.speaker))
-    models.check_request(model, req.language, task, words)
+    models.check_request(model, req.language, task, words, diarize=req.diarize is not None)
     if stream:
         if task != "transcribe" or fmt not in ("json", "text"):
             raise ApiError(400, "stream_unsupported", "stream=true is for /v1/audio/transcriptions with "

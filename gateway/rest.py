@@ -73,8 +73,10 @@ async def model_info(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-def _job_request(request: Request, data: bytes, fields, default_format: str) -> tuple[service.Request, str]:
-    """The checked request; a model that cannot do it is refused here, before the audio is decoded."""
+def _job_request(request: Request, data: bytes, fields, default_format: str,
+                 diarize_fields=None) -> tuple[service.Request, str]:
+    """The checked request; a model that cannot do it is refused here, before the audio is decoded.
+    `diarize_fields`: where diarize and its hints are read (default: `fields`)."""
     fmt = params.choice(fields.get("response_format"), subtitles.FORMATS, default_format, "response_format")
     temperature = params.number(fields.get("temperature"), 0.0, 0.0, 1.0, "temperature")
     words = params.flag(fields.get("word_timestamps"), False, "word_timestamps")
@@ -86,8 +88,10 @@ def _job_request(request: Request, data: bytes, fields, default_format: str) -> 
         prompt=params.text(fields.get("prompt"), params.PROMPT_MAX_CHARS, "prompt"),
         temperature=temperature, words=words, model=model.name,
         normalize=params.flag(fields.get("normalize"), False, "normalize"),
-        trim_silence=params.flag(fields.get("trim_silence"), False, "trim_silence"))
-    models.check_request(model, req.language, req.task, words)
+        trim_silence=params.flag(fields.get("trim_silence"), False, "trim_silence"),
+        diarize=diarization.parse(fields if diarize_fields is None else diarize_fields,
+                                  request.state.config.speaker))
+    models.check_request(model, req.language, req.task, words, diarize=req.diarize is not None)
     return req, fmt
 
 
@@ -138,7 +142,6 @@ async def transcribe(request: Request) -> Response:
     fields = {k: v for k, v in upload.form.multi_items() if k != "audio_file"}
     params.no_unknown(list(fields) + ["audio_file"], TRANSCRIBE_FIELDS)
     req, fmt = _job_request(request, upload.data, fields, "json")
-    req.diarize = diarization.parse(fields, cfg.speaker)
     if progress:
         return _with_progress(request, req, fmt, started)
     with request.state.jobs.hold():  # only once the body is in: a stalled upload holds no slot
@@ -160,7 +163,6 @@ async def transcribe_base64(request: Request) -> Response:
         raise ApiError(400, "bad_field", f"field {params.shown(bad[0])} must be a string, number or boolean", bad[0])
     fields = {k: (v if isinstance(v, (str, bool)) or v is None else str(v)) for k, v in fields.items()}
     req, fmt = _job_request(request, data, fields, "json")
-    req.diarize = diarization.parse(fields, cfg.speaker)
     if progress:
         return _with_progress(request, req, fmt, started)
     with request.state.jobs.hold():
@@ -183,8 +185,7 @@ async def inference(request: Request) -> Response:
               "response_format": form.get("response_format"), "prompt": form.get("prompt"),
               "task": "translate" if translate else "transcribe", "model": form.get("model"),
               "word_timestamps": form.get("word_timestamps")}
-    req, fmt = _job_request(request, upload.data, fields, "json")
-    req.diarize = diarization.parse(form, cfg.speaker)
+    req, fmt = _job_request(request, upload.data, fields, "json", diarize_fields=form)
     with request.state.jobs.hold():
         outcome = await service.transcribe(bridge, cfg.gateway, req)
     result = outcome.result

@@ -55,3 +55,14 @@ def test_merge_splits_a_job_segment_at_the_word_and_hides_words_not_asked_for():
     assert all("words" not in s for s in merged.segments) and merged.words == [] and merged.speakers == turns
     kept = diarization.merge(result, turns, keep_words=True)
     assert [w["speaker"] for w in kept.words] == ["SPEAKER_1", "SPEAKER_1", "SPEAKER_2"]
+
+
+def test_diarize_is_refused_early_by_a_model_without_word_timings():
+    from gateway import models
+    no_words = models.Capabilities("tiny.en", ("en",), False, word_timestamps=False, loaded=True)
+    with pytest.raises(ApiError) as caught:
+        models.check_request(no_words, "en", "transcribe", diarize=True)
+    assert caught.value.status == 400 and caught.value.code == "unsupported_diarize", caught.value.message
+    assert "word timing" in caught.value.message
+    models.check_request(no_words, "en", "transcribe")  # without speakers it may transcribe
+    models.check_request(models.Capabilities("old", ("en",), False, None, True), "en", "transcribe", diarize=True)
