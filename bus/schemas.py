@@ -24,7 +24,7 @@ VERSION = 1
 # partial: the utterance so far; final: the whole utterance; speculative: the final it will be if
 # the silence that has begun lasts (asr may decode it ahead and publish it the moment the final comes)
 SEGMENT_KINDS = ("partial", "final", "speculative")
-ALERT_KINDS = ("keyword", "silence", "speech")
+ALERT_KINDS = ("keyword", "silence", "speech", "speaker")
 
 
 class SchemaError(ValueError):

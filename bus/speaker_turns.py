@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+# A file job's diarization answers on job/<job><suffix>/ (the gateway's own job id for it, so its
+# answer never mixes with the transcript's); the store maps it back to the job's rows by it.
+DIARIZE_JOB_SUFFIX = ".speakers"
+
 
 def speaker_at(start: float, end: float, turns: Sequence[Mapping]) -> str | None:
     """The speaker whose turns overlap [start, end] most; else (a word of no duration, or in a gap)
@@ -61,3 +65,12 @@ def assign_speakers(segments: Sequence[Mapping], turns: Sequence[Mapping]) -> li
             speaker = speaker_at(float(segment["start"]), float(segment["end"]), turns)
             out.append({**segment, "speaker": speaker, **({"words": words} if words else {})})
     return out
+
+
+def speakers_in(start: float, end: float, turns: Sequence[Mapping]) -> list[str]:
+    """The distinct speakers of [start, end]: whoever spoke most of it first, then by first turn."""
+    main = speaker_at(start, end, turns)
+    if main is None:
+        return []
+    inside = [str(t["speaker"]) for t in turns if min(end, float(t["end"])) > max(start, float(t["start"]))]
+    return list(dict.fromkeys([main, *inside]))

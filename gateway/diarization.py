@@ -12,14 +12,13 @@ import time
 from dataclasses import dataclass, replace
 
 from bus import schemas
-from bus.speaker_turns import assign_speakers, speaker_at
+from bus.speaker_turns import DIARIZE_JOB_SUFFIX as JOB_SUFFIX, assign_speakers, speaker_at
 from gateway import params
 from gateway.errors import ApiError
 from gateway.jobs import PUSH_TIMEOUT_MS, JobResult
 
 FIELDS = ("diarize", "num_speakers", "min_speakers", "max_speakers")
 HINTS = FIELDS[1:]
-JOB_SUFFIX = ".speakers"  # its own job id, so its answer never mixes with the transcript's
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ _WS_PARAMS = [_q("language", _LANG), _q("task", _TASK), _q("model", _MODEL),
               _q("sample_rate", {**_I, "minimum": 8000, "maximum": 192000}),
               _q("encoding", {"type": "string", "enum": ["f32", "s16", "webm", "ogg"]}),
               _q("partials", _B), _q("end_silence_ms", _I), _q("prompt", _S),
+              _q("speakers", _B, "finals carry `speaker`, `speakers` (turns) and per-segment/word speakers "
+                                 "([speaker] live on the server)"),
               _q("resume", _S, "the `resume` token of the last event: the same session goes on, missed finals first")]
 
 OPERATIONS: dict[tuple[str, str], dict] = {
@@ -103,7 +105,9 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/metrics", "get"): _op("Prometheus metrics of the whole pipeline (text exposition format)",
                              content={"text/plain": {"schema": _S}}),
     ("/v1/transcripts", "get"): _op("Search stored finals", [_q("stream", _S), _q("q", _S, "FTS5 query"),
-                                                             _q("language", _S), _q("limit", _I),
+                                                             _q("language", _S),
+                                                             _q("speaker", _S, "a speaker heard in it"),
+                                                             _q("limit", _I),
                                                              _q("cursor", _S), *_RANGE]),
     ("/v1/transcripts", "delete"): _op("Delete stored finals", [_q("stream", _S), _q("until", _S)]),
     ("/v1/transcripts/{id}", "get"): _op("One stored final", [_q("id", _I, where="path")]),

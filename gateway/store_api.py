@@ -7,7 +7,7 @@ store costs a request its timeout and a 503, never the event loop.
 Wiring (gateway/app.py): in the lifespan, `store = StoreGateway(cfg, context)`, yield it as
 "store" in the state, `store.close()` on the way out; append `ROUTES` to the route list.
 
-    GET    /v1/transcripts?stream=&q=&since=&until=&language=&limit=&cursor=
+    GET    /v1/transcripts?stream=&q=&since=&until=&language=&speaker=&limit=&cursor=
     GET    /v1/transcripts/{id}
     DELETE /v1/transcripts?stream=&until=        DELETE /v1/transcripts/{id}
     GET    /v1/streams
@@ -31,7 +31,7 @@ from bus import schemas
 from bus.store_query import QueryError, Reply, StoreClient, StoreUnavailable, query_endpoint
 from gateway.errors import ApiError
 
-SEARCH_ARGS = ("stream", "q", "language", "limit", "cursor")
+SEARCH_ARGS = ("stream", "q", "language", "speaker", "limit", "cursor")
 MAX_CLIENTS = 8
 RETRY_AFTER_S = "2"
 
@@ -179,7 +179,8 @@ async def export_stream(request: Request) -> Response:
 # ---- alert rules ----
 
 async def add_alert(request: Request) -> JSONResponse:
-    """POST a rule: {"id", "keywords": [...] | "regex": "...", "stream"?} or {"id", "silence_min", "stream"?}."""
+    """POST a rule: {"id", "keywords": [...] | "regex": "...", "stream"?}, {"id", "silence_min", "stream"?}
+    or {"id", "speaker", "stream"?} (a speaker first heard on a stream)."""
     try:
         body = await request.json()
     except ValueError:

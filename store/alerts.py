@@ -1,9 +1,10 @@
 """Alert rules on finals: keywords or a regular expression (case-insensitive, word boundaries),
-an optional stream filter, and silence rules (no speech on a stream for N minutes, then speech again).
+an optional stream filter, silence rules (no speech on a stream for N minutes, then speech again),
+and speaker rules (a named or labelled speaker heard on a stream: once per stream).
 
 Pure: no sockets, no SQLite, no clock of its own. `Alerts.on_final` is called once per final
 the store takes (never for a duplicate), so a rule fires once per match; `Alerts.tick(now)`
-finds streams gone silent.
+finds streams gone silent; `Alerts.on_speakers` is called per live label (store/speakers.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from config.names import valid_id
 MAX_RULES = 1000
 MAX_PATTERN = 1000
 MAX_STREAMS_WATCHED = 10000
+MAX_SPEAKER_NAME = 64
 
 
 class AlertRuleError(ValueError):
@@ -28,11 +30,12 @@ class Rule:
     regex: str = ""
     stream: str = ""          # "" = every stream and job
     silence_min: float = 0.0  # > 0: a silence rule (no keywords or regex)
+    speaker: str = ""         # a speaker rule: fires when this speaker is first heard on a stream
 
     @classmethod
     def parse(cls, body: dict) -> "Rule":
         """From a JSON body; AlertRuleError naming the field that is wrong."""
-        unknown = set(body) - {"id", "keywords", "regex", "stream", "silence_min"}
+        unknown = set(body) - {"id", "keywords", "regex", "stream", "silence_min", "speaker"}
         if unknown:
             raise AlertRuleError(f"unknown field(s) {', '.join(sorted(unknown))}")
         ident, stream = body.get("id"), body.get("stream", "") or ""
@@ -48,14 +51,18 @@ class Rule:
             raise AlertRuleError(f"regex: expected a string of at most {MAX_PATTERN} characters")
         if not isinstance(silence, (int, float)) or isinstance(silence, bool) or not 0 <= silence <= 10080:
             raise AlertRuleError(f"silence_min = {silence!r:.20}: expected 0 to 10080 minutes")
-        if bool(keywords or regex) == bool(silence):
-            raise AlertRuleError("a rule has keywords or a regex, or else silence_min (one kind)")
-        rule = cls(ident, tuple(k.strip() for k in keywords), regex, stream, float(silence))
+        speaker = body.get("speaker", "") or ""
+        if not isinstance(speaker, str) or len(speaker) > MAX_SPEAKER_NAME or "," in speaker:
+            raise AlertRuleError(f"speaker = {speaker!r:.40}: expected a speaker's name or label "
+                                 f"(at most {MAX_SPEAKER_NAME} characters, no comma)")
+        if [bool(keywords or regex), bool(silence), bool(speaker.strip())].count(True) != 1:
+            raise AlertRuleError("a rule has keywords or a regex, or else silence_min, or else speaker (one kind)")
+        rule = cls(ident, tuple(k.strip() for k in keywords), regex, stream, float(silence), speaker.strip())
         rule.pattern()
         return rule
 
     def pattern(self) -> re.Pattern | None:
-        if self.silence_min:
+        if self.silence_min or self.speaker:
             return None
         source = self.regex or "|".join(re.escape(k) for k in self.keywords)
         try:
@@ -68,13 +75,13 @@ class Rule:
 
     def body(self) -> dict:
         return {"id": self.id, "keywords": list(self.keywords), "regex": self.regex, "stream": self.stream,
-                "silence_min": self.silence_min}
+                "silence_min": self.silence_min, "speaker": self.speaker}
 
 
 @dataclass(frozen=True)
 class Fired:
     rule: str
-    kind: str                 # keyword | silence | speech
+    kind: str                 # keyword | silence | speech | speaker
     stream: str
     wall: float
     text: str = ""
@@ -89,6 +96,7 @@ class Alerts:
     patterns: dict[str, re.Pattern] = field(default_factory=dict)
     last_speech: dict[str, float] = field(default_factory=dict)
     silent: set[tuple[str, str]] = field(default_factory=set)   # (rule, stream) alerted, awaiting speech
+    heard: set[tuple[str, str]] = field(default_factory=set)    # (speaker rule, stream) that fired
 
     def add(self, rule: Rule) -> None:
         if rule.id not in self.rules and len(self.rules) >= MAX_RULES:
@@ -102,6 +110,7 @@ class Alerts:
     def remove(self, ident: str) -> bool:
         self.patterns.pop(ident, None)
         self.silent = {key for key in self.silent if key[0] != ident}
+        self.heard = {key for key in self.heard if key[0] != ident}
         return self.rules.pop(ident, None) is not None
 
     def on_final(self, stream: str, text: str, wall: float, worker: str = "", seq: int | None = None) -> list[Fired]:
@@ -116,6 +125,18 @@ class Alerts:
         for key in [k for k in self.silent if k[1] == stream]:
             self.silent.discard(key)
             fired.append(Fired(key[0], "speech", stream, wall, text, (), worker, seq))
+        return fired
+
+    def on_speakers(self, stream: str, names: list[str], wall: float, text: str = "", worker: str = "",
+                    seq: int | None = None) -> list[Fired]:
+        """Speaker rules naming one of `names` (a live final's label): each fires once per stream."""
+        fired = []
+        for rule in self.rules.values():
+            key = (rule.id, stream)
+            if rule.speaker and rule.speaker in names and rule.applies_to(stream) and key not in self.heard:
+                if len(self.heard) < MAX_STREAMS_WATCHED * 10:
+                    self.heard.add(key)
+                fired.append(Fired(rule.id, "speaker", stream, wall, text, (rule.speaker,), worker, seq))
         return fired
 
     def tick(self, now: float) -> list[Fired]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from bus import schemas
 from bus.stage import StageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: finals.speakers
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS finals (
     id INTEGER PRIMARY KEY,
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS finals (
     decode_ms REAL,
     stored_at REAL NOT NULL,
     bytes INTEGER NOT NULL,          -- text + segments + words: what retention_mb counts
+    speakers TEXT,                   -- who spoke in it, comma-separated, most first (store/speakers.py)
     UNIQUE (worker, seq)
 );
 CREATE INDEX IF NOT EXISTS finals_stream ON finals (stream);     -- (stream, id): a stream's newest first
@@ -64,7 +65,7 @@ CREATE TABLE IF NOT EXISTS alert_rules (
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
     rule TEXT NOT NULL,
-    kind TEXT NOT NULL,              -- keyword | silence | speech
+    kind TEXT NOT NULL,              -- keyword | silence | speech | speaker
     stream TEXT NOT NULL,
     final_id INTEGER,                -- the transcript it fired on (finals.id), when numbered
     worker TEXT,
@@ -84,7 +85,7 @@ CREATE TABLE IF NOT EXISTS producers (
 );
 """
 COLUMNS = ("stream", "kind", "utt", "idx", "source", "start", "end", "wall", "text", "language", "language_prob",
-           "segments", "words", "model", "worker", "seq", "latency_ms", "decode_ms", "stored_at", "bytes")
+           "segments", "words", "model", "worker", "seq", "latency_ms", "decode_ms", "stored_at", "bytes", "speakers")
 INSERT = (f"INSERT OR IGNORE INTO finals ({', '.join(COLUMNS)}) "
           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
 
@@ -117,10 +118,12 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
 
 def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, SCHEMA_VERSION):
+    if version not in (0, 1, SCHEMA_VERSION):
         raise StoreFileError(f"{path} has store schema {version}; this voxbus knows {SCHEMA_VERSION}")
     if version == 0:
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")   # takes effect only before the first table
+    if version == 1:  # a store from before speakers: the column is added, its rows unlabelled
+        conn.execute("ALTER TABLE finals ADD COLUMN speakers TEXT")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")           # WAL + NORMAL: durable at checkpoints, never corrupt
     conn.executescript(SCHEMA)
@@ -131,7 +134,8 @@ def _json(value) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def row_of(final: schemas.Final, source: str | None, model: str | None, now: float) -> tuple:
+def row_of(final: schemas.Final, source: str | None, model: str | None, now: float,
+           speakers: str | None = None) -> tuple:
     """The `finals` row of a final, in COLUMNS order."""
     segments, words = _json(final.segments), _json(final.words)
     latency = None
@@ -141,7 +145,7 @@ def row_of(final: schemas.Final, source: str | None, model: str | None, now: flo
     return (final.stream if final.job is None else final.job, "live" if final.job is None else "job",
             final.utt, final.index, source, final.start, final.end, final.ts if final.ts is not None else now,
             final.text, final.language, final.language_prob, segments, words, model, final.worker, final.seq,
-            latency, final.decode_ms, now, size)
+            latency, final.decode_ms, now, size, speakers)
 
 
 def write(conn: sqlite3.Connection, rows: list[tuple], high: dict[str, int] | None = None,

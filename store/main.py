@@ -1,4 +1,4 @@
-"""The store process: SUB text/, job/, ctl/, health/asr/ → StoreWriter → SQLite; ROUTER store.query.
+"""The store process: SUB text/, job/, ctl/, speaker/, health/asr/ → StoreWriter → SQLite; ROUTER store.query.
 
 One thread owns every socket and the one SQLite connection: bus messages are taken as they
 come and committed every `commit_every_ms`; queries are answered between turns; producers'
@@ -25,7 +25,8 @@ from store.writer import StoreWriter
 log = logging.getLogger(__name__)
 POLL_MS = 20
 MAX_BATCH = 2000
-TOPICS = [schemas.prefix("text"), schemas.prefix("job"), schemas.prefix("ctl"), schemas.topic("health", "asr")]
+TOPICS = [schemas.prefix("text"), schemas.prefix("job"), schemas.prefix("ctl"), schemas.prefix("speaker"),
+          schemas.topic("health", "asr")]
 SILENCE_CHECK_S = 1.0
 
 

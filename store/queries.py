@@ -14,7 +14,7 @@ from bus.store_query import Query, Reply
 from store import export
 
 FIELDS = ("id", "stream", "kind", "utt", "idx", "source", "start", "end", "wall", "text", "language",
-          "language_prob", "segments", "words", "model", "worker", "seq", "latency_ms", "decode_ms")
+          "language_prob", "segments", "words", "model", "worker", "seq", "latency_ms", "decode_ms", "speakers")
 SELECT = ", ".join(f"f.{name}" for name in FIELDS)
 
 
@@ -48,6 +48,8 @@ def row_dict(row: sqlite3.Row) -> dict:
     out = {name: row[name] for name in FIELDS}
     out["segments"] = json.loads(out["segments"]) if out["segments"] else []
     out["words"] = json.loads(out["words"]) if out["words"] else None
+    out["speakers"] = out["speakers"].split(",") if out["speakers"] else []
+    out["speaker"] = out["speakers"][0] if out["speakers"] else None  # whoever spoke most of it
     return out
 
 
@@ -58,6 +60,10 @@ def _filters(args: dict) -> tuple[list[str], list]:
         if value is not None:
             where.append(clause)
             params.append(value)
+    speaker = _text(args, "speaker")
+    if speaker is not None:  # one of the speakers heard in it
+        where.append("instr(',' || f.speakers || ',', ',' || ? || ',') > 0")
+        params.append(speaker)
     since, until = _num(args, "since"), _num(args, "until")
     if since is not None:
         where.append("f.wall >= ?")

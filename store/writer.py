@@ -17,6 +17,7 @@ from bus import resync, schemas
 from store import db
 from store.alerts import Alerts, Fired
 from store.gaps import Ask, GapTracker
+from store.speakers import SpeakerBook
 
 log = logging.getLogger(__name__)
 MAX_SOURCES = 10000
@@ -36,6 +37,7 @@ class StoreWriter:
         self.alerts = Alerts()
         self.fired: list[Fired] = []          # to deliver (webhook, bus) once committed
         self.pending_alerts: list[Fired] = []
+        self.speakers = SpeakerBook()
 
     def take(self, msg: schemas.Message, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -46,6 +48,11 @@ class StoreWriter:
                 self.sources[msg.stream] = msg.source
         elif isinstance(msg, schemas.Heartbeat) and msg.stage == "asr":
             self.take_heartbeat(msg)
+        elif isinstance(msg, schemas.Speakers):
+            names = self.speakers.take(msg)
+            if names and msg.stream is not None:
+                self.pending_alerts += self.alerts.on_speakers(msg.stream, names, now,
+                                                               *self.speakers.said(msg.stream, msg.utt))
 
     def take_final(self, final: schemas.Final, now: float, via: str) -> bool:
         """Queue a final for the next commit unless it is a duplicate; True when queued."""
@@ -55,8 +62,9 @@ class StoreWriter:
                 return False
             self.books_changed = True
         source = self.sources.get(final.stream) if final.stream is not None else None
-        row = db.row_of(final, source, self.models.get(final.worker), now)
+        row = db.row_of(final, source, self.models.get(final.worker), now, self.speakers.of_final(final))
         self.pending.append(row)
+        self.speakers.saw(final)
         self.counters[f"received_{via}"] += 1
         self.pending_alerts += self.alerts.on_final(row[0], final.text, row[7], final.worker, final.seq)
         return True
@@ -104,10 +112,12 @@ class StoreWriter:
 
     def commit(self) -> int:
         """Write pending rows (and the gap books); returns new rows."""
-        if not self.pending and not self.books_changed and not self.pending_alerts:
+        if not (self.pending or self.books_changed or self.pending_alerts or self.speakers.updates):
             return 0
         high, missing = self.tracker.snapshot()
         new = db.write(self.conn, self.pending, high, missing, self.pending_alerts)
+        if self.speakers.updates:  # after the inserts: a label may name a final of this very commit
+            self.counters["speaker_labels"] += self.speakers.apply(self.conn)
         self.counters["alerts"] += len(self.pending_alerts)
         self.fired += self.pending_alerts
         self.pending_alerts = []

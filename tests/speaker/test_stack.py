@@ -8,6 +8,7 @@ import wave
 import httpx
 import pytest
 
+from tests.kit import wait_for
 from tests.speaker.eval_data import PRIMARY, diarization_available, diarization_clips
 
 pytestmark = [pytest.mark.slow,
@@ -42,6 +43,12 @@ def test_transcribe_labels_both_speakers(stack, sample):
     assert {t["speaker"] for t in body["speakers"]} == {"SPEAKER_1", "SPEAKER_2"}
     labelled = [s["speaker"] for s in body["segments"]]
     assert set(labelled) == {"SPEAKER_1", "SPEAKER_2"} and "words" not in body
+    # the store keeps the job's rows with their speakers
+    def job_rows(speaker: str) -> list[dict]:
+        r = httpx.get(f"{stack.http}/v1/transcripts", params={"speaker": speaker}, timeout=30)
+        assert r.status_code == 200, r.text
+        return [row for row in r.json()["transcripts"] if row["kind"] == "job"]
+    wait_for(lambda: job_rows("SPEAKER_1") and job_rows("SPEAKER_2"), timeout=30, what="the job's labelled rows")
 
 
 def test_openai_verbose_json_segments_and_words_carry_the_speaker(stack, sample):

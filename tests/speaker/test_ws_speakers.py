@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import numpy as np
 import pytest
 
 from bus.speaker_turns import speaker_at
+from tests.kit import wait_for
 from tests.speaker.eval_data import PRIMARY, diarization_available, diarization_clips
 
 pytestmark = [pytest.mark.slow,
@@ -34,7 +36,10 @@ async def _session(url: str, audio: np.ndarray) -> list[dict]:
 
 def test_stream_finals_carry_speakers_consistent_with_the_rttm(speaker_stack):
     clip = next(c for c in diarization_clips() if c.id == PRIMARY)
-    url = speaker_stack.http.replace("http", "ws", 1) + "/stream?speakers=true&encoding=f32&end_silence_ms=300"
+    http = speaker_stack.http
+    rule = httpx.post(f"{http}/v1/alerts", json={"id": "second-voice", "speaker": "SPEAKER_2"}, timeout=30)
+    assert rule.status_code in (200, 201), rule.text
+    url = http.replace("http", "ws", 1) + "/stream?speakers=true&encoding=f32&end_silence_ms=300"
     events = asyncio.run(_session(url, clip.load_audio()))
     finals = [e for e in events if e["type"] == "final"]
     assert finals and all(f.get("speaker") and f.get("speakers") for f in finals), finals
@@ -52,3 +57,19 @@ def test_stream_finals_carry_speakers_consistent_with_the_rttm(speaker_stack):
     assert len(set(best.values())) == 2, best
     agreeing = sum(seconds for ours, ref, seconds in theirs if best[ours] == ref)
     assert agreeing >= 0.8 * sum(seconds for _, _, seconds in theirs), theirs
+
+    # the store keeps the labels on the session's rows, finds them by speaker, and the rule fired once
+    stream = next(e["session"] for e in events if e["type"] == "ready")
+
+    def stored(**filters) -> list[dict]:
+        r = httpx.get(f"{http}/v1/transcripts", params={"stream": stream, **filters}, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()["transcripts"]
+    wait_for(lambda: len(stored()) == len(finals) and all(r["speakers"] for r in stored()), timeout=30,
+             what="the session's finals stored with their speakers")
+    assert {r["utt"]: r["speaker"] for r in stored()} == {f["utt"]: f["speaker"] for f in finals}
+    assert {r["utt"] for r in stored(speaker="SPEAKER_2")} == {f["utt"] for f in finals
+                                                               if "SPEAKER_2" in {t["speaker"] for t in f["speakers"]}}
+    fired = httpx.get(f"{http}/v1/alerts/fired", params={"rule": "second-voice", "stream": stream}, timeout=30)
+    assert fired.status_code == 200, fired.text
+    assert [(a["kind"], a["terms"]) for a in fired.json()["alerts"]] == [("speaker", ["SPEAKER_2"])], fired.json()
