@@ -368,16 +368,44 @@ class Speakers(Message):
         return topic("job", self.job) if self.job is not None else topic("speaker", self.stream or "")
 
 
+VOICE_OPS = ("enroll", "list", "delete")
+
+
+@dataclass(frozen=True)
+class VoiceJob(Message):
+    """gateway → speaker over PUSH (as a DiarizeJob): enrol a named voice from a decoded sample
+    (`pcm`), list the enrolled voices, or delete one. Answered with `Voices` or an `Error` on job/<job>/."""
+    TYPE: ClassVar[str] = "voice_job"
+    job: str
+    op: str
+    name: str = ""
+    pcm: bytes = b""
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Voices(Message):
+    """speaker → job/<job>/: the enrolled voices after a VoiceJob (`{name, speech_s, enrolled_at}` each)."""
+    TYPE: ClassVar[str] = "voices"
+    job: str
+    voices: list = field(default_factory=list)
+    deleted: bool = False
+
+    def topic(self) -> bytes:
+        return topic("job", self.job)
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls for cls in (Open, Flush, Close, Audio, SpeechStart, SpeechEnd, Segment, Job, Partial, Final,
                               JobSegments, Error, Heartbeat, Alert,
-                              DiarizeJob, Speakers)}
+                              DiarizeJob, Speakers, VoiceJob, Voices)}
 
 
 # ---- codec ------------------------------------------------------------------
 
 _CHOICES = {("Open", "task"): TASKS, ("Segment", "task"): TASKS, ("Job", "task"): TASKS,
-            ("Segment", "kind"): SEGMENT_KINDS, ("Alert", "kind"): ALERT_KINDS}
+            ("Segment", "kind"): SEGMENT_KINDS, ("Alert", "kind"): ALERT_KINDS,
+            ("VoiceJob", "op"): VOICE_OPS}
 _ID_FIELDS = ("stream", "job", "stage")
 
 

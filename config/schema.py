@@ -214,6 +214,8 @@ class SpeakerConfig:
     live: bool = _f(False)
     live_buffer_s: float = _f(60.0, min=31.0, max=600.0)
     live_wait_s: float = _f(3.0, min=0.1, max=30.0)  # how long a speakers=true session holds a final for its label
+    voices_dir: str = _f("")  # enrolled voices (POST /v1/speakers); "": <data dir>/speakers
+    name_threshold: float = _f(0.85, min=-1.0, max=1.0)  # cosine a speaker needs with a voice to take its name
 
 
 @dataclass(frozen=True)

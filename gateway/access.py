@@ -53,6 +53,8 @@ RULES = (
     _rule(r"/v1/alerts(/.*)?", "admin"),
     _rule(r"/v1/(transcripts|streams)(/.*)?", "read", READ_METHODS),
     _rule(r"/v1/(transcripts|streams)(/.*)?", "admin", {"DELETE"}),
+    _rule(r"/v1/speakers", "read", READ_METHODS),        # the enrolled names
+    _rule(r"/v1/speakers(/.*)?", "admin", {"POST", "DELETE"}),  # a voice in, a voice out
 )
 DEFAULT_SCOPE = "admin"
 UPLOAD_PATH = re.compile(UPLOADS)

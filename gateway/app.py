@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from config import Config
-from gateway import events, keys, metrics, openai_compat, openapi, origins, rest, store_api
+from gateway import events, keys, metrics, openai_compat, openapi, origins, rest, speakers_api, store_api
 from gateway.access import Access
 from gateway.bridge import Bridge
 from gateway.errors import ApiError, api_error_handler, error_body, http_error_handler, unexpected_error_handler
@@ -67,6 +67,7 @@ ROUTES = [
     Route("/docs", openapi.docs_page, methods=["GET"]),
     Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
     *store_api.ROUTES,
+    *speakers_api.ROUTES,
     Mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui"),
 ]
 

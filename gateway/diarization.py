@@ -66,10 +66,11 @@ def failure(error: schemas.Error) -> ApiError:
                                                              f"{error.message}")
 
 
-async def run(bridge, job: str, payload: bytes, timeout_s: float) -> list[dict]:
-    """Push the job to the speaker stage and wait for its turns; ApiError on refusal, failure or deadline."""
-    speakers_job = job + JOB_SUFFIX
-    queue = bridge.router.watch_job(speakers_job)
+async def ask(bridge, job: str, payload: bytes, timeout_s: float, answer: type[schemas.Message],
+              failed=failure) -> schemas.Message:
+    """Push an encoded job to the speaker stage and wait for its `answer` on job/<job>/; ApiError on
+    refusal, failure (`failed(error)` says which) or deadline."""
+    queue = bridge.router.watch_job(job)
     try:
         if not await bridge.push_speaker_job(payload, PUSH_TIMEOUT_MS):
             raise ApiError(503, "speaker_unavailable", f"the speaker stage did not take the job within "
@@ -77,16 +78,21 @@ async def run(bridge, job: str, payload: bytes, timeout_s: float) -> list[dict]:
         async with asyncio.timeout(timeout_s):
             while True:
                 msg = await queue.get()
-                if isinstance(msg, schemas.Speakers):
-                    return msg.turns
+                if isinstance(msg, answer):
+                    return msg
                 if isinstance(msg, schemas.Error):
-                    raise failure(msg)
+                    raise failed(msg)
     except TimeoutError:
         raise ApiError(504, "diarization_timeout", f"the speaker stage did not answer within {timeout_s:g} s "
                                                    f"(the job's deadline: gateway.job_timeout_s + "
                                                    f"job_timeout_per_audio_s × its length)") from None
     finally:
-        bridge.router.forget_job(speakers_job)
+        bridge.router.forget_job(job)
+
+
+async def run(bridge, job: str, payload: bytes, timeout_s: float) -> list[dict]:
+    """The speaker stage's turns of a file job."""
+    return (await ask(bridge, job + JOB_SUFFIX, payload, timeout_s, schemas.Speakers)).turns
 
 
 def merge(result: JobResult, turns: list[dict], keep_words: bool) -> JobResult:

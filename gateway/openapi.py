@@ -116,7 +116,12 @@ OPERATIONS: dict[tuple[str, str], dict] = {
     ("/v1/streams/{stream}/export", "get"): _op("A stream's finals as a file", [
         _q("stream", _S, where="path"), _q("format", {"type": "string", "enum": ["srt", "vtt", "txt", "json"]}),
         *_RANGE], content={**_JSON, "text/plain": {"schema": _S}}),
-    ("/v1/alerts", "post"): _op("Add an alert rule", body={"required": True, "content": _JSON}),
+    ("/v1/alerts", "post"): _op("Add an alert rule (keywords, regex, silence_min or speaker)",
+                                body={"required": True, "content": _JSON}),
+    ("/v1/speakers", "post"): _op("Enrol a named speaker from a sample of their voice (2 s of speech at least)",
+                                  body=_multipart("file", {"name": {**_S, "description": "letters, digits, - _ ."}})),
+    ("/v1/speakers", "get"): _op("The enrolled speakers"),
+    ("/v1/speakers/{name}", "delete"): _op("Forget an enrolled speaker", [_q("name", _S, where="path")]),
     ("/v1/alerts", "get"): _op("Alert rules"),
     ("/v1/alerts", "delete"): _op("Delete an alert rule", [_q("id", _S)]),
     ("/v1/alerts/fired", "get"): _op("Alerts that fired", [_q("rule", _S), _q("stream", _S), _q("limit", _I)]),

@@ -13,6 +13,7 @@ import numpy as np
 from bus import pcm, schemas
 from speaker.diarize.online import OnlineSpeakers
 from speaker.diarize.pipeline import DiarizeOptions, Embedder
+from speaker.voices import VoiceBook
 
 MAX_STREAMS = 64  # streams followed at once; the least recently heard is dropped beyond
 
@@ -54,7 +55,10 @@ class Utterance:
 
 
 class LiveSpeakers:
-    def __init__(self, encoder: Embedder | None, options: DiarizeOptions, keep_s: float):
+    def __init__(self, encoder: Embedder | None, options: DiarizeOptions, keep_s: float,
+                 voices: VoiceBook | None = None, name_threshold: float = 1.0):
+        self.voices = voices  # enrolled voices: a stream's speaker that matches one carries its name
+        self.name_threshold = name_threshold
         self.encoder = encoder  # None while the model is not loaded: finals go unlabelled (counted)
         self.options = options
         self.keep_samples = int(keep_s * pcm.SAMPLE_RATE)
@@ -103,10 +107,12 @@ class LiveSpeakers:
         online = self.speakers.setdefault(final.stream, OnlineSpeakers(self.encoder, self.options))
         return Utterance(final.stream, final.utt, final.start, pcm.to_float(samples), online)
 
-    @staticmethod
-    def label(utterance: Utterance, worker: str) -> schemas.Speakers:
+    def label(self, utterance: Utterance, worker: str) -> schemas.Speakers:
         """The utterance's turns among its stream's speakers (runs off the loop thread, one at a time)."""
         online = utterance.speakers
-        turns = online.assign(utterance.audio, utterance.start_s)
+        turns = [{"start": t.start, "end": t.end, "speaker": t.speaker}
+                 for t in online.assign(utterance.audio, utterance.start_s)]
+        if self.voices is not None and self.voices.voices:
+            turns = self.voices.name_turns(turns, online.centroids(), self.name_threshold)
         return schemas.Speakers(stream=utterance.stream, utt=utterance.utt, count=online.next_label, worker=worker,
-                                turns=[{"start": t.start, "end": t.end, "speaker": t.speaker} for t in turns])
+                                turns=turns)

@@ -1,4 +1,4 @@
-"""The speaker process: PULL speaker.jobs (DiarizeJob from the gateway) → DiarizeService → PUB job/<job>/;
+"""The speaker process: PULL speaker.jobs (DiarizeJob, VoiceJob from the gateway) → DiarizeService → PUB job/<job>/;
 with `[speaker] live`, also SUB audio/, text/, ctl/ → LiveSpeakers → PUB speaker/<stream>/ per final.
 
 Its own process, on the light stages' core, so that diarizing a long upload never takes a core
@@ -33,8 +33,8 @@ class SpeakerLoop:
         self.rt = runtime
         self.cfg = runtime.config.speaker
         self.service = DiarizeService(self.cfg, runtime.config.models_dir)
-        self.live = LiveSpeakers(self.service.encoder, self.service.options, self.cfg.live_buffer_s) \
-            if self.cfg.live else None
+        self.live = LiveSpeakers(self.service.encoder, self.service.options, self.cfg.live_buffer_s,
+                                 self.service.voices, self.cfg.name_threshold) if self.cfg.live else None
         self.worker = f"{socket.gethostname()}-{os.getpid()}"
         self.bad_messages = self.live_dropped = 0
 
@@ -115,13 +115,15 @@ class SpeakerLoop:
         self.bad_messages += 1
         log.warning("bad bus message dropped", extra={"error": str(exc), "count": self.bad_messages})
 
-    def receive(self, jobs: zmq.Socket) -> schemas.DiarizeJob | None:
+    def receive(self, jobs: zmq.Socket) -> schemas.DiarizeJob | schemas.VoiceJob | None:
         data = jobs.recv()
         try:
             msg = schemas.decode(data)
         except schemas.SchemaError as exc:
             self.bad_message(exc)
             return None
+        if isinstance(msg, schemas.VoiceJob):
+            return msg  # enrol, list or delete: in the file jobs' thread, one at a time with them
         if not isinstance(msg, schemas.DiarizeJob):
             self.bad_messages += 1
             log.warning("not a diarization job, dropped", extra={"type": msg.TYPE})

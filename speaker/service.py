@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from bus import pcm, schemas
-from config.paths import model_dir
+from config.paths import model_dir, resolve_data_dir
 from speaker.diarize.clustering import SpeakerCount
-from speaker.diarize.pipeline import DiarizeOptions, diarize
+from speaker.diarize.pipeline import DiarizeOptions, diarize_with_centroids
 from speaker.diarize.regions import speech_regions
 from speaker.encoder.manifest import SpeakerModelError
 from speaker.encoder.voice import VoiceEncoder
+from speaker.voices import VoiceBook, VoiceError, check_name, voice_of
 
 log = logging.getLogger(__name__)
 STAGE = "speaker"
@@ -30,6 +32,8 @@ class DiarizeService:
         self.load_error = ""
         self.jobs_done = self.jobs_failed = 0
         self.audio_s = self.compute_s = 0.0
+        self.voices = VoiceBook(Path(cfg.voices_dir).expanduser() if cfg.voices_dir
+                                else resolve_data_dir(os.environ) / "speakers")
         self.load()
 
     def load(self) -> None:
@@ -47,14 +51,18 @@ class DiarizeService:
             return False, f"model not loaded: {self.load_error}", counters
         return True, "ok", counters
 
-    def handle(self, job: schemas.DiarizeJob, worker: str) -> schemas.Message:
+    def handle(self, job: schemas.DiarizeJob | schemas.VoiceJob, worker: str) -> schemas.Message:
         """The answer to publish on job/<job>/."""
+        if isinstance(job, schemas.VoiceJob) and job.op != "enroll":
+            return self.voice_op(job)
         if self.encoder is None:
             self.load()  # the model may have been built since
         if self.encoder is None:
             self.jobs_failed += 1
             return schemas.Error(code="speaker_model_missing", message=self.load_error, job=job.job,
                                  permanent=False, stage=STAGE)
+        if isinstance(job, schemas.VoiceJob):
+            return self.voice_op(job)
         count = SpeakerCount(job.num_speakers, job.min_speakers, job.max_speakers)
         try:
             count.check()
@@ -68,12 +76,32 @@ class DiarizeService:
             self.jobs_failed += 1
             return schemas.Error(code="no_speech", message="the audio has no speech to tell speakers apart in",
                                  job=job.job, permanent=True, stage=STAGE)
-        turns = diarize(pcm.to_float(job.pcm), regions, self.encoder, self.options, count)
+        turns, centroids = diarize_with_centroids(pcm.to_float(job.pcm), regions, self.encoder, self.options, count)
+        named = self.voices.name_turns([{"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker}
+                                        for t in turns], centroids, self.cfg.name_threshold)
         seconds = time.perf_counter() - started
         self.jobs_done += 1
         self.audio_s += len(samples) / pcm.SAMPLE_RATE
         self.compute_s += seconds
         return schemas.Speakers(job=job.job, count=len({t.speaker for t in turns}), compute_ms=round(seconds * 1000, 1),
-                                worker=worker,
-                                turns=[{"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker}
-                                       for t in turns])
+                                worker=worker, turns=named)
+
+    def voice_op(self, job: schemas.VoiceJob) -> schemas.Message:
+        """Enrol (the encoder is loaded), list or delete a named voice; a bad sample or name is a permanent Error."""
+        try:
+            if job.op == "enroll":
+                check_name(job.name)  # before the embedding: a bad name costs nothing
+                samples = np.frombuffer(job.pcm, dtype=pcm.DTYPE)
+                embedding, speech_s = voice_of(pcm.to_float(job.pcm),
+                                               speech_regions(samples, self.cfg.vad_aggressiveness),
+                                               self.encoder, self.options)
+                voice = self.voices.enroll(job.name, embedding, speech_s)
+                log.info("voice enrolled", extra={"voice": voice.name, "speech_s": round(speech_s, 2)})
+            elif job.op == "delete":
+                if not self.voices.delete(job.name):
+                    return schemas.Error(code="unknown_speaker", message=f"no enrolled speaker {job.name[:64]!r}",
+                                         job=job.job, permanent=True, stage=STAGE)
+                log.info("voice deleted", extra={"voice": job.name})
+        except VoiceError as exc:
+            return schemas.Error(code=exc.code, message=exc.message, job=job.job, permanent=True, stage=STAGE)
+        return schemas.Voices(job=job.job, voices=self.voices.listing(), deleted=job.op == "delete")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from speaker.diarize.pipeline import (FRAMES_PER_S, DiarizeOptions, Embedder, cluster_windows, frames_to_turns,
-                                      label_frames, window_spans)
+                                      label_centroids, label_frames, window_spans)
 from speaker.diarize.turns import Turn
 from speaker.encoder.mel import SAMPLE_RATE, normalized_mel
 
@@ -66,3 +66,7 @@ class OnlineSpeakers:
         frames = label_frames([(0.0, duration)], spans, mine, int(labels.max()) + 1)
         return [Turn(round(start_s + t.start, 3), round(start_s + t.end, 3), t.speaker)
                 for t in frames_to_turns(frames, self.options.min_turn_s)]
+
+    def centroids(self) -> dict[str, np.ndarray]:
+        """Each speaker of the stream's recent windows: the mean of its windows (for enrolled voices)."""
+        return {} if self.embeddings is None else label_centroids(self.embeddings, self.labels)

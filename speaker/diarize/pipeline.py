@@ -115,12 +115,31 @@ def frames_to_turns(frames: np.ndarray, min_turn_s: float) -> list[Turn]:
 def diarize(wav: np.ndarray, regions: list[tuple[float, float]], encoder: Embedder,
             options: DiarizeOptions = DiarizeOptions(), count: SpeakerCount = SpeakerCount()) -> list[Turn]:
     """Speaker turns of float 16 kHz mono ``wav`` within its speech ``regions`` (seconds)."""
+    return diarize_with_centroids(wav, regions, encoder, options, count)[0]
+
+
+def diarize_with_centroids(wav: np.ndarray, regions: list[tuple[float, float]], encoder: Embedder,
+                           options: DiarizeOptions = DiarizeOptions(), count: SpeakerCount = SpeakerCount()
+                           ) -> tuple[list[Turn], dict[str, np.ndarray]]:
+    """The turns, and each speaker's centroid (the mean of its windows' embeddings, unit length:
+    what an enrolled voice is compared with)."""
     count.check()
     windows = embed_windows(wav, regions, encoder, options)
     if len(windows.spans) == 0:
-        return []
+        return [], {}
     labels = cluster_windows(windows.embeddings, options, count)
-    return frames_to_turns(label_frames(regions, windows.spans, labels, int(labels.max()) + 1), options.min_turn_s)
+    turns = frames_to_turns(label_frames(regions, windows.spans, labels, int(labels.max()) + 1), options.min_turn_s)
+    return turns, label_centroids(windows.embeddings, labels)
+
+
+def label_centroids(embeddings: np.ndarray, labels) -> dict[str, np.ndarray]:
+    """speaker label → the unit-length mean of the embeddings with that label."""
+    labels = np.asarray(labels, int)
+    out = {}
+    for label in np.unique(labels):
+        mean = embeddings[labels == label].astype(np.float64).mean(axis=0)
+        out[speaker_label(int(label))] = (mean / (np.linalg.norm(mean) or 1.0)).astype(np.float32)
+    return out
 
 
 def cluster_windows(embeddings: np.ndarray, options: DiarizeOptions, count: SpeakerCount = SpeakerCount(),

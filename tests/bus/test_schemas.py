@@ -51,11 +51,13 @@ EXAMPLES = [
     schemas.Speakers(job="job-1.speakers", turns=[{"start": 0.5, "end": 2.0, "speaker": "SPEAKER_1"}], count=1,
                      compute_ms=12.5, worker="pi-1"),
     schemas.Speakers(stream="mic1", utt=4, turns=[{"start": 3.0, "end": 5.0, "speaker": "SPEAKER_2"}], count=2),
+    schemas.VoiceJob(job="voice-1", op="enroll", name="ann", pcm=PCM, ts=3.0),
+    schemas.Voices(job="voice-1", voices=[{"name": "ann", "speech_s": 6.2, "enrolled_at": 3.0}]),
     schemas.Heartbeat(stage="vad", pid=1234, host="pi", uptime_s=12.5, ok=True, instance="pi-1234",
                       counters={"streams": 2, "gaps": {"mic1": 0}}, ts=5.0),
     schemas.Heartbeat(stage="capture", pid=1, host="pi", uptime_s=0.0, ok=False, status="not implemented"),
 ]
-PUSH_ONLY = (schemas.Segment, schemas.Job, schemas.DiarizeJob)
+PUSH_ONLY = (schemas.Segment, schemas.Job, schemas.DiarizeJob, schemas.VoiceJob)
 
 
 def test_every_topic_family_is_known_and_an_alert_goes_on_alert():

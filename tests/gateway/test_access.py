@@ -49,6 +49,9 @@ ENDPOINTS = [
     ("POST", "/v1/alerts", "admin", {"json": {"keywords": ["fire"]}}),
     ("DELETE", "/v1/alerts/x", "admin", {}),
     ("GET", "/v1/alerts/fired", "admin", {}),
+    ("GET", "/v1/speakers", "read", {}),            # the speaker stage is off here: past the guard, a 503
+    ("POST", "/v1/speakers", "admin", {**UPLOAD, "data": {"name": "ann"}}),
+    ("DELETE", "/v1/speakers/ann", "admin", {}),
     ("GET", "/no/such/route", "admin", {}),        # not listed: closed by default
 ]
 HEADERS = ("content-security-policy", "x-content-type-options", "referrer-policy", "x-frame-options",
@@ -140,6 +143,8 @@ def test_every_endpoint_with_no_key_wrong_key_wrong_scope_revoked_key(keyed, met
         assert response.status_code == expected, response.text
     elif path.startswith(("/v1/transcripts", "/v1/streams", "/v1/alerts")):
         assert response.json()["error"]["code"] == "store_disabled"
+    elif path.startswith("/v1/speakers"):
+        assert response.json()["error"]["code"] == "speaker_disabled"
     else:
         assert response.status_code == 200, response.text
 

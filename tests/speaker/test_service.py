@@ -17,6 +17,8 @@ class Cfg:
     threshold: float = 0.70
     step_s: float = 0.4
     vad_aggressiveness: int = 2
+    voices_dir: str = "/nonexistent/voxbus-test-voices"  # none enrolled (read only: never created)
+    name_threshold: float = 0.85
 
 
 def _job(pcm: np.ndarray, **hints) -> schemas.DiarizeJob:
