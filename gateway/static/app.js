@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const finals = [];          // {start, end, text} in seconds on the transcript's timeline
+const finals = [];          // {start, end, text, speaker?} in seconds on the transcript's timeline
 let live = null;            // {ws, context, stream, source, node, offset}
 let fileOffset = 0;         // uploaded files are placed after everything already in the transcript
 
@@ -19,19 +19,34 @@ function clock(seconds, sep) {
          `${pad(Math.floor(ms / 1000) % 60)}${sep}${pad(ms % 1000, 3)}`;
 }
 
-function addFinal(start, end, text) {
+function addFinal(start, end, text, speaker) {
   text = (text || "").trim();
   if (!text) return;
-  finals.push({ start, end, text });
+  finals.push(speaker ? { start, end, text, speaker } : { start, end, text });
   $("placeholder").hidden = true;
   const p = document.createElement("p");
   p.className = "final";
   const time = document.createElement("span");
   time.className = "time";
   time.textContent = clock(start, ".").slice(3, 8);
-  p.append(time, document.createTextNode(text));
+  p.append(time);
+  if (speaker) {  // who spoke (speakers=true live, diarize=true files): a label, its own class
+    const who = document.createElement("span");
+    who.className = "speaker";
+    who.textContent = speaker;
+    p.append(who);
+  }
+  p.append(document.createTextNode(text));
   $("transcript").insertBefore(p, $("partial"));
   $("transcript").scrollTop = $("transcript").scrollHeight;
+}
+
+// A final with speakers whose segments change speaker shows one line per segment.
+function showFinal(base, event) {
+  const segments = event.segments || [];
+  if (event.speaker && new Set(segments.map((s) => s.speaker)).size > 1) {
+    for (const s of segments) addFinal(base + s.start, base + s.end, s.text, s.speaker);
+  } else addFinal(base + event.start, base + event.end, event.text, event.speaker);
 }
 
 function setPartial(text) {
@@ -46,6 +61,7 @@ function streamUrl() {
     language: $("language").value, task: $("task").value, sample_rate: "16000",
     encoding: "f32", partials: "true", end_silence_ms: $("end-silence").value,
   });
+  if ($("speakers").checked) q.set("speakers", "true");
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/stream?${q}`;
 }
 
@@ -54,7 +70,7 @@ function onEvent(event) {
   if (event.type === "ready") setStatus(`Listening (session ${event.session}).`);
   else if (event.type === "vad") setStatus(event.event === "speech_start" ? "Hearing speech…" : "Listening.");
   else if (event.type === "partial") setPartial(event.text);
-  else if (event.type === "final") { setPartial(""); addFinal(base + event.start, base + event.end, event.text); }
+  else if (event.type === "final") { setPartial(""); showFinal(base, event); }
   else if (event.type === "error") setStatus(`Error ${event.code}: ${event.message}`, true);
 }
 
@@ -160,7 +176,7 @@ function uploadEvents(xhr, seen) {
 
 function showFile(file, body) {
   fileOffset = finals.length ? finals[finals.length - 1].end : 0;
-  for (const s of body.segments || []) addFinal(fileOffset + s.start, fileOffset + s.end, s.text);
+  for (const s of body.segments || []) addFinal(fileOffset + s.start, fileOffset + s.end, s.text, s.speaker);
   if (!(body.segments || []).length) addFinal(fileOffset, fileOffset + (body.duration || 0), body.text);
   $("upload-status").textContent = `${file.name}: ${body.duration?.toFixed(1)} s transcribed.`;
 }
@@ -174,6 +190,7 @@ $("upload").addEventListener("submit", (e) => {
   form.append("response_format", "verbose_json");
   form.append("task", $("task").value);
   form.append("language", $("language").value);
+  if ($("speakers").checked) form.append("diarize", "true");
   const xhr = new XMLHttpRequest();
   const seen = { length: 0 };
   xhr.open("POST", "/transcribe?progress=true");
@@ -209,7 +226,8 @@ $("upload").addEventListener("submit", (e) => {
 function render(format) {
   if (format === "txt") return finals.map((f) => f.text).join("\n") + "\n";
   if (format === "vtt") {
-    return "WEBVTT\n\n" + finals.map((f) => `${clock(f.start, ".")} --> ${clock(f.end, ".")}\n${f.text}\n`).join("\n");
+    return "WEBVTT\n\n" + finals.map((f) => `${clock(f.start, ".")} --> ${clock(f.end, ".")}\n` +
+                                     `${f.speaker ? `<v ${f.speaker}>` : ""}${f.text}\n`).join("\n");
   }
   return finals.map((f, i) => `${i + 1}\n${clock(f.start, ",")} --> ${clock(f.end, ",")}\n${f.text}\n`).join("\n");
 }
