@@ -24,8 +24,7 @@ from speaker.encoder.voice import VoiceEncoder
 from speaker.voices import Voice, VoiceError, names_for, voice_of
 from tests.bench.common import print_table, write_json
 from tests.bench.diarization_bench import _default_model
-from tests.speaker.eval_data import diarization_available, diarization_clips
-from tests.speaker.test_voices import clean_speech
+from tests.speaker.eval_data import clean_speech, diarization_available, diarization_clips
 
 RATE = 16000
 THRESHOLDS = (0.75, 0.80, 0.85, 0.90)

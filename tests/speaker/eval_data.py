@@ -42,3 +42,15 @@ def diarization_clips() -> list[DiarClip]:
     with open(INDEX, newline="") as handle:
         return [DiarClip(row["id"], row["audio"], row["rttm"], float(row["duration_s"]))
                 for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def clean_speech(reference, speaker: str, end_s: float, min_run_s: float = 0.5) -> list[tuple[float, float]]:
+    """Runs (≥ min_run_s) before end_s where only `speaker` speaks, by the RTTM."""
+    n = int(end_s * 100)
+    mine, others = np.zeros(n, bool), np.zeros(n, bool)
+    for turn in reference:
+        first, last = int(turn.start * 100), min(n, int(turn.end * 100))
+        (mine if turn.speaker == speaker else others)[first:max(first, last)] = True
+    alone = np.concatenate([[False], mine & ~others, [False]]).astype(int)
+    edges = np.flatnonzero(np.diff(alone))
+    return [(a / 100, b / 100) for a, b in zip(edges[::2], edges[1::2]) if b - a >= min_run_s * 100]

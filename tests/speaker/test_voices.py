@@ -11,7 +11,7 @@ import pytest
 
 from bus.pcm import to_int16
 from bus.speaker_turns import speaker_at
-from tests.speaker.eval_data import PRIMARY, diarization_available, diarization_clips
+from tests.speaker.eval_data import PRIMARY, clean_speech, diarization_available, diarization_clips
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not diarization_available(),
@@ -26,18 +26,6 @@ def _wav(samples: np.ndarray) -> bytes:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
         w.writeframes(to_int16(samples).tobytes())
     return out.getvalue()
-
-
-def clean_speech(reference, speaker: str, end_s: float, min_run_s: float = 0.5) -> list[tuple[float, float]]:
-    """Runs (≥ min_run_s) before end_s where only `speaker` speaks, by the RTTM."""
-    n = int(end_s * 100)
-    mine, others = np.zeros(n, bool), np.zeros(n, bool)
-    for turn in reference:
-        first, last = int(turn.start * 100), min(n, int(turn.end * 100))
-        (mine if turn.speaker == speaker else others)[first:max(first, last)] = True
-    alone = np.concatenate([[False], mine & ~others, [False]]).astype(int)
-    edges = np.flatnonzero(np.diff(alone))
-    return [(a / 100, b / 100) for a, b in zip(edges[::2], edges[1::2]) if b - a >= min_run_s * 100]
 
 
 def test_an_enrolled_voice_names_its_speakers_turns_only(speaker_stack):
