@@ -19,6 +19,14 @@ function clock(seconds, sep) {
          `${pad(Math.floor(ms / 1000) % 60)}${sep}${pad(ms % 1000, 3)}`;
 }
 
+// Each speaker keeps one colour for the page's life, in the order they were first heard.
+const SPEAKER_COLOURS = 6;   // .speaker-c0 ... .speaker-c5 in style.css
+const speakerColour = new Map();
+function colourOf(speaker) {
+  if (!speakerColour.has(speaker)) speakerColour.set(speaker, speakerColour.size % SPEAKER_COLOURS);
+  return speakerColour.get(speaker);
+}
+
 function addFinal(start, end, text, speaker) {
   text = (text || "").trim();
   if (!text) return;
@@ -32,7 +40,7 @@ function addFinal(start, end, text, speaker) {
   p.append(time);
   if (speaker) {  // who spoke (speakers=true live, diarize=true files): a label, its own class
     const who = document.createElement("span");
-    who.className = "speaker";
+    who.className = `speaker speaker-c${colourOf(speaker)}`;
     who.textContent = speaker;
     p.append(who);
   }

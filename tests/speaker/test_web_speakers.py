@@ -1,5 +1,5 @@
 """The web page with Speakers ticked, in headless Chromium on the speaker stack: a file upload of the
-primary clip shows each line's speaker label (two of them), and the VTT export carries voice tags."""
+primary clip shows each line's speaker label (two of them, each its own colour), and the VTT export carries voice tags."""
 from __future__ import annotations
 
 import pytest
@@ -26,6 +26,9 @@ def test_page_shows_who_spoke(speaker_stack, browser, tmp_path):  # noqa: F811
     WebDriverWait(driver, 90).until(lambda d: "transcribed" in d.find_element(By.ID, "upload-status").text)
     labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#transcript p.final .speaker")]
     assert set(labels) == {"SPEAKER_1", "SPEAKER_2"}, labels
+    colour = {e.text: e.value_of_css_property("background-color")
+              for e in driver.find_elements(By.CSS_SELECTOR, "#transcript p.final .speaker")}
+    assert colour["SPEAKER_1"] != colour["SPEAKER_2"], colour   # each speaker its own colour
     vtt = driver.execute_script("return render('vtt')")
     assert "<v SPEAKER_1>" in vtt and "<v SPEAKER_2>" in vtt, vtt
     driver.save_screenshot(str(tmp_path / "speakers.png"))
