@@ -53,7 +53,7 @@ class StreamReplay:
 
     def open(self, msg: schemas.Open) -> schemas.Open:
         """Remember the stream's options; returns the open to publish (marked as replaying)."""
-        self.opened = dataclasses.replace(msg, replays=True, resume_utt=None)
+        self.opened = dataclasses.replace(msg, replays=True, resume_utt=None, replay_end=None)
         return self.opened
 
     def sent(self, frame: schemas.Audio) -> None:
@@ -88,7 +88,9 @@ class StreamReplay:
         if self.opened is None:
             return []
         self.resends += 1
-        out: list[schemas.Message] = [dataclasses.replace(self.opened, resume_utt=self.resume_utt or 0)]
+        end = self.frames[-1].offset + len(self.frames[-1].pcm) // 2 if self.frames else None
+        out: list[schemas.Message] = [dataclasses.replace(self.opened, resume_utt=self.resume_utt or 0,
+                                                          replay_end=end)]
         out += self.frames
         if self.flush_pending:  # the ones before the restart will never be answered: one stands for all
             self.flush_pending = 1

@@ -85,16 +85,18 @@ class Open(Message):
     model: str = ""                 # the served model its segments need ("": asr.model)
     # Continuity across a vad restart (bus/replay.py): `replays` says the source keeps a replay buffer
     # and resends after a restart; `resume_utt` (set only on that resend) is where the stream's
-    # utterance numbers go on, and the audio that follows replays from vad's last `ack`.
+    # utterance numbers go on, and the audio that follows replays from vad's last `ack` up to
+    # `replay_end`, where live audio takes over.
     replays: bool = False
     resume_utt: int | None = None
+    replay_end: int | None = None
 
     def topic(self) -> bytes:
         return topic("ctl", self.stream)
 
     def settings(self) -> Open:
         """The stream's options alone: two opens that differ only in how they were sent compare equal."""
-        return dataclasses.replace(self, resume_utt=None)
+        return dataclasses.replace(self, resume_utt=None, replay_end=None)
 
 
 @dataclass(frozen=True)
@@ -565,7 +567,8 @@ def _check(cls_name: str, name: str, value: Any, allowed: tuple) -> Any:
         raise SchemaError(f"{cls_name.lower()}.{name} = {value!r}: expected one of {', '.join(choices)}")
     if name in _ID_FIELDS and value is not None and (value or name != "stage"):  # Error.stage defaults to ""
         check_id(value, name)
-    if name in ("seq", "offset", "utt", "count", "pid", "ticket", "resume_utt") and value is not None and value < 0:
+    if name in ("seq", "offset", "utt", "count", "pid", "ticket", "resume_utt", "replay_end") and value is not None \
+            and value < 0:
         raise SchemaError(f"{cls_name.lower()}.{name} = {value}: must not be negative")
     return value
 

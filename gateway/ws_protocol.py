@@ -168,6 +168,7 @@ class Session:
         self.samples = 0
         self.started: set[int] = set()   # utterances vad opened
         self.finished: set[int] = set()  # utterances with their final
+        self.ended: set[int] = set()     # utterances vad ended
         self.eof_at: float | None = None
         self.first_audio_at: float | None = None
         self.start_samples = 0           # the stream's offset when this connection began (a resumed one's > 0)
@@ -292,8 +293,11 @@ class Session:
             if self.replay.answered(msg) and self.eof_at is not None:
                 self.flushed = msg  # the answer to the eof's flush (any earlier flush was answered first)
             return None
-        if isinstance(msg, schemas.SpeechStart):
-            self.started.add(msg.utt)
+        if isinstance(msg, (schemas.SpeechStart, schemas.SpeechEnd)):
+            seen = self.started if isinstance(msg, schemas.SpeechStart) else self.ended
+            if msg.utt in seen:  # shown again by a vad that restarted and was resent the utterance
+                return None
+            seen.add(msg.utt)
         elif isinstance(msg, schemas.Transcript):
             if msg.kind == "final":
                 if msg.utt in self.finished:  # delivered already: replayed on resume, or resent by a new vad

@@ -326,6 +326,8 @@ class Transcription:
                 await self._chunk(self.text.partial(event["utt"], event["text"]))
             elif event["type"] == "final":
                 await self._chunk(self.text.final(event["utt"], event["text"], event.get("language")))
+            elif event["type"] == "error" and event["code"] == "audio_lost":  # vad bridged it; HA goes on
+                log.warning("audio lost on the bus", extra={"stream": self.session.stream, "detail": event["message"]})
             elif event["type"] == "error":
                 if event.get("utt") is not None:
                     self.session.finished.add(event["utt"])  # no final will follow: do not wait for it

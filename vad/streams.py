@@ -41,6 +41,7 @@ from vad.segmenter import SegmenterSettings, SpeechEnded, SpeechStarted, StreamS
 log = logging.getLogger(__name__)
 LOG_EVERY = 1000  # a repeated problem is logged at its 1st, 1001st, ... occurrence per stream
 CLOSED_REMEMBERED = 4096  # closed streams whose next utterance number is kept
+LOSS_REPORT_EVERY_S = 5.0  # at most one audio_lost error per stream this often (the count covers the rest)
 PENDING_FINALS_MAX = 256  # per stream: finals vad waits to hear from asr before it acknowledges their audio
 NO_STREAM = "-"  # problems of streams vad holds no state for are counted here, not per id
 
@@ -54,6 +55,9 @@ class StreamState:
     next_utt: int = 0  # kept while rejected, so a healing open numbers on
     provisional: bool = False  # a replaying source's plain open during the grace: its resend will follow
     skip_until: int = 0  # audio before this offset was seen already (a resend to a stream vad serves)
+    catch_up_until: int = 0  # a resend's replayed audio ends here: its utterances get finals only
+    unreported_loss: int = 0  # frames lost on the bus since the last audio_lost report
+    loss_reported_at: float = float("-inf")
     pending_finals: dict[int, int] = field(default_factory=dict)  # utt → first sample, final not yet heard
     last_final_utt: int | None = None
 
@@ -129,7 +133,8 @@ class StreamTable:
         """A replaying source's resend after a restart: the stream starts afresh at its own numbering
         (what a provisional or implicit state held is replaced: the replay covers the same audio)."""
         options = msg.settings()
-        self.streams[msg.stream] = StreamState(options, self._segmenter(options, msg.resume_utt), self.clock())
+        self.streams[msg.stream] = StreamState(options, self._segmenter(options, msg.resume_utt), self.clock(),
+                                               catch_up_until=msg.replay_end or 0)
         self.gaps.forget(msg.stream)
         self.counters["resumes"] += 1
         log.info("stream resumed", extra={"stream": msg.stream, "utt": msg.resume_utt,
@@ -149,6 +154,7 @@ class StreamTable:
             self._problem(msg.stream, "lost_frames", f"{lost} audio frame(s) lost before seq {msg.seq}")
         if state is None:
             state = self._open_implicitly(msg.stream)
+        report = self._report_loss(msg, state, lost) if lost else []
         state.provisional = False
         if state.skip_until:
             msg = self._unseen_part(state, msg)
@@ -164,7 +170,23 @@ class StreamTable:
             self._problem(msg.stream, "bad_pcm", f"audio dropped: {len(msg.pcm)} bytes is not whole int16 samples")
             return []
         events = state.segmenter.feed(msg.pcm, msg.offset, now)
-        return self._messages(msg.stream, state, events)
+        if msg.offset < state.catch_up_until:
+            # Replayed, arriving in a burst: the client saw its partials; a final alone is what is owed.
+            events = [e for e in events if not (isinstance(e, UtteranceAudio) and e.kind != "final")]
+        return report + self._messages(msg.stream, state, events)
+
+    def _report_loss(self, msg: schemas.Audio, state: StreamState, lost: int) -> list[schemas.Message]:
+        """Audio lost on the bus (a restart of the bus proxy, an overload) is told to the stream's
+        listeners: at most one `audio_lost` error per stream every LOSS_REPORT_EVERY_S, with the count."""
+        state.unreported_loss += lost
+        if self.clock() < state.loss_reported_at + LOSS_REPORT_EVERY_S:
+            return []
+        state.loss_reported_at = self.clock()
+        frames, state.unreported_loss = state.unreported_loss, 0
+        self.counters["loss_reports"] += 1
+        return [schemas.Error(code="audio_lost", stream=msg.stream, permanent=False, stage="vad",
+                              message=f"{frames} audio frame(s) lost on the bus before sample {msg.offset} "
+                                      f"(up to 1 s is bridged with silence; a longer gap ends the utterance)")]
 
     def _unseen_part(self, state: StreamState, msg: schemas.Audio) -> schemas.Audio | None:
         """A resent frame: only what vad has not fed yet (None when all of it was)."""

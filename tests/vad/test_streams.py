@@ -78,9 +78,13 @@ def test_odd_length_pcm_is_counted_and_logged(caplog):
 def test_lost_frames_are_counted_per_stream():
     table = StreamTable(VadConfig(resume_grace_s=0))
     table.handle(schemas.Open(stream="s"), 0.0)
-    feed(table, "s", bytes(640 * 100), skip={10, 11, 50})
+    out = feed(table, "s", bytes(640 * 100), skip={10, 11, 50})
     assert table.counters["lost_frames"] == 3
     assert table.snapshot()["per_stream"]["s"]["lost_frames"] == 3
+    # told to the stream's listeners: once, then at most every LOSS_REPORT_EVERY_S with the count since
+    reports = [m for m in out if isinstance(m, schemas.Error)]
+    assert [(r.code, r.stream, r.permanent) for r in reports] == [("audio_lost", "s", False)]
+    assert reports[0].message.startswith("2 audio frame(s) lost on the bus before sample 3840")
 
 
 def test_flush_close_and_ttl():
