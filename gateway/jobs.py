@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 PUSH_TIMEOUT_MS = 2000
 RESUBMIT_MAX = 3  # a job whose vad restarted before it was done is pushed again at most this often
+# A resubmit goes to a vad whose heartbeat was just heard, but the PUSH socket's reconnect back-off
+# (bus.reconnect_ivl_max_ms) grew while vad was away: give the reconnection that long.
+RESUBMIT_PUSH_TIMEOUT_MS = 10000
 # vad must answer with the segment count quickly; webrtcvad runs far faster than real time.
 ACK_BASE_S = 15.0
 ACK_PER_AUDIO_S = 0.05
@@ -150,7 +153,7 @@ async def run_job(bridge, job: EncodedJob, timeout_s: float, progress=None) -> J
                     log.warning("vad restarted during a job: resubmitted", extra={
                         "job": job.job, "finals": len(assembler.finals), "count": assembler.count})
                     bridge.counters["jobs_resubmitted"] += 1
-                    await _push(bridge, job)
+                    await _push(bridge, job, RESUBMIT_PUSH_TIMEOUT_MS)
                     ack_deadline = time.monotonic() + ACK_BASE_S + ACK_PER_AUDIO_S * job.duration
                 continue
             assembler.see(msg)
@@ -163,10 +166,10 @@ async def run_job(bridge, job: EncodedJob, timeout_s: float, progress=None) -> J
     return assembler.result()
 
 
-async def _push(bridge, job: EncodedJob) -> None:
-    if not await bridge.push_job(job.payload, PUSH_TIMEOUT_MS):
+async def _push(bridge, job: EncodedJob, timeout_ms: int = PUSH_TIMEOUT_MS) -> None:
+    if not await bridge.push_job(job.payload, timeout_ms):
         raise ApiError(503, "vad_unavailable", f"the vad stage did not take the job within "
-                                               f"{PUSH_TIMEOUT_MS} ms (is it running?)")
+                                               f"{timeout_ms} ms (is it running?)")
 
 
 def _timeout(assembler: JobAssembler, overall: bool, timeout_s: float) -> ApiError:

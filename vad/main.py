@@ -33,6 +33,7 @@ MAX_BATCH = 500  # bus messages handled per turn before the outbox and heartbeat
 EXPIRE_EVERY_S = 1.0
 DRAIN_ON_STOP_S = 1.0  # on SIGTERM: how long finished segments may wait for a worker
 WORKER_HWM = 1000  # per worker on the segments ROUTER: credit bounds the segments, the rest is heartbeats
+HANDSHAKE_S = 2.0  # longest wait at start for a subscriber of vad's heartbeat
 
 
 class VadLoop:
@@ -76,7 +77,10 @@ class VadLoop:
             # text/: asr's partials, which the endpoints adapt to, and its finals (answered, for the
             # broker's ledger); job/: the finals of file-job pieces
             sub = sockets.subscriber(ctx, cfg.bus, [b"audio/", b"ctl/", b"text/", b"job/"])
-            pub = sockets.publisher(ctx, cfg.bus)
+            pub = sockets.handshake_publisher(ctx, cfg.bus)
+            # The first heartbeat is how live sources learn of a new vad and resend their streams: not
+            # to the slow joiner. Bounded: with no subscriber yet, nobody is waiting for it either.
+            sockets.wait_for_subscription(pub, b"health/vad/", HANDSHAKE_S, self.rt.stopping)
             jobs = sockets.puller(ctx, cfg.vad.jobs, cfg.bus, bind=True)
             segments = sockets.router(ctx, cfg.vad.segments, cfg.bus, hwm=WORKER_HWM)
             sockets.bind_remote(segments, cfg.vad.remote_segments, cfg.bus)  # workers on other hosts
