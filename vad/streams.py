@@ -310,6 +310,12 @@ class StreamTable:
             elif isinstance(event, SpeechEnded):
                 out.append(schemas.SpeechEnd(stream=stream, utt=event.utt, offset=event.offset, ts=time.time()))
             elif isinstance(event, UtteranceAudio):
+                if event.kind == "speculative" and state.pending_finals:
+                    # asr decodes a stream's finals one at a time, so this guess would wait behind the
+                    # earlier final anyway, and asr keeps one guess per stream: a newer one would
+                    # replace a guess whose final is already waiting on it, and that final would be lost.
+                    self.counters["speculations_withheld"] += 1
+                    continue
                 self.counters[f"{event.kind}s"] += 1
                 if event.kind == "final":
                     self._final_made(state, event.utt, event.offset)

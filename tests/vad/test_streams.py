@@ -300,3 +300,19 @@ def test_a_resend_to_a_stream_vad_already_serves_skips_what_it_saw():
         assert table.handle(schemas.Audio(stream="s", seq=i, offset=offset, pcm=chunk), 0.0) == []
     assert table.streams["s"].segmenter.counters.frames == frames_before
     assert table.counters["replayed_frames_skipped"] == 50 and table.counters["resends_to_live_streams"] == 1
+
+
+def test_no_speculation_while_the_streams_previous_final_is_unheard():
+    """asr keeps one guess per stream; a newer guess must never replace one a final waits on."""
+    pcm = speech() * 2
+    frames = [(offset, chunk, seq) for seq, (offset, chunk) in enumerate(frames_of(pcm))]
+    kinds = lambda out: [(m.utt, m.kind) for m in out if isinstance(m, schemas.Segment) and m.kind != "partial"]  # noqa: E731
+    slow = StreamTable(VadConfig(resume_grace_s=0))
+    slow.handle(schemas.Open(stream="s"), 0.0)
+    out = _run_until(slow, "s", frames, published=lambda m: False)  # asr has published nothing yet
+    assert kinds(out) == [(0, "speculative"), (0, "final"), (1, "final")]
+    assert slow.counters["speculations_withheld"] == 1
+    keeping_up = StreamTable(VadConfig(resume_grace_s=0))
+    keeping_up.handle(schemas.Open(stream="s"), 0.0)
+    out = _run_until(keeping_up, "s", frames, published=lambda m: True)
+    assert kinds(out) == [(0, "speculative"), (0, "final"), (1, "speculative"), (1, "final")]
