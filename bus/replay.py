@@ -51,9 +51,10 @@ class StreamReplay:
         self.overflow_samples = 0     # audio dropped unacknowledged because the buffer was full
         self.resends = 0
 
-    def open(self, msg: schemas.Open) -> schemas.Open:
-        """Remember the stream's options; returns the open to publish (marked as replaying)."""
-        self.opened = dataclasses.replace(msg, replays=True, resume_utt=None, replay_end=None)
+    def open(self, msg: schemas.Open, vad_instance: str | None) -> schemas.Open:
+        """Remember the stream's options; returns the open to publish: marked as replaying, with the vad
+        the source has heard (a new vad holds back a stream announced to another until it is resent)."""
+        self.opened = dataclasses.replace(msg, replays=True, resume_utt=None, replay_end=None, vad=vad_instance or "")
         return self.opened
 
     def sent(self, frame: schemas.Audio) -> None:

@@ -86,17 +86,19 @@ class Open(Message):
     # Continuity across a vad restart (bus/replay.py): `replays` says the source keeps a replay buffer
     # and resends after a restart; `resume_utt` (set only on that resend) is where the stream's
     # utterance numbers go on, and the audio that follows replays from vad's last `ack` up to
-    # `replay_end`, where live audio takes over.
+    # `replay_end`, where live audio takes over. `vad`: the vad instance the source has heard ("" for
+    # none yet); a new vad whose own instance it is knows the stream is new, not one to be resent.
     replays: bool = False
     resume_utt: int | None = None
     replay_end: int | None = None
+    vad: str = ""
 
     def topic(self) -> bytes:
         return topic("ctl", self.stream)
 
     def settings(self) -> Open:
         """The stream's options alone: two opens that differ only in how they were sent compare equal."""
-        return dataclasses.replace(self, resume_utt=None, replay_end=None)
+        return dataclasses.replace(self, resume_utt=None, replay_end=None, vad="")
 
 
 @dataclass(frozen=True)

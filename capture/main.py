@@ -185,7 +185,7 @@ class CaptureLoop:
         if replay is None:
             return msg
         if isinstance(msg, schemas.Open):
-            return replay.open(msg)
+            return replay.open(msg, self.vad.instance)
         if isinstance(msg, schemas.Audio):
             replay.sent(msg)
         elif isinstance(msg, schemas.Close):  # the source ended: nothing to resend to a later vad

@@ -206,7 +206,8 @@ class Session:
         c = self.config
         return [self.replay.open(schemas.Open(stream=self.stream, language=c.language, task=c.task,
                                               partials=c.partials, prompt=c.prompt, source="ws",
-                                              end_silence_ms=c.end_silence_ms, model=self.check(c) or ""))]
+                                              end_silence_ms=c.end_silence_ms, model=self.check(c) or ""),
+                                 self.vad.instance)]
 
     def _frames(self, frames: list[bytes]) -> list[schemas.Message]:
         out = []

@@ -102,6 +102,7 @@ class StreamTable:
             if old.segmenter is not None:
                 old.skip_until = old.segmenter.expected_offset() or 0
             self.counters["resends_to_live_streams"] += 1
+        heard = msg.vad
         msg = msg.settings()
         out: list[schemas.Message] = []
         if old is not None and old.options == msg and not old.implicit:
@@ -120,7 +121,9 @@ class StreamTable:
             return out + [schemas.Error(code="bad_sample_rate", stream=msg.stream, permanent=True, stage="vad",
                                         message=f"open says sample_rate={msg.sample_rate}; the bus carries "
                                                 f"16000 Hz mono int16 only")]
-        provisional = msg.replays and old is None and self.in_grace()
+        # A replaying source that has not heard this vad yet will resend the stream when it does: until
+        # then (within the grace) its audio waits. One that has heard this vad opens a new stream.
+        provisional = msg.replays and old is None and self.in_grace() and heard != self.instance
         self.streams[msg.stream] = StreamState(msg, self._segmenter(msg, next_utt), self.clock(),
                                                provisional=provisional)
         self.gaps.forget(msg.stream)

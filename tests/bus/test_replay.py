@@ -25,7 +25,7 @@ def test_vad_watch_sees_each_new_instance_once():
 def test_ack_trims_and_resend_starts_at_the_acked_frame():
     replay = StreamReplay(capacity_samples=100 * FRAME)
     assert replay.resend() == []  # nothing opened: nothing to resend
-    replay.open(schemas.Open(stream="s", language="de", partials=False))
+    assert replay.open(schemas.Open(stream="s", language="de", partials=False), "h-1").vad == "h-1"
     for seq in range(10):
         replay.sent(frame(seq))
     replay.acked(schemas.Ack(stream="s", offset=4 * FRAME + 10, utt=3))
@@ -38,7 +38,7 @@ def test_ack_trims_and_resend_starts_at_the_acked_frame():
 
 def test_the_buffer_is_bounded_and_counts_what_it_dropped():
     replay = StreamReplay(capacity_samples=5 * FRAME)
-    replay.open(schemas.Open(stream="s"))
+    replay.open(schemas.Open(stream="s"), None)
     for seq in range(8):
         replay.sent(frame(seq))
     assert [f.seq for f in replay.resend()[1:]] == [3, 4, 5, 6, 7]
@@ -47,7 +47,7 @@ def test_the_buffer_is_bounded_and_counts_what_it_dropped():
 
 def test_an_unanswered_flush_is_resent_once_after_the_audio():
     replay = StreamReplay(capacity_samples=10 * FRAME)
-    replay.open(schemas.Open(stream="s"))
+    replay.open(schemas.Open(stream="s"), None)
     replay.sent(frame(0))
     replay.flushed()
     replay.flushed()

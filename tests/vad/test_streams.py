@@ -257,7 +257,7 @@ def test_a_restarted_vad_rebuilds_a_stream_from_the_sources_resend():
     frames = [(offset, chunk, seq) for seq, (offset, chunk) in enumerate(frames_of(pcm))]
     kill = (len(clip) * 2 + 16000 * 2 * 3) // 640  # 3 s into the third clip: utterance 2 in progress
     source = StreamReplay(capacity_samples=16000 * 60)
-    opened = source.open(schemas.Open(stream="s", language="de", end_silence_ms=300))
+    opened = source.open(schemas.Open(stream="s", language="de", end_silence_ms=300), "h-1")
     old = StreamTable(VadConfig(resume_grace_s=0))
     old.handle(opened, 0.0)
     for offset, chunk, seq in frames[:kill]:
@@ -269,7 +269,7 @@ def test_a_restarted_vad_rebuilds_a_stream_from_the_sources_resend():
     assert [m.utt for m in old_finals] == [0, 1] and source.resume_utt == 1
 
     clock = [0.0]
-    new = StreamTable(VadConfig(resume_grace_s=3.0), clock=lambda: clock[0])
+    new = StreamTable(VadConfig(resume_grace_s=3.0), clock=lambda: clock[0], instance="h-2")
     held = new.handle(schemas.Audio(stream="s", seq=kill, offset=frames[kill][0], pcm=frames[kill][1]), 0.0)
     assert held == [] and new.counters["held_for_resend"] == 1  # live audio before the resend waits
     resent = source.resend()
@@ -316,3 +316,16 @@ def test_no_speculation_while_the_streams_previous_final_is_unheard():
     keeping_up.handle(schemas.Open(stream="s"), 0.0)
     out = _run_until(keeping_up, "s", frames, published=lambda m: True)
     assert kinds(out) == [(0, "speculative"), (0, "final"), (1, "speculative"), (1, "final")]
+
+
+def test_in_the_grace_a_stream_new_to_a_source_that_heard_this_vad_is_not_held():
+    clock = [0.0]
+    table = StreamTable(VadConfig(resume_grace_s=3.0), clock=lambda: clock[0], instance="h-2")
+    table.handle(schemas.Open(stream="fresh", replays=True, vad="h-2"), 0.0)
+    table.handle(schemas.Open(stream="old", replays=True, vad="h-1"), 0.0)  # announced to the vad before
+    table.handle(schemas.Open(stream="plain"), 0.0)  # a source that does not replay: as before
+    for stream in ("fresh", "old", "plain"):
+        feed(table, stream, bytes(640 * 10))
+    assert not table.streams["fresh"].provisional and not table.streams["plain"].provisional
+    assert table.streams["old"].provisional and table.counters["held_for_resend"] == 10
+    assert table.streams["fresh"].segmenter.counters.frames > 0
