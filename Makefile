@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Both set up first (idempotent).
-.PHONY: setup setup-test run test bench bench-live bench-peer-setup stop status clean arm64 container-check service-verify
+.PHONY: setup setup-test run test bench soak bench-live bench-peer-setup stop status clean arm64 container-check service-verify
 
 setup:
 	@bash deploy/setup.sh
@@ -16,6 +16,12 @@ test: setup-test
 
 bench: setup-test
 	.venv/bin/python -m tests.bench
+
+# An hour of 4 live streams and a file job a minute, then RSS growth, finals lost, latency drift
+# (tests/bench/soak.py; SOAK_MINUTES=3 for a smoke). Not part of `make test` or `make bench`.
+SOAK_MINUTES ?= 60
+soak: setup-test
+	SOAK_MINUTES=$(SOAK_MINUTES) .venv/bin/python -m tests.bench.soak
 
 # The live bench's peer (wyoming-faster-whisper) in its own venv, .venv-bench-peer; no model download.
 bench-peer-setup:

@@ -11,10 +11,11 @@ import sys
 from bus.stage import StageRuntime, run_stage
 
 POLL_S = 0.1
+STATUS = "not implemented"
 
 
 def not_implemented() -> tuple[bool, str, dict]:
-    return False, "not implemented", {}
+    return False, STATUS, {}
 
 
 def idle(runtime: StageRuntime) -> None:

@@ -29,7 +29,6 @@ import msgpack
 from bus import schemas
 
 POLL_MS = 100
-SUBSCRIPTION_GRACE_MS = 100
 FLUSH_EVERY_S = 1.0
 
 
@@ -178,6 +177,13 @@ def _listen(cfg, prefixes: list[str], stopping: threading.Event, limit: int, sec
             if sub.poll(POLL_MS):
                 seen += 1
                 yield sub.recv_multipart()
+        while stopping.is_set() and (limit == 0 or seen < limit):  # stopped: what already came is kept
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            seen += 1
+            yield frames
     finally:
         sub.close(linger=0)
         ctx.term()
@@ -286,15 +292,10 @@ def _replay(cfg, records: Iterator[Record], speed: float, settle: float, stoppin
 
 def _wait_for_subscriber(pub, topic: bytes, settle: float, stopping: threading.Event) -> bool:
     """Read subscriptions the bus forwards until one covers `topic` or `settle` runs out."""
-    deadline = time.monotonic() + settle
-    while not stopping.is_set() and (left := deadline - time.monotonic()) > 0:
-        if pub.poll(min(POLL_MS, int(left * 1000) + 1)):
-            frame = pub.recv()
-            if frame[:1] == b"\x01" and topic.startswith(frame[1:]):
-                # A subscriber's other prefixes follow within moments; give them a grace period.
-                while pub.poll(SUBSCRIPTION_GRACE_MS):
-                    pub.recv()
-                return True
+    from bus import sockets
+
+    if sockets.wait_for_subscription(pub, topic, settle, stopping):
+        return True
     sys.stderr.write(f"voxbus replay: no subscriber for {topic!r} after {settle:g} s; replaying anyway\n")
     return False
 

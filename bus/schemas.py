@@ -83,9 +83,22 @@ class Open(Message):
     end_silence_ms: int | None = None
     sample_rate: int = SAMPLE_RATE  # what the source claims to send; vad rejects anything but 16000
     model: str = ""                 # the served model its segments need ("": asr.model)
+    # Continuity across a vad restart (bus/replay.py): `replays` says the source keeps a replay buffer
+    # and resends after a restart; `resume_utt` (set only on that resend) is where the stream's
+    # utterance numbers go on, and the audio that follows replays from vad's last `ack` up to
+    # `replay_end`, where live audio takes over. `vad`: the vad instance the source has heard ("" for
+    # none yet); a new vad whose own instance it is knows the stream is new, not one to be resent.
+    replays: bool = False
+    resume_utt: int | None = None
+    replay_end: int | None = None
+    vad: str = ""
 
     def topic(self) -> bytes:
         return topic("ctl", self.stream)
+
+    def settings(self) -> Open:
+        """The stream's options alone: two opens that differ only in how they were sent compare equal."""
+        return dataclasses.replace(self, resume_utt=None, replay_end=None, vad="")
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,33 @@ class SpeechEnd(Message):
     utt: int
     offset: int
     ts: float | None = None
+
+    def topic(self) -> bytes:
+        return topic("vad", self.stream)
+
+
+@dataclass(frozen=True)
+class Flushed(Message):
+    """vad's answer to a `flush` (or `close`): the flush's final segment is made; `utt` is the stream's
+    last utterance with a final (None: none in this vad process). The source waits for that final."""
+    TYPE: ClassVar[str] = "flushed"
+    stream: str
+    utt: int | None = None
+
+    def topic(self) -> bytes:
+        return topic("vad", self.stream)
+
+
+@dataclass(frozen=True)
+class Ack(Message):
+    """vad → the stream's source: audio before `offset` is no longer needed (every utterance in it has
+    its final or is dropped as no speech); were vad to restart, the source replays from `offset` and
+    the first utterance there is numbered `utt`. `vad` is the instance that says so."""
+    TYPE: ClassVar[str] = "ack"
+    stream: str
+    offset: int
+    utt: int
+    vad: str = ""
 
     def topic(self) -> bytes:
         return topic("vad", self.stream)
@@ -396,8 +436,8 @@ class Voices(Message):
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.TYPE: cls for cls in (Open, Flush, Close, Audio, SpeechStart, SpeechEnd, Segment, Job, Partial, Final,
-                              JobSegments, Error, Heartbeat, Alert,
+    cls.TYPE: cls for cls in (Open, Flush, Close, Audio, SpeechStart, SpeechEnd, Flushed, Ack, Segment, Job,
+                              Partial, Final, JobSegments, Error, Heartbeat, Alert,
                               DiarizeJob, Speakers, VoiceJob, Voices)}
 
 
@@ -529,7 +569,8 @@ def _check(cls_name: str, name: str, value: Any, allowed: tuple) -> Any:
         raise SchemaError(f"{cls_name.lower()}.{name} = {value!r}: expected one of {', '.join(choices)}")
     if name in _ID_FIELDS and value is not None and (value or name != "stage"):  # Error.stage defaults to ""
         check_id(value, name)
-    if name in ("seq", "offset", "utt", "count", "pid", "ticket") and value is not None and value < 0:
+    if name in ("seq", "offset", "utt", "count", "pid", "ticket", "resume_utt", "replay_end") and value is not None \
+            and value < 0:
         raise SchemaError(f"{cls_name.lower()}.{name} = {value}: must not be negative")
     return value
 

@@ -7,6 +7,7 @@ dropped (PUSH blocks at its high-water mark instead).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -14,6 +15,9 @@ import zmq
 
 from bus import curve, schemas
 from config.schema import BusConfig
+
+SUBSCRIPTION_POLL_MS = 50
+SUBSCRIPTION_GRACE_MS = 100  # after the first matching subscription, for the same subscriber's other prefixes
 
 
 def _ensure_ipc_dir(endpoint: str) -> None:
@@ -78,6 +82,29 @@ def subscriber(ctx: zmq.Context, cfg: BusConfig, prefixes: Iterable[str | bytes]
     for prefix in prefixes:
         sock.setsockopt(zmq.SUBSCRIBE, prefix.encode() if isinstance(prefix, str) else prefix)
     return sock
+
+
+def handshake_publisher(ctx: zmq.Context, cfg: BusConfig) -> zmq.Socket:
+    """A publisher that can see subscriptions: an XPUB connected to the bus proxy's XSUB endpoint.
+
+    The proxy hands every new publisher the subscriptions it holds, so `wait_for_subscription`
+    tells when a subscriber would get a message: the zguide's slow joiner, cured without a sleep.
+    Sends like a PUB (it drops at its high-water mark)."""
+    return make_socket(ctx, zmq.XPUB, cfg.publish, cfg, bind=False, hwm=cfg.pub_hwm)
+
+
+def wait_for_subscription(xpub: zmq.Socket, topic: bytes, timeout_s: float, stopping=None) -> bool:
+    """Read the subscriptions the bus forwards until one covers `topic` (True) or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not (stopping is not None and stopping.is_set()) and (left := deadline - time.monotonic()) > 0:
+        if xpub.poll(min(SUBSCRIPTION_POLL_MS, int(left * 1000) + 1)):
+            frame = xpub.recv()
+            if frame[:1] == b"\x01" and topic.startswith(frame[1:]):
+                # A subscriber's other prefixes follow within moments; give them a grace period.
+                while xpub.poll(SUBSCRIPTION_GRACE_MS):
+                    xpub.recv()
+                return True
+    return False
 
 
 def pusher(ctx: zmq.Context, endpoint: str, cfg: BusConfig, *, bind: bool,

@@ -3,7 +3,8 @@
 The supervisord config is rendered from the loaded Config into the run directory
 each time `up` runs, so it always matches the config. Each program is
 `<python> -m <stage> [--config FILE]`; every stage pins its own cores from config.
-`up` talks to supervisord over the same XML-RPC unix socket supervisorctl uses.
+`up` talks to supervisord over the same XML-RPC unix socket supervisorctl uses, and returns
+once every stage is heard healthy on the bus (bus/startup.py), else stops it all and says why.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ PRIORITY = {"bus": 10, "capture": 20, "vad": 20, "asr": 20, "store": 20, "speake
 LOG_MAXBYTES = "10MB"
 LOG_BACKUPS = 5
 STOPWAIT_S = 10
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0  # every stage RUNNING and heard healthy
 
 
 def programs(cfg) -> tuple[str, ...]:
@@ -221,6 +222,14 @@ def program_states(paths: SupervisorPaths) -> dict[str, str]:
         return {}
 
 
+def program_info(paths: SupervisorPaths) -> dict[str, tuple[str, int]]:
+    """{program: (state, pid)}; empty while supervisord is not answering."""
+    try:
+        return {info["name"]: (info["statename"], info["pid"]) for info in rpc(paths).supervisor.getAllProcessInfo()}
+    except (OSError, xmlrpc.client.Fault, xmlrpc.client.ProtocolError):
+        return {}
+
+
 def wait_running(paths: SupervisorPaths, timeout: float, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
     """Poll until every stage is RUNNING or `timeout`; return the last states seen."""
     deadline = time.monotonic() + timeout
@@ -265,7 +274,7 @@ def _up_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--foreground", action="store_true",
                         help="run supervisord in the foreground (for systemd or a container)")
     parser.add_argument("--timeout", type=float, default=START_TIMEOUT_S,
-                        help=f"seconds to wait for every stage to be RUNNING (default {START_TIMEOUT_S:g})")
+                        help=f"seconds to wait for every stage to be running and healthy (default {START_TIMEOUT_S:g})")
 
 
 def write_conf(cfg, paths: SupervisorPaths) -> None:
@@ -301,10 +310,17 @@ def up_main(argv: list[str]) -> int:
     command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(paths.conf)]
     if args.foreground:
         os.execv(sys.executable, command + ["-n"])   # supervisord becomes this process, for systemd
-    return _start_background(command, paths, args.timeout, programs(cfg))
+    return _start_background(command, paths, args.timeout, cfg, programs(cfg))
 
 
-def _start_background(command: list[str], paths: SupervisorPaths, timeout: float,
+def _wait_healthy(cfg, paths: SupervisorPaths, stages: tuple[str, ...], timeout: float):
+    from bus.startup import StartupWatch, last_line, wait_healthy
+
+    watch = StartupWatch(stages, lambda program: last_line(paths.log_dir / f"{program}.log"))
+    return wait_healthy(cfg, watch, lambda: program_info(paths), timeout)
+
+
+def _start_background(command: list[str], paths: SupervisorPaths, timeout: float, cfg,
                       stages: tuple[str, ...] = STAGES) -> int:
     launch_log = paths.log_dir / "supervisord-launch.log"
     with open(launch_log, "wb") as out:
@@ -315,11 +331,19 @@ def _start_background(command: list[str], paths: SupervisorPaths, timeout: float
         sys.stderr.write(f"voxbus up: error: supervisord did not start (exit {returncode}): "
                          f"{detail[-1] if detail else 'no output'}; see {launch_log}\n")
         return 1
+    started = time.monotonic()
     states = wait_running(paths, timeout, stages)
     pid = supervisord_pid(paths)
     if pid is not None and all(states.get(stage) == "RUNNING" for stage in stages):
-        sys.stdout.write(f"voxbus up: running (supervisord pid {pid}); logs in {paths.log_dir}\n")
-        return 0
+        verdict = _wait_healthy(cfg, paths, stages, max(1.0, timeout - (time.monotonic() - started)))
+        for warning in verdict.warnings:
+            sys.stderr.write(f"voxbus up: warning: {warning}\n")
+        if verdict.ok:
+            sys.stdout.write(f"voxbus up: running (supervisord pid {pid}); logs in {paths.log_dir}\n")
+            return 0
+        sys.stderr.write(f"voxbus up: error: {verdict.reason}; see {paths.log_dir}; stopping everything\n")
+        stop_supervisord(paths, pid, STOPWAIT_S + 20)
+        return 1
     bad = [stage for stage in stages if states.get(stage) != "RUNNING"]
     described = ", ".join(f"{stage} ({states.get(stage, 'no answer')})" for stage in bad)
     logs = ", ".join(str(paths.log_dir / f"{stage}.log") for stage in bad)

@@ -3,6 +3,12 @@
 Workers hand messages over a queue; this loop publishes them, and beats the
 heart with every source's state (`device_missing` among them). On SIGTERM the
 workers close their devices and each stream gets a `close`.
+
+The publisher is an XPUB: sources start once the bus has passed it vad's subscription to
+ctl/ (or after HANDSHAKE_S without one), so the first `open` is not lost to the slow joiner.
+Each stream keeps the audio vad has not acknowledged (bus/replay.py); a SUB on vad/ and
+health/vad/ hears vad's acks and heartbeats, and a vad that restarted (or is heard for the
+first time) gets every stream's open and unacknowledged audio again.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import time
 from urllib.parse import urlsplit
 
 from bus import schemas, sockets
+from bus.replay import StreamReplay, VadWatch
 from bus.stage import StageRuntime, run_stage
 from capture.alsa import AlsaReader
 from capture.ffmpeg import FfmpegReader, redact_url
@@ -24,7 +31,8 @@ from config.schema import SourceConfig
 
 log = logging.getLogger(__name__)
 QUEUE_FRAMES = 5000     # ~100 s of one stream at 20 ms: far more than a PUB send ever lags
-SETTLE_S = 0.3          # let the bus proxy's subscriptions reach our PUB before `open` (slow joiner)
+HANDSHAKE_S = 5.0       # longest wait for a subscriber of ctl/ before the sources start anyway
+MAX_BATCH = 500         # bus messages read per turn
 JOIN_S = 3.0
 
 
@@ -105,6 +113,10 @@ class CaptureLoop:
         self.outbox: queue.Queue[schemas.Message] = queue.Queue(maxsize=QUEUE_FRAMES)
         self.dropped = 0
         self.published = 0
+        self.bad_messages = 0
+        self.replay_samples = int(runtime.config.bus.replay_buffer_s * schemas.SAMPLE_RATE)
+        self.replays = {src.stream: StreamReplay(self.replay_samples) for src in runtime.config.capture.sources}
+        self.vad = VadWatch()
         self.workers = [SourceWorker(src, runtime.config.capture.frame_ms, reader_factory, self.emit,
                                      runtime.stopping, describe=describe(src),
                                      open_every_s=runtime.config.capture.open_every_s)
@@ -120,19 +132,28 @@ class CaptureLoop:
 
     def state(self) -> tuple[bool, str, dict]:
         sources = {w.cfg.stream: w.snapshot() for w in self.workers}
+        for stream, replay in self.replays.items():
+            if stream in sources:
+                sources[stream].update(replay.counters())
         return (*source_status(sources), {"sources": sources, "published": self.published, "dropped": self.dropped,
-                                          "queued": self.outbox.qsize()})
+                                          "queued": self.outbox.qsize(), "vad_restarts_seen": self.vad.restarts,
+                                          "bad_messages": self.bad_messages})
 
     def run(self) -> None:
-        pub = sockets.publisher(self.rt.ctx, self.rt.config.bus)
+        cfg = self.rt.config.bus
+        pub = sockets.handshake_publisher(self.rt.ctx, cfg)
+        sub = sockets.subscriber(self.rt.ctx, cfg, [b"vad/", b"health/vad/"])
         try:
             heart = self.rt.heartbeater(pub, self.state)
-            self.rt.stopping.wait(SETTLE_S)
+            if self.workers and not sockets.wait_for_subscription(pub, b"ctl/", HANDSHAKE_S, self.rt.stopping):
+                log.warning("no subscriber of ctl/ yet (is vad running?): starting the sources anyway; "
+                            "vad gets their streams when it is heard", extra={"waited_s": HANDSHAKE_S})
             for worker in self.workers:
                 worker.start()
             if not self.workers:
                 log.warning("no capture sources configured (capture.sources is empty)")
             while not self.rt.stopping.is_set():
+                self._hear_vad(sub, pub)
                 self._publish_some(pub, timeout=0.05)
                 heart.tick()
             deadline = time.monotonic() + JOIN_S
@@ -140,7 +161,36 @@ class CaptureLoop:
                 worker.join(max(0.0, deadline - time.monotonic()))
             self._publish_some(pub, timeout=0.0)
         finally:
+            sub.close(linger=0)
             pub.close(linger=self.rt.config.bus.linger_ms)
+
+    def _bad_message(self, exc: schemas.SchemaError) -> None:
+        self.bad_messages += 1
+        log.warning("bad bus message dropped", extra={"error": str(exc), "count": self.bad_messages})
+
+    def _hear_vad(self, sub, pub) -> None:
+        """vad's acks trim the replay buffers; a new vad gets every stream again."""
+        for msg in sockets.received(sub, MAX_BATCH, self._bad_message):
+            if isinstance(msg, schemas.Heartbeat) and self.vad.restarted(msg):
+                resent = [m for replay in self.replays.values() for m in replay.resend()]
+                log.info("vad (re)started: streams resent", extra={"vad": msg.instance, "messages": len(resent)})
+                for out in resent:
+                    sockets.publish(pub, out)
+            elif isinstance(msg, schemas.Ack) and msg.stream in self.replays:
+                self.replays[msg.stream].acked(msg)
+
+    def _kept(self, msg: schemas.Message) -> schemas.Message:
+        """Into the stream's replay buffer, as it goes out."""
+        replay = self.replays.get(getattr(msg, "stream", None))
+        if replay is None:
+            return msg
+        if isinstance(msg, schemas.Open):
+            return replay.open(msg, self.vad.instance)
+        if isinstance(msg, schemas.Audio):
+            replay.sent(msg)
+        elif isinstance(msg, schemas.Close):  # the source ended: nothing to resend to a later vad
+            self.replays[msg.stream] = StreamReplay(self.replay_samples)
+        return msg
 
     def _publish_some(self, pub, timeout: float) -> None:
         try:
@@ -148,7 +198,7 @@ class CaptureLoop:
         except queue.Empty:
             return
         while True:
-            sockets.publish(pub, msg)
+            sockets.publish(pub, self._kept(msg))
             self.published += 1
             try:
                 msg = self.outbox.get_nowait()

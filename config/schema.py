@@ -44,6 +44,8 @@ class BusConfig:
     remote_publish: str = _f("", kind="endpoint", optional=True)
     curve_dir: str = _f("")
     plain_tcp: bool = _f(False)
+    # continuity across a vad restart (bus/replay.py): audio a source keeps until vad acknowledges it
+    replay_buffer_s: float = _f(60.0, min=1.0, max=3600.0)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ class VadConfig:
     worker_liveness: int = _f(3, min=1, max=100)
     # Scale out (issue 18): an extra tcp bind of the broker for workers on other hosts (CURVE)
     remote_segments: str = _f("", kind="endpoint", optional=True)
+    # continuity across a restart: how long a new vad waits for replaying sources to resend their
+    # streams before it takes their audio as it comes, and how often it acknowledges audio
+    resume_grace_s: float = _f(3.0, min=0.0, max=60.0)
+    ack_interval_ms: int = _f(500, min=50, max=10000)
 
 
 @dataclass(frozen=True)

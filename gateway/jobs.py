@@ -13,11 +13,16 @@ import uuid
 from dataclasses import dataclass, field
 
 from bus import schemas
+from bus.replay import VadWatch
 from gateway.errors import ApiError
 
 log = logging.getLogger(__name__)
 
 PUSH_TIMEOUT_MS = 2000
+RESUBMIT_MAX = 3  # a job whose vad restarted before it was done is pushed again at most this often
+# A resubmit goes to a vad whose heartbeat was just heard, but the PUSH socket's reconnect back-off
+# (bus.reconnect_ivl_max_ms) grew while vad was away: give the reconnection that long.
+RESUBMIT_PUSH_TIMEOUT_MS = 10000
 # vad must answer with the segment count quickly; webrtcvad runs far faster than real time.
 ACK_BASE_S = 15.0
 ACK_PER_AUDIO_S = 0.05
@@ -123,9 +128,9 @@ async def run_job(bridge, job: EncodedJob, timeout_s: float, progress=None) -> J
     assembler = JobAssembler(job.job)
     started = time.monotonic()
     try:
-        if not await bridge.push_job(job.payload, PUSH_TIMEOUT_MS):
-            raise ApiError(503, "vad_unavailable", f"the vad stage did not take the job within "
-                                                   f"{PUSH_TIMEOUT_MS} ms (is it running?)")
+        await _push(bridge, job)
+        vad = VadWatch(bridge.router.vad_instance)
+        resubmits = 0
         ack_deadline = started + ACK_BASE_S + ACK_PER_AUDIO_S * job.duration
         deadline = started + timeout_s
         while not assembler.done:
@@ -138,6 +143,19 @@ async def run_job(bridge, job: EncodedJob, timeout_s: float, progress=None) -> J
                     msg = await queue.get()
             except TimeoutError:
                 continue
+            if isinstance(msg, schemas.Heartbeat):
+                if vad.restarted(msg) and not assembler.done:
+                    # vad died holding (some of) the job: the new one cuts it again; finals are kept by index
+                    resubmits += 1
+                    if resubmits > RESUBMIT_MAX:
+                        raise ApiError(503, "vad_restarting", f"vad restarted {resubmits} times while this job "
+                                                              f"ran; giving up")
+                    log.warning("vad restarted during a job: resubmitted", extra={
+                        "job": job.job, "finals": len(assembler.finals), "count": assembler.count})
+                    bridge.counters["jobs_resubmitted"] += 1
+                    await _push(bridge, job, RESUBMIT_PUSH_TIMEOUT_MS)
+                    ack_deadline = time.monotonic() + ACK_BASE_S + ACK_PER_AUDIO_S * job.duration
+                continue
             assembler.see(msg)
             if progress is not None and isinstance(msg, (schemas.JobSegments, schemas.Final)):
                 progress(msg)
@@ -146,6 +164,12 @@ async def run_job(bridge, job: EncodedJob, timeout_s: float, progress=None) -> J
     if assembler.error is not None:
         raise failure(assembler.error)
     return assembler.result()
+
+
+async def _push(bridge, job: EncodedJob, timeout_ms: int = PUSH_TIMEOUT_MS) -> None:
+    if not await bridge.push_job(job.payload, timeout_ms):
+        raise ApiError(503, "vad_unavailable", f"the vad stage did not take the job within "
+                                               f"{timeout_ms} ms (is it running?)")
 
 
 def _timeout(assembler: JobAssembler, overall: bool, timeout_s: float) -> ApiError:

@@ -20,6 +20,7 @@ STREAM_QUEUE_MAX = 2000   # bus events waiting for one WebSocket session
 LISTENER_QUEUE_MAX = 1000  # events waiting for one SSE client
 RECENT_FINALS = 512       # finals kept for a client that resumes: the store may not have the newest yet
 CLIENT_MESSAGES = (schemas.Transcript, schemas.Error, schemas.SpeechStart, schemas.SpeechEnd, schemas.Alert)
+VAD_REPLIES = (schemas.Ack, schemas.Flushed)  # for the stream's session only (bus/replay.py), never a client's
 
 
 class Router:
@@ -31,6 +32,7 @@ class Router:
         self.recent: deque[schemas.Final] = deque(maxlen=RECENT_FINALS)
         self.counters: Counter = Counter()
         self.observers: list[Callable[[schemas.Message, float], None]] = []  # e.g. metrics: see every message
+        self.vad_instance: str | None = None  # the vad serving now (its heartbeat's instance)
 
     # ---- registrations -------------------------------------------------------
 
@@ -67,6 +69,8 @@ class Router:
                 log.exception("an observer failed", extra={"type": msg.TYPE})
         if isinstance(msg, schemas.Heartbeat):
             self.health.see(msg, now)
+            if msg.stage == "vad":
+                self._vad_heartbeat(msg)
             return
         if isinstance(msg, schemas.Final):
             self.recent.append(msg)
@@ -74,13 +78,27 @@ class Router:
         stream = getattr(msg, "stream", None)
         if job is not None:
             self._to_job(job, msg)
-        elif stream is not None and isinstance(msg, CLIENT_MESSAGES + (schemas.Speakers,)):
-            self._to_stream(stream, msg)  # a live label: only its session merges it (speakers=true)
+        elif stream is not None and isinstance(msg, CLIENT_MESSAGES + (schemas.Speakers,) + VAD_REPLIES):
+            self._to_stream(stream, msg)  # a live label (speakers=true) or vad's reply: only its session takes it
         else:
             self.counters["ignored"] += 1
             return
         if isinstance(msg, CLIENT_MESSAGES + (schemas.JobSegments,)):
             self._to_listeners(msg)
+
+    def _vad_heartbeat(self, msg: schemas.Heartbeat) -> None:
+        """Sessions and jobs see every vad heartbeat: a new vad instance is their cue to resend."""
+        if msg.instance != self.vad_instance:
+            if self.vad_instance is not None:
+                self.counters["vad_restarts"] += 1
+                log.warning("vad restarted: live streams resend, file jobs are resubmitted",
+                            extra={"instance": msg.instance, "streams": len(self.streams), "jobs": len(self.jobs)})
+            self.vad_instance = msg.instance
+        for queue in list(self.streams.values()) + list(self.jobs.values()):
+            try:
+                queue.put_nowait(msg)
+            except asyncio.QueueFull:
+                self.counters["stream_dropped"] += 1
 
     def _to_job(self, job: str, msg: schemas.Message) -> None:
         queue = self.jobs.get(job)

@@ -18,14 +18,15 @@ from typing import Any, Mapping
 
 from bus import schemas
 from bus.pcm import SAMPLE_RATE
+from bus.replay import StreamReplay, VadWatch
 from config.schema import GatewayConfig
 from gateway.audio import AudioError, PcmConverter
 from gateway.events import client_event
 from gateway.languages import language_code
 from gateway.params import PROMPT_MAX_CHARS, loads, shown
 
-FLUSH_SETTLE_S = 1.0   # after eof, how long vad may take to show an utterance that was still open
-DRAIN_MAX_S = 30.0     # after eof, the longest wait for the last final
+DRAIN_MAX_S = 30.0     # after eof, the longest wait for vad's `flushed` and the last final
+REPLAY_DEFAULT_S = 60.0  # bus.replay_buffer_s's default, for sessions built without the config
 MIN_RATE, MAX_RATE = 8000, 192000
 # Audio on the bus is PUB/SUB, which drops at its high-water mark: a client sending far faster
 # than real time (a file pushed as fast as the network allows) is slowed to this pace after a burst.
@@ -167,10 +168,21 @@ class Session:
         self.samples = 0
         self.started: set[int] = set()   # utterances vad opened
         self.finished: set[int] = set()  # utterances with their final
+        self.ended: set[int] = set()     # utterances vad ended
         self.eof_at: float | None = None
         self.first_audio_at: float | None = None
         self.start_samples = 0           # the stream's offset when this connection began (a resumed one's > 0)
         self.resume = None               # gateway/ws_resume.ResumeBook: the tokens this session hands out
+        # continuity across a vad restart: what the session resends (bus/replay.py)
+        self.replay = StreamReplay(int(REPLAY_DEFAULT_S * SAMPLE_RATE))  # keep_for_vad_restarts sets both
+        self.vad = VadWatch()
+        self.flushed: schemas.Flushed | None = None  # vad's answer to the eof's flush
+        self.duplicate_finals = 0
+
+    def keep_for_vad_restarts(self, replay_samples: int, vad_instance: str | None) -> None:
+        """How much unacknowledged audio to keep for a vad that restarts, and which vad serves now."""
+        self.replay.capacity = replay_samples
+        self.vad.instance = vad_instance
 
     def _expect(self, action: str, *states: SessionState) -> None:
         if self.state not in states:
@@ -192,14 +204,16 @@ class Session:
         self.converter = PcmConverter(SAMPLE_RATE if decoded else self.config.sample_rate,
                                       "s16" if decoded else self.config.encoding, self.frame_samples)
         c = self.config
-        return [schemas.Open(stream=self.stream, language=c.language, task=c.task, partials=c.partials,
-                             prompt=c.prompt, source="ws", end_silence_ms=c.end_silence_ms,
-                             model=self.check(c) or "")]
+        return [self.replay.open(schemas.Open(stream=self.stream, language=c.language, task=c.task,
+                                              partials=c.partials, prompt=c.prompt, source="ws",
+                                              end_silence_ms=c.end_silence_ms, model=self.check(c) or ""),
+                                 self.vad.instance)]
 
     def _frames(self, frames: list[bytes]) -> list[schemas.Message]:
         out = []
         for pcm in frames:
             out.append(schemas.Audio(stream=self.stream, seq=self.seq, offset=self.samples, pcm=pcm, ts=time.time()))
+            self.replay.sent(out[-1])
             self.seq += 1
             self.samples += len(pcm) // 2
         return out
@@ -228,6 +242,7 @@ class Session:
         self._expect("flush", SessionState.CONNECTED, SessionState.STREAMING)
         if not self.opened:
             return []  # nothing sent yet: nothing to finalise
+        self.replay.flushed()  # resent after a vad restart until vad answers it
         return self._frames(self.converter.drain()) + [schemas.Flush(stream=self.stream)]
 
     def eof(self, now: float) -> list[schemas.Message]:
@@ -272,24 +287,58 @@ class Session:
 
     def on_bus(self, msg: schemas.Message) -> dict | None:
         """A bus message for this stream → the client event, or None when it is stale or unwanted."""
-        if isinstance(msg, schemas.SpeechStart):
-            self.started.add(msg.utt)
+        if isinstance(msg, schemas.Ack):
+            self.replay.acked(msg)
+            return None
+        if isinstance(msg, schemas.Flushed):
+            if self.replay.answered(msg) and self.eof_at is not None:
+                self.flushed = msg  # the answer to the eof's flush (any earlier flush was answered first)
+            return None
+        if isinstance(msg, (schemas.SpeechStart, schemas.SpeechEnd)):
+            seen = self.started if isinstance(msg, schemas.SpeechStart) else self.ended
+            if msg.utt in seen:  # shown again by a vad that restarted and was resent the utterance
+                return None
+            seen.add(msg.utt)
         elif isinstance(msg, schemas.Transcript):
             if msg.kind == "final":
-                if msg.utt in self.finished:
-                    return None  # delivered already: replayed on resume, or it came twice
+                if msg.utt in self.finished:  # delivered already: replayed on resume, or resent by a new vad
+                    self.duplicate_finals += 1
+                    return None
                 self.finished.add(msg.utt)
                 if self.resume is not None:
                     self.resume.delivered(msg)
                     return self._with_token(client_event(msg))
             elif msg.utt in self.finished or not self.config.partials:
                 return None  # a partial that lost the race with its own final
+        elif isinstance(msg, schemas.Error) and msg.utt is not None:
+            self.finished.add(msg.utt)  # no final will follow: do not wait for it
         return client_event(msg)
 
+    def on_vad(self, heartbeat: schemas.Heartbeat) -> list[schemas.Message]:
+        """A vad heartbeat: when it is a new vad, what it needs to rebuild this stream (else nothing)."""
+        if not self.vad.restarted(heartbeat) or self.state is SessionState.CLOSED:
+            return []
+        return self.replay.resend()
+
     def drained(self, now: float) -> bool:
-        """After eof: every opened utterance has its final, or the waiting is over."""
+        """After eof: vad answered the flush and every utterance up to the one it named has its final
+        (or an error), or the waiting is over (`drain_timed_out`)."""
         if self.eof_at is None:
             return False
-        if now - self.eof_at >= DRAIN_MAX_S:
+        if self.replay.opened is None:
+            return True  # nothing was sent: nothing to wait for
+        if self.drain_timed_out(now):
             return True
-        return not (self.started - self.finished) and now - self.eof_at >= FLUSH_SETTLE_S
+        if self.flushed is None or self.started - self.finished:
+            return False
+        return self.flushed.utt is None or self.flushed.utt in self.finished
+
+    def drain_timed_out(self, now: float) -> bool:
+        return self.eof_at is not None and now - self.eof_at >= DRAIN_MAX_S
+
+    def unfinished(self) -> list[int]:
+        """Utterances still without their final (for the error a timed-out drain reports)."""
+        waiting = set(self.started - self.finished)
+        if self.flushed is not None and self.flushed.utt is not None and self.flushed.utt not in self.finished:
+            waiting.add(self.flushed.utt)
+        return sorted(waiting)

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from bus import pcm, schemas
 from gateway import models, origins, rate_limits, ws_resume, ws_speakers
 from gateway.errors import error_body
-from gateway.ws_protocol import ProtocolError, Session, SessionState
+from gateway.ws_protocol import DRAIN_MAX_S, ProtocolError, Session, SessionState
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ async def stream_endpoint(websocket: WebSocket, handler=None) -> None:
             slot.release()
             await _refuse(websocket, exc.code, exc.message, exc.close_code or 1008)
             return
+        session.keep_for_vad_restarts(int(cfg.bus.replay_buffer_s * schemas.SAMPLE_RATE), bridge.router.vad_instance)
         catch_up = None
         if resumed is not None:
             await resume.live.take_over(session.stream)
@@ -162,6 +163,7 @@ class StreamHandler:
                 self.emit({"type": "error", "code": "internal_error", "timestamp": round(time.time(), 3),
                            "message": f"internal error: {type(self.receiver.exception()).__name__}"})
                 self.close_code, self.close_reason = 1011, "internal_error"
+            self.release()  # the stream is over: its slot is free while the last events go out
             if not self.client_gone:
                 await self._flush_outbox(sender)
         finally:
@@ -267,7 +269,8 @@ class StreamHandler:
                 self.emit(event)
 
     async def _drain(self) -> None:
-        """After eof: wait (bounded) for the last final, which the listener forwards meanwhile.
+        """After eof: wait for vad's `flushed` and the final of the utterance it names, which the listener
+        forwards meanwhile; after DRAIN_MAX_S an error says what never came.
         The client is still read, so a client that leaves ends the wait. Audio after eof is
         dropped: the first frame is answered with an illegal_state error, the rest only counted
         (`ws_frames_after_eof`), so a client whose last frames cross its eof never loses the
@@ -282,6 +285,13 @@ class StreamHandler:
                 self._audio_after_eof()
             elif not await self._step(message):
                 return
+        if self.session.drain_timed_out(time.monotonic()):
+            self.bridge.counters["ws_drain_timeouts"] += 1
+            waiting = self.session.unfinished()
+            self.emit({"type": "error", "code": "final_timeout", "timestamp": round(time.time(), 3),
+                       "message": f"no final within {DRAIN_MAX_S:g} s after eof"
+                                  + (f" for utterance(s) {', '.join(map(str, waiting))}" if waiting else
+                                     " (vad never answered the flush: is it running?)")})
 
     def _audio_after_eof(self) -> None:
         self.frames_after_eof += 1
@@ -295,7 +305,11 @@ class StreamHandler:
         if self.session.config.speakers:  # finals wait for their live label (gateway/ws_speakers.py)
             await ws_speakers.listen(queue, self.session, self.emit, self.ws.state.config.speaker.live_wait_s)
         while True:
-            event = self.session.on_bus(await queue.get())
+            msg = await queue.get()
+            if isinstance(msg, schemas.Heartbeat):  # a new vad: it gets this stream's state and audio again
+                self._publish(self.session.on_vad(msg))
+                continue
+            event = self.session.on_bus(msg)
             if event is not None:
                 self.emit(event)
 

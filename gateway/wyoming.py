@@ -251,6 +251,8 @@ class Transcription:
                                end_silence_ms=gw.max_end_silence_ms)
         frame_samples = schemas.SAMPLE_RATE * conn.cfg.capture.frame_ms // 1000
         self.session = Session(f"wy-{uuid.uuid4().hex[:12]}", config, gw, frame_samples)
+        self.session.keep_for_vad_restarts(int(conn.cfg.bus.replay_buffer_s * schemas.SAMPLE_RATE),
+                                           self.bridge.router.vad_instance)
         self.text = TranscriptAssembler()
         self.closed_after_stop: set[int] = set()   # utterances vad ended or asr finalised after audio-stop
         self.stopped = False
@@ -312,6 +314,9 @@ class Transcription:
     async def _listen(self, queue: asyncio.Queue) -> None:
         while True:
             msg = await queue.get()
+            if isinstance(msg, schemas.Heartbeat):  # a new vad: it gets this stream's state and audio again
+                self._publish(self.session.on_vad(msg))
+                continue
             event = self.session.on_bus(msg)
             if self.stopped and isinstance(msg, (schemas.SpeechEnd, schemas.Transcript)):
                 self.closed_after_stop.add(msg.utt)
@@ -321,6 +326,8 @@ class Transcription:
                 await self._chunk(self.text.partial(event["utt"], event["text"]))
             elif event["type"] == "final":
                 await self._chunk(self.text.final(event["utt"], event["text"], event.get("language")))
+            elif event["type"] == "error" and event["code"] == "audio_lost":  # vad bridged it; HA goes on
+                log.warning("audio lost on the bus", extra={"stream": self.session.stream, "detail": event["message"]})
             elif event["type"] == "error":
                 if event.get("utt") is not None:
                     self.session.finished.add(event["utt"])  # no final will follow: do not wait for it

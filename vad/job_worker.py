@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from bus import pcm, schemas
 from config.schema import VadConfig
 from vad.detector import VoiceDetector
+from vad.job_options import check_job
 from vad.jobs import cut_job
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class JobWorker:
             if not isinstance(job, schemas.Job):
                 raise schemas.SchemaError(f"expected a job on vad.jobs, got a {job.TYPE}")
             self.current = job.job
+            check_job(job)
             announce, pieces = self.cutter.cut(job)
         except (schemas.SchemaError, ValueError) as exc:
             return CutResult(job=self.current, error=str(exc), permanent=True)

@@ -6,7 +6,9 @@ bounded by vad.outbox_max_mb) until the SegmentBroker (bus/broker.py) gives them
 over a ROUTER (workers connect DEALER, say `ready` with their credit, heartbeat, and say `done`).
 Finals seen on text/ and job/ tell the broker what is answered. PULL vad.jobs → JobWorker (cuts
 in its own thread, one job at a time) → PUB job_segments, queue pieces. The loop thread owns every
-socket. On SIGTERM open utterances are finished and the outbox gets ~1 s to drain.
+socket. On SIGTERM open utterances are finished and the outbox gets ~1 s to drain. Every
+vad.ack_interval_ms each live stream's `ack` tells its source which audio vad no longer needs
+(bus/replay.py: what a source resends if vad restarts); a `flush` is answered with `flushed`.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ MAX_BATCH = 500  # bus messages handled per turn before the outbox and heartbeat
 EXPIRE_EVERY_S = 1.0
 DRAIN_ON_STOP_S = 1.0  # on SIGTERM: how long finished segments may wait for a worker
 WORKER_HWM = 1000  # per worker on the segments ROUTER: credit bounds the segments, the rest is heartbeats
+HANDSHAKE_S = 2.0  # longest wait at start for a subscriber of vad's heartbeat
 
 
 class VadLoop:
@@ -48,6 +51,8 @@ class VadLoop:
         self.bad_jobs = 0
         self.unsent_at_stop = 0
         self.next_expire = 0.0
+        self.next_ack = 0.0
+        self.last_acks: dict[str, schemas.Ack] = {}
 
     def state(self) -> tuple[bool, str, dict]:
         counters = self.table.snapshot()
@@ -72,11 +77,15 @@ class VadLoop:
             # text/: asr's partials, which the endpoints adapt to, and its finals (answered, for the
             # broker's ledger); job/: the finals of file-job pieces
             sub = sockets.subscriber(ctx, cfg.bus, [b"audio/", b"ctl/", b"text/", b"job/"])
-            pub = sockets.publisher(ctx, cfg.bus)
+            pub = sockets.handshake_publisher(ctx, cfg.bus)
+            # The first heartbeat is how live sources learn of a new vad and resend their streams: not
+            # to the slow joiner. Bounded: with no subscriber yet, nobody is waiting for it either.
+            sockets.wait_for_subscription(pub, b"health/vad/", HANDSHAKE_S, self.rt.stopping)
             jobs = sockets.puller(ctx, cfg.vad.jobs, cfg.bus, bind=True)
             segments = sockets.router(ctx, cfg.vad.segments, cfg.bus, hwm=WORKER_HWM)
             sockets.bind_remote(segments, cfg.vad.remote_segments, cfg.bus)  # workers on other hosts
             heart = self.rt.heartbeater(pub, self.state)
+            self.table.instance = heart.instance  # acks name this vad, so sources can tell it from the next
             bus_only, bus_and_jobs = zmq.Poller(), zmq.Poller()
             for sock in (sub, segments):
                 bus_only.register(sock, zmq.POLLIN)
@@ -97,6 +106,7 @@ class VadLoop:
                 self.send_segments(segments)
                 self.send_replies(segments, self.broker.tick())
                 self.expire(pub)
+                self.acknowledge(pub)
                 heart.tick()
             self.finish(pub, segments)
         finally:
@@ -211,6 +221,18 @@ class VadLoop:
             return
         self.next_expire = time.monotonic() + EXPIRE_EVERY_S
         self.route(self.table.expire(time.time()), pub)
+
+    def acknowledge(self, pub: zmq.Socket) -> None:
+        """Every ack_interval_ms: each stream's ack, when it moved (an idle stream's moves with its audio)."""
+        now = time.monotonic()
+        if now < self.next_ack:
+            return
+        self.next_ack = now + self.rt.config.vad.ack_interval_ms / 1000
+        acks = {ack.stream: ack for ack in self.table.acks()}
+        for stream, ack in acks.items():
+            if self.last_acks.get(stream) != ack:
+                sockets.publish(pub, ack)
+        self.last_acks = acks
 
     def finish(self, pub: zmq.Socket, segments: zmq.Socket) -> None:
         """On stop: finish open utterances, give the outbox DRAIN_ON_STOP_S, report what is left."""

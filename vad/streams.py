@@ -10,6 +10,15 @@ odd-length PCM and audio of a stream whose `open` named another sample rate are
 dropped. Sources repeat their `open` (vad may have restarted or joined late): an
 `open` equal to the stream's current one changes nothing.
 
+Across a vad restart (bus/replay.py): sources that replay mark their `open` `replays`. For
+`resume_grace_s` after start vad holds back audio of streams it knows nothing of, and of
+streams a plain `open` announced, until the source's resend (an `open` with `resume_utt`, then
+the audio from the last `ack`) rebuilds them: numbering, options and the utterance in progress
+as they were. A resend to a stream vad already serves is harmless: the audio it has already
+seen is skipped (`replayed_frames_skipped`). `acks()` says, per stream, from where a source
+would have to replay: the start of the oldest utterance whose final asr has not published
+(vad reads text/), else of the one in progress, else of the audio the start detector looks at.
+
 Utterance numbers go on across a reopen and a close: (stream, utt) never repeats
 within the process. Closed streams' next numbers are remembered for the last
 `CLOSED_REMEMBERED` streams; a stream not remembered starts at a floor above every
@@ -17,10 +26,11 @@ number a forgotten stream reached, so the guarantee holds with bounded memory.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bus import schemas
 from vad.gaps import GapCounter
@@ -31,6 +41,8 @@ from vad.segmenter import SegmenterSettings, SpeechEnded, SpeechStarted, StreamS
 log = logging.getLogger(__name__)
 LOG_EVERY = 1000  # a repeated problem is logged at its 1st, 1001st, ... occurrence per stream
 CLOSED_REMEMBERED = 4096  # closed streams whose next utterance number is kept
+LOSS_REPORT_EVERY_S = 5.0  # at most one audio_lost error per stream this often (the count covers the rest)
+PENDING_FINALS_MAX = 256  # per stream: finals vad waits to hear from asr before it acknowledges their audio
 NO_STREAM = "-"  # problems of streams vad holds no state for are counted here, not per id
 
 
@@ -41,12 +53,21 @@ class StreamState:
     last_audio: float  # monotonic
     implicit: bool = False
     next_utt: int = 0  # kept while rejected, so a healing open numbers on
+    provisional: bool = False  # a replaying source's plain open during the grace: its resend will follow
+    skip_until: int = 0  # audio before this offset was seen already (a resend to a stream vad serves)
+    catch_up_until: int = 0  # a resend's replayed audio ends here: its utterances get finals only
+    unreported_loss: int = 0  # frames lost on the bus since the last audio_lost report
+    loss_reported_at: float = float("-inf")
+    pending_finals: dict[int, int] = field(default_factory=dict)  # utt → first sample, final not yet heard
+    last_final_utt: int | None = None
 
 
 class StreamTable:
-    def __init__(self, cfg: VadConfig, clock=time.monotonic):
+    def __init__(self, cfg: VadConfig, clock=time.monotonic, instance: str = ""):
         self.cfg = cfg
         self.clock = clock
+        self.instance = instance  # this vad's heartbeat instance, named in its acks
+        self.grace_until = clock() + cfg.resume_grace_s
         self.streams: dict[str, StreamState] = {}
         self.gaps = GapCounter()
         self.counters: Counter[str] = Counter()
@@ -65,12 +86,25 @@ class StreamTable:
             return self.on_close(msg.stream, now)
         if isinstance(msg, schemas.Transcript):
             return self.on_transcript(msg, now)
+        if isinstance(msg, schemas.Error):
+            return self.on_error(msg)
         self._problem(getattr(msg, "stream", None) or "-", "unexpected_message", f"ignored a {msg.TYPE} message")
         return []
 
+    def in_grace(self) -> bool:
+        return self.clock() < self.grace_until
+
     def on_open(self, msg: schemas.Open, now: float) -> list[schemas.Message]:
-        out: list[schemas.Message] = []
         old = self.streams.get(msg.stream)
+        if msg.resume_utt is not None and msg.sample_rate == SAMPLE_RATE:
+            if old is None or old.implicit or old.provisional:
+                return self._resume(msg, old)
+            if old.segmenter is not None:
+                old.skip_until = old.segmenter.expected_offset() or 0
+            self.counters["resends_to_live_streams"] += 1
+        heard = msg.vad
+        msg = msg.settings()
+        out: list[schemas.Message] = []
         if old is not None and old.options == msg and not old.implicit:
             self.counters["repeated_opens"] += 1  # the periodic re-announcement: nothing changed
             return out
@@ -87,22 +121,48 @@ class StreamTable:
             return out + [schemas.Error(code="bad_sample_rate", stream=msg.stream, permanent=True, stage="vad",
                                         message=f"open says sample_rate={msg.sample_rate}; the bus carries "
                                                 f"16000 Hz mono int16 only")]
-        self.streams[msg.stream] = StreamState(msg, self._segmenter(msg, next_utt), self.clock())
+        # A replaying source that has not heard this vad yet will resend the stream when it does: until
+        # then (within the grace) its audio waits. One that has heard this vad opens a new stream.
+        provisional = msg.replays and old is None and self.in_grace() and heard != self.instance
+        self.streams[msg.stream] = StreamState(msg, self._segmenter(msg, next_utt), self.clock(),
+                                               provisional=provisional)
         self.gaps.forget(msg.stream)
         self.counters["opens"] += 1
         log.info("stream opened", extra={"stream": msg.stream, "source": msg.source, "language": msg.language,
                                          "partials": msg.partials, "end_silence_ms": msg.end_silence_ms})
         return out
 
+    def _resume(self, msg: schemas.Open, old: StreamState | None) -> list[schemas.Message]:
+        """A replaying source's resend after a restart: the stream starts afresh at its own numbering
+        (what a provisional or implicit state held is replaced: the replay covers the same audio)."""
+        options = msg.settings()
+        self.streams[msg.stream] = StreamState(options, self._segmenter(options, msg.resume_utt), self.clock(),
+                                               catch_up_until=msg.replay_end or 0)
+        self.gaps.forget(msg.stream)
+        self.counters["resumes"] += 1
+        log.info("stream resumed", extra={"stream": msg.stream, "utt": msg.resume_utt,
+                                          "replaced": "none" if old is None else "implicit" if old.implicit
+                                          else "provisional"})
+        return []
+
     def on_audio(self, msg: schemas.Audio, now: float) -> list[schemas.Message]:
         self.counters["frames"] += 1
+        state = self.streams.get(msg.stream)
+        if (state is None or state.provisional) and self.in_grace():
+            self.counters["held_for_resend"] += 1  # its source will resend it with the stream's state
+            return []
         lost = self.gaps.see(msg.stream, msg.seq)
         if lost:
             self.counters["lost_frames"] += lost
             self._problem(msg.stream, "lost_frames", f"{lost} audio frame(s) lost before seq {msg.seq}")
-        state = self.streams.get(msg.stream)
         if state is None:
             state = self._open_implicitly(msg.stream)
+        report = self._report_loss(msg, state, lost) if lost else []
+        state.provisional = False
+        if state.skip_until:
+            msg = self._unseen_part(state, msg)
+            if msg is None:
+                return []
         state.last_audio = self.clock()
         if state.segmenter is None:
             self.counters["rejected_frames"] += 1
@@ -113,11 +173,54 @@ class StreamTable:
             self._problem(msg.stream, "bad_pcm", f"audio dropped: {len(msg.pcm)} bytes is not whole int16 samples")
             return []
         events = state.segmenter.feed(msg.pcm, msg.offset, now)
-        return self._messages(msg.stream, state, events)
+        if msg.offset < state.catch_up_until:
+            # Replayed, arriving in a burst: the client saw its partials; a final alone is what is owed.
+            events = [e for e in events if not (isinstance(e, UtteranceAudio) and e.kind != "final")]
+        return report + self._messages(msg.stream, state, events)
+
+    def _report_loss(self, msg: schemas.Audio, state: StreamState, lost: int) -> list[schemas.Message]:
+        """Audio lost on the bus (a restart of the bus proxy, an overload) is told to the stream's
+        listeners: at most one `audio_lost` error per stream every LOSS_REPORT_EVERY_S, with the count."""
+        state.unreported_loss += lost
+        if self.clock() < state.loss_reported_at + LOSS_REPORT_EVERY_S:
+            return []
+        state.loss_reported_at = self.clock()
+        frames, state.unreported_loss = state.unreported_loss, 0
+        self.counters["loss_reports"] += 1
+        return [schemas.Error(code="audio_lost", stream=msg.stream, permanent=False, stage="vad",
+                              message=f"{frames} audio frame(s) lost on the bus before sample {msg.offset} "
+                                      f"(up to 1 s is bridged with silence; a longer gap ends the utterance)")]
+
+    def _unseen_part(self, state: StreamState, msg: schemas.Audio) -> schemas.Audio | None:
+        """A resent frame: only what vad has not fed yet (None when all of it was)."""
+        skip = state.skip_until - msg.offset
+        if skip <= 0:
+            state.skip_until = 0
+            return msg
+        self.counters["replayed_frames_skipped"] += 1
+        if skip * 2 >= len(msg.pcm):
+            return None
+        state.skip_until = 0
+        return dataclasses.replace(msg, offset=msg.offset + skip, pcm=msg.pcm[skip * 2:])
+
+    def on_error(self, msg: schemas.Error) -> list[schemas.Message]:
+        """An utterance that will get no final (asr refused it, or vad's outbox dropped it): done with."""
+        state = self.streams.get(msg.stream) if msg.stream is not None else None
+        if state is not None and msg.utt is not None:
+            self._final_heard(state, msg.utt)
+        return []
+
+    def _final_heard(self, state: StreamState, utt: int) -> None:
+        # A stream's finals are published in order (asr: one final per stream in flight).
+        for done in [u for u in state.pending_finals if u <= utt]:
+            del state.pending_finals[done]
 
     def on_transcript(self, msg: schemas.Transcript, now: float) -> list[schemas.Message]:
         """asr's text of a live utterance: the stream's endpoint adapts to it (vad/segmenter.py)."""
         state = self.streams.get(msg.stream) if msg.stream is not None else None
+        if state is not None and msg.kind == "final":
+            self._final_heard(state, msg.utt)
+            return []
         if state is None or state.segmenter is None or msg.kind != "partial":
             return []
         self.counters["texts_heard"] += 1
@@ -129,8 +232,12 @@ class StreamTable:
         if state is None or state.segmenter is None:
             self._problem(stream, "unknown_stream_ctl", "flush for a stream that is not open")
             return []
+        if state.provisional and self.in_grace():
+            self.counters["held_for_resend"] += 1  # unanswered: the source resends it after the stream's audio
+            return []
         self.counters["flushes"] += 1
-        return self._messages(stream, state, state.segmenter.flush(now))
+        out = self._messages(stream, state, state.segmenter.flush(now))
+        return out + [schemas.Flushed(stream=stream, utt=state.last_final_utt)]
 
     def on_close(self, stream: str, now: float, reason: str = "close") -> list[schemas.Message]:
         state = self.streams.pop(stream, None)
@@ -206,13 +313,48 @@ class StreamTable:
             elif isinstance(event, SpeechEnded):
                 out.append(schemas.SpeechEnd(stream=stream, utt=event.utt, offset=event.offset, ts=time.time()))
             elif isinstance(event, UtteranceAudio):
+                if event.kind == "speculative" and state.pending_finals:
+                    # asr decodes a stream's finals one at a time, so this guess would wait behind the
+                    # earlier final anyway, and asr keeps one guess per stream: a newer one would
+                    # replace a guess whose final is already waiting on it, and that final would be lost.
+                    self.counters["speculations_withheld"] += 1
+                    continue
                 self.counters[f"{event.kind}s"] += 1
+                if event.kind == "final":
+                    self._final_made(state, event.utt, event.offset)
                 out.append(schemas.Segment(utt=event.utt, kind=event.kind, offset=event.offset, pcm=event.pcm,
                                            stream=stream, language=opts.language, task=opts.task,
                                            prompt=opts.prompt, ts_end_of_speech=event.ts_end_of_speech,
                                            voiced=event.voiced, voiced_frame_ms=self.cfg.frame_ms,
                                            utt_offset=event.offset, model=opts.model))
         return out
+
+    def _final_made(self, state: StreamState, utt: int, offset: int) -> None:
+        state.last_final_utt = utt
+        state.pending_finals[utt] = offset
+        while len(state.pending_finals) > PENDING_FINALS_MAX:  # asr gone for long: the oldest are given up
+            del state.pending_finals[min(state.pending_finals)]
+
+    def acks(self) -> list[schemas.Ack]:
+        """Per stream: audio before `offset` is no longer needed, and the utterance there is `utt`."""
+        out = []
+        for stream, state in self.streams.items():
+            point = self._ack_point(state)
+            if point is not None:
+                out.append(schemas.Ack(stream=stream, offset=point[0], utt=point[1], vad=self.instance))
+        return out
+
+    def _ack_point(self, state: StreamState) -> tuple[int, int] | None:
+        seg = state.segmenter
+        if seg is None or seg.pending_offset is None or state.provisional:
+            return None
+        points = [(offset, utt) for utt, offset in state.pending_finals.items()]
+        if seg.utt is not None:
+            points.append((seg.utt.frames[0].offset, seg.next_utt))
+        if points:
+            return min(points)
+        start = seg.history[0].offset if seg.history else seg.pending_offset
+        return min(start, seg.pending_offset), seg.next_utt
 
     def _problem(self, stream: str, kind: str, message: str) -> None:
         # Per stream only while vad holds the stream (pruned on close): ids of bad input never pile up.

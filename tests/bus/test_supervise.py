@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,15 +24,16 @@ from bus import schemas, sockets
 from bus.supervise import SupervisorPaths, pid_alive, programs, render, supervisord_pid
 from config import load_config
 from config.cores import STAGES
+from tests.conftest import REPO
 
 CLI = [sys.executable, "-m", "cli"]
 PLACEHOLDER_MAIN = 'from bus.placeholder import main\nraise SystemExit(main("{stage}"))\n'
 RESTART_WITHIN_S = 30.0   # generous: a new python process on a busy machine; the time taken is printed
 
 
-def make_overlay(root: Path, crashing: str = "") -> Path:
-    """Packages that shadow the real stages: placeholders, and optionally one that exits at once."""
-    for stage in STAGES[1:]:
+def make_overlay(root: Path, crashing: str = "", real: tuple[str, ...] = ()) -> Path:
+    """Packages that shadow the real stages (but `real`): placeholders, and optionally one that exits at once."""
+    for stage in [s for s in STAGES[1:] if s not in real]:
         (root / stage).mkdir(parents=True)
         (root / stage / "__init__.py").write_text("")
         main = "raise SystemExit(3)\n" if stage == crashing else PLACEHOLDER_MAIN.format(stage=stage)
@@ -125,6 +127,41 @@ def test_up_fails_clearly_when_a_stage_keeps_crashing(run_dir, tmp_path, free_po
         line = up.stderr.strip().splitlines()[-1]
         assert "not running after 4 s: gateway (" in line and str(run_dir / "log" / "gateway.log") in line
         assert "stopping everything" in line
+        assert processes_with_run_dir(run_dir) == []
+    finally:
+        voxbus(["down"], env)
+
+
+@pytest.mark.slow
+def test_up_fails_with_the_reason_when_the_gateway_port_is_taken(run_dir, tmp_path, free_port):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=f"{make_overlay(tmp_path / 'overlay', real=('gateway',))}:{REPO}",
+               VOXBUS_GATEWAY__PORT=str(port), VOXBUS_WYOMING__ENABLED="false")
+    try:
+        up = voxbus(["up", "--timeout", "60"], env, timeout=120)
+        assert up.returncode == 1
+        line = up.stderr.strip().splitlines()[-1]
+        assert line.startswith("voxbus up: error: gateway exited") and "stopping everything" in line, up.stderr
+        assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in line, line
+        assert processes_with_run_dir(run_dir) == []
+    finally:
+        taken.close()
+        voxbus(["down"], env)
+
+
+@pytest.mark.slow
+def test_up_fails_with_the_reason_when_the_model_is_missing(run_dir, tmp_path, free_port):
+    env = dict(os.environ, PYTHONPATH=f"{make_overlay(tmp_path / 'overlay', real=('asr',))}:{REPO}",
+               VOXBUS_GATEWAY__PORT=str(free_port()), VOXBUS_WYOMING__PORT=str(free_port()),
+               VOXBUS_RUN__MODELS_DIR=str(tmp_path / "no-models"))
+    try:
+        up = voxbus(["up", "--timeout", "60"], env, timeout=120)
+        assert up.returncode == 1
+        line = up.stderr.strip().splitlines()[-1]
+        assert line.startswith("voxbus up: error: asr: model directory") and "voxbus model build" in line, up.stderr
         assert processes_with_run_dir(run_dir) == []
     finally:
         voxbus(["down"], env)

@@ -43,7 +43,7 @@ class ScriptedPipeline(threading.Thread):
     """vad + asr as a test double. Job behaviour is chosen by the job's prompt:
     None → one final per 2 s of audio, published in reverse order; "fail-permanent" /
     "fail-transient" → an Error; "no-answer" → job_segments only; "no-ack" → silence.
-    Live streams: speech_start + a partial after 0.5 s of audio, speech_end + a final on flush.
+    Live streams: speech_start + a partial after 0.5 s of audio, speech_end + a final + flushed on flush.
     """
 
     def __init__(self, cfg, heartbeat_as=("vad", "asr"), model_loaded: bool = True):
@@ -129,6 +129,9 @@ class ScriptedPipeline(threading.Thread):
                                                         end=heard / RATE, stream=stream))
             return
         self.ctl.append(msg)
+        if isinstance(msg, schemas.Flush) and stream not in self.speaking:  # nothing open: vad answers at once
+            last = self.utts.get(stream)
+            sockets.publish(pub, schemas.Flushed(stream=stream, utt=None if last is None else last - 1))
         if isinstance(msg, (schemas.Flush, schemas.Close)) and stream in self.speaking:
             utt = self.speaking.pop(stream)
             self.utts[stream] = utt + 1
@@ -137,6 +140,8 @@ class ScriptedPipeline(threading.Thread):
             sockets.publish(pub, schemas.Final(utt=utt, text=f"heard {heard} samples", start=0.0, end=heard / RATE, stream=stream,
                 segments=[{"start": 0.0, "end": heard / RATE, "text": f"heard {heard} samples"}], language="en",
                 is_speech_final=True))
+            if isinstance(msg, schemas.Flush):
+                sockets.publish(pub, schemas.Flushed(stream=stream, utt=utt))
 
     def control(self, stream: str) -> list[str]:
         return [m.TYPE for m in self.ctl if m.stream == stream]

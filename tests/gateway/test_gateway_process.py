@@ -88,8 +88,6 @@ async def speak(base: str) -> tuple[str, list[dict]]:
         ready = json.loads(await ws.recv())
         for _ in range(8):
             await ws.send(tone(0.1))
-        # eof only once the utterance shows: the gateway waits for the final of an utterance it has
-        # seen start, and gives vad only a short settle time (ws_protocol.FLUSH_SETTLE_S) to show one
         events = []
         while not events or events[-1]["type"] != "partial":
             events.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))

@@ -15,7 +15,10 @@ def test_routes_jobs_streams_listeners_and_health():
         r.route(schemas.Heartbeat(stage="vad", pid=1, host="h", uptime_s=1, ok=True), 5.0)
         r.route(schemas.Final(utt=0, text="late", start=0, end=1, job="gone", index=0), 0.0)
         assert isinstance(job_q.get_nowait(), schemas.JobSegments)
-        assert isinstance(stream_q.get_nowait(), schemas.SpeechStart) and stream_q.empty()
+        assert isinstance(stream_q.get_nowait(), schemas.SpeechStart)
+        # vad's heartbeats go to every session and job: a new instance is their cue to resend
+        assert isinstance(stream_q.get_nowait(), schemas.Heartbeat) and stream_q.empty()
+        assert isinstance(job_q.get_nowait(), schemas.Heartbeat) and r.vad_instance == ""
         assert [type(listener.get_nowait()).__name__ for _ in range(4)] == ["JobSegments", "SpeechStart", "Final",
                                                                              "Final"]
         assert r.health.missing(["vad", "bus"], 6.0, 3.0) == ["bus"]

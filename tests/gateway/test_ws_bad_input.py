@@ -66,8 +66,11 @@ def test_frames_after_eof_are_answered_and_never_cost_the_final(client, pipeline
         ws.send_text(json.dumps({"type": "flush"}))
         events, code = closed_with(ws)
         errors = [e for e in events if e["type"] == "error"]
-        assert [e["code"] for e in errors] == ["illegal_state", "illegal_state"], events
-        assert "audio after eof is dropped" in errors[0]["message"] and "draining" in errors[1]["message"]
+        # the session closes as soon as the final is in (vad's `flushed` named it): the flush text may
+        # come after that, and then it gets no error of its own
+        assert [e["code"] for e in errors] in (["illegal_state"], ["illegal_state", "illegal_state"]), events
+        assert "audio after eof is dropped" in errors[0]["message"]
+        assert all("draining" in e["message"] for e in errors[1:])
         finals = [e for e in events if e["type"] == "final"]
         assert code == 1000 and len(finals) == 1 and finals[0]["text"] == "heard 12800 samples", events
 

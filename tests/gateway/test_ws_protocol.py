@@ -115,21 +115,61 @@ def test_partials_off_means_none_reach_the_client():
     assert s.on_bus(schemas.Partial(utt=0, text="p", start=0, end=1, stream="ws-test")) is None
 
 
-def test_drain_waits_for_open_utterances_then_settles():
+def test_drain_waits_for_flushed_and_the_final_it_names():
     s = session()
     s.audio(f32(0.1))
     s.on_bus(schemas.SpeechStart(stream="ws-test", utt=3, offset=0))
     s.eof(100.0)
-    assert not s.drained(100.5) and not s.drained(105.0)  # utterance 3 still has no final
+    assert not s.drained(100.5)  # vad has not answered the flush
+    s.on_bus(schemas.Flushed(stream="ws-test", utt=4))
     s.on_bus(schemas.Final(utt=3, text="x", start=0, end=1, stream="ws-test"))
-    assert s.drained(105.0)
+    assert not s.drained(105.0)  # the flush made utterance 4 (its speech_start may come late): no final yet
+    assert s.on_bus(schemas.Final(utt=4, text="y", start=1, end=2, stream="ws-test"))["type"] == "final"
+    assert s.drained(105.0) and not s.drain_timed_out(105.0)
+    assert s.on_bus(schemas.Final(utt=4, text="y", start=1, end=2, stream="ws-test")) is None  # resent: dropped
+    assert s.duplicate_finals == 1
     quiet = session()
     quiet.eof(0.0)
-    assert not quiet.drained(wp.FLUSH_SETTLE_S / 2) and quiet.drained(wp.FLUSH_SETTLE_S)
+    assert quiet.drained(0.0)  # nothing was sent: nothing to wait for
+    none_made = session()
+    none_made.audio(f32(0.1))
+    none_made.eof(0.0)
+    none_made.on_bus(schemas.Flushed(stream="ws-test", utt=None))
+    assert none_made.drained(0.0)
     stuck = session()
+    stuck.audio(f32(0.1))
     stuck.on_bus(schemas.SpeechStart(stream="ws-test", utt=0, offset=0))
     stuck.eof(0.0)
-    assert stuck.drained(wp.DRAIN_MAX_S)
+    assert not stuck.drained(wp.DRAIN_MAX_S - 1) and stuck.drained(wp.DRAIN_MAX_S)
+    assert stuck.drain_timed_out(wp.DRAIN_MAX_S) and stuck.unfinished() == [0]
+
+
+def test_a_flush_before_eof_is_not_taken_for_the_eofs_answer():
+    s = session()
+    s.audio(f32(0.1))
+    s.text_message('{"type": "flush"}', 0.0)
+    s.eof(1.0)
+    s.on_bus(schemas.Flushed(stream="ws-test", utt=None))  # the answer to the first flush
+    assert not s.drained(1.0)
+    s.on_bus(schemas.Flushed(stream="ws-test", utt=None))
+    assert s.drained(1.0)
+
+
+def test_a_new_vad_gets_the_open_the_unacked_audio_and_the_pending_flush():
+    s = session(language="de", end_silence_ms="500")
+    s.audio(f32(0.1))
+    hb = dict(stage="vad", pid=1, host="h", uptime_s=0, ok=True)
+    assert s.on_vad(schemas.Heartbeat(**hb, instance="h-1"))  # the first vad heard: it may have missed the open
+    s.on_bus(schemas.Ack(stream="ws-test", offset=800, utt=2, vad="h-1"))
+    s.audio(f32(0.1))
+    s.eof(0.0)
+    assert s.on_vad(schemas.Heartbeat(**hb, instance="h-1")) == []
+    resent = s.on_vad(schemas.Heartbeat(**hb, instance="h-2"))
+    opened, *frames, flush = resent
+    assert (opened.language, opened.end_silence_ms, opened.replays, opened.resume_utt) == ("de", 500, True, 2)
+    assert frames[0].offset + len(frames[0].pcm) // 2 > 800 and frames[-1].offset + len(frames[-1].pcm) // 2 \
+        == s.samples
+    assert isinstance(flush, schemas.Flush)
 
 
 def test_fast_senders_are_paced_after_a_burst():
