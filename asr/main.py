@@ -212,7 +212,9 @@ class AsrLoop:
             if segment.kind == "partial":
                 self.speculations.on_partial(segment)
             elif segment.kind == "speculative":
-                self.speculations.offer(segment)
+                if not self.speculations.offer(segment):
+                    self.link.done(segment)   # not decoded: the broker may forget it
+                    return
             else:
                 answer = self.speculations.on_final(segment)
                 if answer is True:  # the guess is under way; it goes out as this final when done

@@ -39,6 +39,7 @@ class SpeculationCounters:
     offered: int = 0
     confirmed: int = 0     # finals answered from a guess
     voided: int = 0        # guesses that speech (or another final) made useless
+    refused: int = 0       # guesses not taken: the stream's previous final still waited on its guess
     saved_ms: float = 0.0  # decode time finals did not wait for (summed)
 
 
@@ -48,13 +49,19 @@ class Speculations:
         self.counters = SpeculationCounters()
         self.max_held = max_held
 
-    def offer(self, segment: Segment) -> None:
-        """A speculative segment queued for decoding."""
+    def offer(self, segment: Segment) -> bool:
+        """A speculative segment: True to decode it. False while the stream's held guess has a
+        final waiting on it: replacing that guess would lose the final, so the new one is refused."""
+        held = self.held.get(segment.stream)
+        if held is not None and held.confirmed is not None:
+            self.counters.refused += 1
+            return False
         self.counters.offered += 1
         self.held[segment.stream] = _Guess(_audio_key(segment))
         self.held.move_to_end(segment.stream)
         while len(self.held) > self.max_held:
             self.held.popitem(last=False)
+        return True
 
     def on_partial(self, segment: Segment) -> None:
         """Speech goes on: a guess for this utterance is void."""

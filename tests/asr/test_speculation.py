@@ -53,3 +53,15 @@ def test_a_failed_guess_hands_back_the_final_that_waited():
     final = seg("final")
     assert spec.on_final(final) is True
     assert spec.on_failure(seg("speculative")) == final and not spec.held
+
+
+def test_a_new_guess_never_replaces_one_a_final_waits_on():
+    # seen under load (vad chaos runs): the next utterance's guess arrived while the previous final
+    # waited on its guess; replacing it voided that decode and the final was never sent
+    spec = Speculations()
+    assert spec.offer(seg("speculative")) is True
+    assert spec.on_final(seg("final")) is True            # waits on the guess under way
+    assert spec.offer(seg("speculative", utt=2)) is False  # refused: the first guess stays
+    assert spec.counters.refused == 1
+    assert spec.on_result(seg("speculative"), result()).is_speech_final   # the waiting final goes out
+    assert spec.offer(seg("speculative", utt=2)) is True   # then guesses are taken again
