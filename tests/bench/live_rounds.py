@@ -185,9 +185,9 @@ async def _voxbus_streams(url: str, audio: np.ndarray, k: int) -> list:
 
 
 def voxbus_round(ws_base: str, audio: np.ndarray, utterances: list[live.Utterance], k: int,
-                 end_silence_ms: int, partials: bool) -> tuple[list[UtteranceResult], list[str], list]:
+                 end_silence_ms: int, partials: bool, extra_query: str = "") -> tuple[list[UtteranceResult], list[str], list]:
     url = (f"{ws_base}/stream?language=en&end_silence_ms={end_silence_ms}"
-           f"&partials={str(partials).lower()}")
+           f"&partials={str(partials).lower()}{extra_query}")
     results, errors, streams = [], [], []
     for outcome in asyncio.run(_voxbus_streams(url, audio, k)):
         if isinstance(outcome, BaseException):
