@@ -12,7 +12,7 @@ from tests.kit import serve_stack
 @pytest.fixture(scope="package")
 def stack(tiny_models_dir):
     """One supervisord stack for all e2e tests (max_upload_mb and max_audio_s lowered to test the limits)."""
-    yield from serve_stack(tiny_models_dir, VOXBUS_GATEWAY__MAX_UPLOAD_MB="20", VOXBUS_GATEWAY__MAX_AUDIO_S="300")
+    yield from serve_stack(tiny_models_dir, VOXBUS_GATEWAY__MAX_UPLOAD_MB="20", VOXBUS_GATEWAY__MAX_AUDIO_S="620")
 
 
 @pytest.fixture

@@ -110,9 +110,9 @@ def test_a_truncated_file_is_a_400_naming_the_shortfall(stack):
 
 @pytest.fixture(scope="module")
 def long_upload(tmp_path_factory) -> tuple[bytes, float]:
-    """Five real clips spread over 290 s (the e2e stack's max_audio_s is 300), as FLAC."""
-    audio, _ = live.build_stream(LONG_CLIPS, pause_s=50.0, lead_s=2.0, tail_s=20.0)
-    audio = audio[: 290 * live.RATE]
+    """A 10-minute upload: five real clips spread over 600 s (the e2e stack's max_audio_s is 620), as FLAC."""
+    audio, _ = live.build_stream(LONG_CLIPS, pause_s=110.0, lead_s=2.0, tail_s=20.0)
+    audio = np.pad(audio, (0, max(0, 600 * live.RATE - audio.size)))[: 600 * live.RATE]
     buf = io.BytesIO()
     soundfile.write(buf, np.clip(audio, -1, 1), live.RATE, format="FLAC", subtype="PCM_16")
     return buf.getvalue(), audio.size / live.RATE

@@ -115,7 +115,7 @@ def test_bad_input_gets_documented_errors(stack, jfk):
           "unsupported_format")
     assert "20 MB" in error(post(stack, "/transcribe", files={"audio_file": ("x.wav", b"\x00" * (21 << 20))}), 413,
                             "too_large")
-    assert "limit is 300 s" in error(post(stack, "/transcribe", files={"audio_file": ("x.wav", _wav(301))}), 400,
+    assert "limit is 620 s" in error(post(stack, "/transcribe", files={"audio_file": ("x.wav", _wav(621))}), 400,
                                      "audio_too_long")
     error(post(stack, "/transcribe", files={"audio_file": ("jfk.flac", jfk)}, data={"language": "zz"}), 400,
           "bad_language")
