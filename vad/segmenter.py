@@ -5,8 +5,9 @@
 
 - `SpeechStarted`  once an utterance has `min_speech_ms` of voiced span
 - `UtteranceAudio` kind "partial" once `first_partial_ms` of speech is in, then every
-  `partial_interval_ms` of new speech; kind "speculative" once the silence after the
-  last voiced frame reaches the tail the final keeps (`pre_roll_ms`): that is the final's
+  `partial_interval_ms` of new speech (every `wordless_partial_interval_ms` until asr's
+  first words of the utterance come back: a first partial often has none yet); kind "speculative" once the silence after the
+  last voiced frame reaches the tail the final keeps (`tail_ms`): that is the final's
   audio already, if the silence lasts, so asr can decode it while endpointing still
   waits; and kind "final" when the utterance ends
 - `SpeechEnded`    after `end_silence_ms` of silence, at `max_utterance_s`, or on flush
@@ -46,11 +47,13 @@ class SegmenterSettings:
     start_window_ms: int = 300
     start_ratio: float = 0.6
     pre_roll_ms: int = 300
+    tail_ms: int = 150
     end_silence_ms: int = 800
     min_speech_ms: int = 250
     max_utterance_s: float = 30.0
     partial_interval_ms: int = 500
     first_partial_ms: int = 500
+    wordless_partial_interval_ms: int = 200
     partials: bool = True
     speculate: bool = True
     adaptive: bool = True
@@ -60,9 +63,10 @@ class SegmenterSettings:
     @classmethod
     def from_config(cls, cfg: VadConfig, end_silence_ms: int | None = None, partials: bool = True):
         return cls(frame_ms=cfg.frame_ms, start_window_ms=cfg.start_window_ms, start_ratio=cfg.start_ratio,
-                   pre_roll_ms=cfg.pre_roll_ms, end_silence_ms=end_silence_ms or cfg.end_silence_ms,
+                   pre_roll_ms=cfg.pre_roll_ms, tail_ms=cfg.tail_ms, end_silence_ms=end_silence_ms or cfg.end_silence_ms,
                    min_speech_ms=cfg.min_speech_ms, max_utterance_s=cfg.max_utterance_s,
                    partial_interval_ms=cfg.partial_interval_ms, first_partial_ms=cfg.first_partial_ms,
+                   wordless_partial_interval_ms=cfg.wordless_partial_interval_ms,
                    partials=partials, speculate=cfg.speculative_finals, adaptive=cfg.adaptive_endpointing,
                    sentence_end_factor=cfg.sentence_end_factor, open_sentence_factor=cfg.open_sentence_factor)
 
@@ -113,6 +117,7 @@ class _Utterance:
     since_partial: int = 0
     partial_upto: int = -1  # frame index the last partial reached
     heard: tuple[int, bool] | None = None  # asr's newest text: (sample it covers to, ends a sentence)
+    worded: bool = False  # asr has sent words of this utterance
 
 
 @dataclass
@@ -137,13 +142,15 @@ class StreamSegmenter:
         self.window = settings.frames(settings.start_window_ms)
         self.needed = max(1, math.ceil(settings.start_ratio * self.window))
         self.pre_roll = settings.frames(settings.pre_roll_ms) if settings.pre_roll_ms else 0
+        self.tail = settings.frames(settings.tail_ms) if settings.tail_ms else 0
         self.end_silence = settings.frames(settings.end_silence_ms)
         self.min_speech = settings.frames(settings.min_speech_ms) if settings.min_speech_ms else 1
         self.max_frames = int(settings.max_utterance_s * 1000 // settings.frame_ms)
         self.partial_every = settings.frames(settings.partial_interval_ms)
         self.first_partial = settings.frames(settings.first_partial_ms)
+        self.wordless_partial_every = min(self.partial_every, settings.frames(settings.wordless_partial_interval_ms))
         # A speculation when the silence holds all the tail the final keeps (and endpointing still waits).
-        self.speculate_at = max(1, self.pre_roll) if settings.speculate and self.end_silence > max(1, self.pre_roll) \
+        self.speculate_at = max(1, self.tail) if settings.speculate and self.end_silence > max(1, self.tail) \
             else None
         # Endpoints that adapt to the text; never shorter than the speculation, which brings the text.
         self.sentence_end_silence = max(self.speculate_at or 1, round(self.end_silence * settings.sentence_end_factor))
@@ -253,7 +260,7 @@ class StreamSegmenter:
             utt.trailing_silence += 1
         events = self._check_confirm(utt)
         if utt.confirmed and utt.trailing_silence == self.speculate_at:
-            events.append(self._audio(utt, "speculative", utt.last_voiced + 1 + self.pre_roll))
+            events.append(self._audio(utt, "speculative", utt.last_voiced + 1 + self.tail))
         if utt.trailing_silence >= (self._end_silence(utt) if utt.confirmed else self.end_silence):
             if utt.confirmed:
                 return events + self._finish(utt, utt.last_voiced + 1, "silence")
@@ -264,8 +271,12 @@ class StreamSegmenter:
             utt.since_partial += 1
             if len(utt.frames) >= self.max_frames:
                 return events + self._split(utt)
-            # Only when speech went on since the last partial: a pause adds no new words.
-            if self.s.partials and utt.since_partial >= self.partial_every and utt.last_voiced > utt.partial_upto:
+            # Only when speech went on since the last partial: a pause adds no new words. And not once
+            # the speculation went: it holds all the speech, and a partial would void it.
+            every = self.partial_every if utt.worded else self.wordless_partial_every
+            guessed = self.speculate_at is not None and utt.trailing_silence >= self.speculate_at
+            if self.s.partials and utt.since_partial >= every and utt.last_voiced > utt.partial_upto \
+                    and not guessed:
                 utt.since_partial = 0
                 utt.partial_upto = len(utt.frames) - 1
                 events.append(self._audio(utt, "partial", len(utt.frames)))
@@ -275,7 +286,10 @@ class StreamSegmenter:
         """asr's text for utterance `utt` so far, covering its audio up to sample `upto`: the
         endpoint adapts to it (the events of an utterance this closes are returned)."""
         current = self.utt
-        if not self.s.adaptive or current is None or not current.confirmed or utt != self.next_utt:
+        if current is None or not current.confirmed or utt != self.next_utt:
+            return []
+        current.worded = current.worded or bool(text.strip())
+        if not self.s.adaptive:
             return []
         if current.heard is not None and current.heard[0] > upto:
             return []  # an older text (a partial overtaken by the speculation's)
@@ -306,8 +320,8 @@ class StreamSegmenter:
         return [SpeechStarted(self.next_utt, utt.frames[utt.first_voiced].offset)]
 
     def _finish(self, utt: _Utterance, speech_end: int, reason: str) -> list:
-        """Final segment: speech up to frame index `speech_end` plus a tail pad of pre-roll length."""
-        tail = min(len(utt.frames), speech_end + self.pre_roll)
+        """Final segment: speech up to frame index `speech_end` plus the tail (tail_ms of what followed)."""
+        tail = min(len(utt.frames), speech_end + self.tail)
         final = self._audio(utt, "final", tail)
         end_offset = utt.frames[speech_end - 1].offset + self.detector.frame_samples
         events = [final, SpeechEnded(self.next_utt, end_offset, reason)]

@@ -77,3 +77,27 @@ def test_short_window_gives_the_30s_text(tiny_model, eval_clips):
             assert short.encode_ms < full.encode_ms
     finally:
         tiny_model.encoder_window = rule
+
+
+def test_a_partial_without_second_pass_runs_the_encoder_once(tiny_model, eval_clips):
+    """Prefixes of an utterance, as partials see them: cut mid-word, the decoder often overshoots the
+    audio or stops early, and the second pass re-encodes (up to 30 s). second_pass=False never does."""
+    from tests.bench.common import load_audio_16k
+
+    audio = load_audio_16k(Path(eval_clips["ls-1089-134691-0001"]["file"]))
+    runs = []
+    encode = tiny_model._encode
+    tiny_model._encode = lambda mels, timings: runs.append(mels.shape[-1]) or encode(mels, timings)
+    try:
+        extra = 0
+        for seconds in (0.6, 1.0, 2.0, 3.0, 4.0):
+            prefix = audio[: int(seconds * 16000)]
+            runs.clear()
+            one = tiny_model.transcribe_segment(prefix, language="en", temperature=[0.0], second_pass=False)
+            assert len(runs) == 1 and one.text, seconds
+            runs.clear()
+            tiny_model.transcribe_segment(prefix, language="en", temperature=[0.0])
+            extra += len(runs) - 1
+        assert extra >= 1  # what the option saves: on these prefixes the second pass does run
+    finally:
+        tiny_model._encode = encode

@@ -15,6 +15,7 @@ the ratios; writes tests/bench/results/live_bench.json.
 
 usage: python -m tests.bench live -- [--models tiny,base] [--streams 1,4,8,16] [--base-streams 1,4,8]
        [--clips 12] [--repeats 1] [--finals-only 1,8] [--peer-threads 2] [--vox-threads 0]
+       [--vox-setting VOXBUS_ASR__PARALLEL=1 ...] [--out live_bench]
 """
 from __future__ import annotations
 
@@ -112,6 +113,14 @@ def voxbus_pids(stack: stacks.Stack) -> dict[str, int]:
     return found
 
 
+def env_setting(text: str) -> tuple[str, str]:
+    """--vox-setting VOXBUS_ASR__PARALLEL=1 → ("VOXBUS_ASR__PARALLEL", "1")."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("VOXBUS_"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected VOXBUS_SECTION__KEY=VALUE")
+    return key, value
+
+
 def start_systems(key: str, args: argparse.Namespace) -> dict:
     from asr.build.builder import ensure_model
     from tests.bench.asr_bench import ct2_model, models_root
@@ -120,6 +129,7 @@ def start_systems(key: str, args: argparse.Namespace) -> dict:
     root = models_root(args.models_dir)
     ensure_model(source, root / name, "int8")
     settings = {"VOXBUS_ASR__THREADS": str(args.vox_threads)} if args.vox_threads else {}
+    settings.update(args.vox_settings)
     stack = stacks.start(root, model=name, **settings)
     env = {"stack": stack, "end_silence_ms": args.end_silence_ms, "keep_events": args.events}
     try:
@@ -220,6 +230,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--peer-threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="the peer's --cpu-threads (default: the cores here)")
     parser.add_argument("--vox-threads", type=int, default=0, help="VOXBUS_ASR__THREADS (0: voxbus's own)")
+    parser.add_argument("--vox-setting", dest="vox_settings", action="append", type=env_setting, default=[],
+                        metavar="VOXBUS_SECTION__KEY=VALUE",
+                        help="a voxbus setting for this run, e.g. VOXBUS_ASR__PARALLEL=1 (repeatable)")
     parser.add_argument("--peer-beam", type=int, default=5, help="the peer's --beam-size (its default: 5)")
     parser.add_argument("--peer-vad-endpointing", type=float, default=0.5,
                         help="seconds; 0: no peer VAD, audio-stop at each utterance's region end")

@@ -132,7 +132,7 @@ def test_speculation_is_the_final_to_be_and_a_new_one_follows_resumed_speech():
     pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac"], [])
     audio = of(run(segmenter(partials=False), pcm), UtteranceAudio)
     kinds = [e.kind for e in audio]
-    # The clip pauses longer than the 300 ms tail mid-sentence: a guess, voided when speech goes on,
+    # The clip pauses longer than the 150 ms tail mid-sentence: a guess, voided when speech goes on,
     # then a second guess at its end, which is the final to the byte.
     assert kinds == ["speculative", "speculative", "final"]
     early, guess, final = audio
@@ -172,3 +172,35 @@ def test_an_older_or_earlier_text_does_not_move_the_endpoint():
     seg = segmenter(end_silence_ms=500)
     assert seg.hear(0, "Done.", 10**9) == []  # nothing in speech: ignored
     assert ends_sentence("Really?") and ends_sentence('He said "yes."') and not ends_sentence("and so...")
+
+
+def test_partials_come_sooner_until_asr_sends_words():
+    """A first partial on 300 ms of speech often has no words: until asr sends some, partials
+    follow every wordless_partial_interval_ms, then every partial_interval_ms."""
+    need_eval()
+    pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac"], [])
+    seg = segmenter(partial_interval_ms=600, wordless_partial_interval_ms=210, first_partial_ms=300)
+    times = []
+    for offset, chunk in frames_of(pcm, 30):
+        for event in seg.feed(chunk, offset):
+            if isinstance(event, UtteranceAudio) and event.kind == "partial":
+                times.append(offset / 16000)
+                if len(times) == 3:  # words come back after the third
+                    seg.hear(event.utt, "For a full", event.offset + len(event.pcm) // 2)
+    gaps = [round(b - a, 2) for a, b in zip(times, times[1:])]
+    assert gaps[:2] == [0.21, 0.21], gaps
+    assert all(gap >= 0.6 for gap in gaps[2:4]), gaps
+
+
+def test_no_partial_after_the_speculation_of_a_pause():
+    """A partial sent during the silence after the speculation would void it (speech seems to go
+    on); the speculation already holds all the speech, so no partial follows it."""
+    need_eval()
+    pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac", "asr/ljspeech/LJ001-0008.wav"], [1.5])
+    seg = segmenter(end_silence_ms=500, partial_interval_ms=500)  # at 500 a partial falls due in the pause
+    events = run(seg, pcm)
+    audio = [e for e in events if isinstance(e, UtteranceAudio)]
+    for before, after in zip(audio, audio[1:]):
+        if before.kind == "speculative" and after.kind == "partial":
+            assert any(after.voiced[len(before.voiced):]), "a partial after the guess with no new speech"
+    assert [e.kind for e in audio].count("final") == 2

@@ -33,9 +33,11 @@ def segment_stream(cfg: VadConfig):
     return placed, finals, starts, ends
 
 
-@pytest.mark.parametrize("aggressiveness", [2, 3])
-def test_long_stream_no_utterance_lost_or_cut(aggressiveness, record_property):
-    cfg = VadConfig(aggressiveness=aggressiveness)
+# At aggressiveness 3 webrtcvad drops faint word endings (the "m" of "him" by up to 160 ms):
+# the default 150 ms tail is for 2; 3 needs the 300 ms the defaults file says.
+@pytest.mark.parametrize("aggressiveness,tail_ms", [(2, 150), (3, 300)])
+def test_long_stream_no_utterance_lost_or_cut(aggressiveness, tail_ms, record_property):
+    cfg = VadConfig(aggressiveness=aggressiveness, tail_ms=tail_ms)
     placed, finals, starts, ends = segment_stream(cfg)
     assert len(placed) >= 20
     owner = []
