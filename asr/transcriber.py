@@ -58,8 +58,8 @@ class SegmentTranscriber:
     def _defaults(self, kind: str) -> dict:
         """Decoding options from [asr]; a segment's own options (file jobs) override them."""
         cfg = self.cfg
-        if kind == "partial":  # a partial is soon replaced: greedy, no fallback, no second pass, no word timing
-            return {"temperature": [0.0], "second_pass": False}
+        if kind == "partial":  # a partial is soon replaced: a greedy draft, no fallback, no word timing
+            return {"temperature": [0.0], "draft": True}
         options = {"temperature": list(cfg.temperatures),
                    "compression_ratio_threshold": cfg.compression_ratio_threshold,
                    "logprob_threshold": cfg.logprob_threshold,

@@ -216,6 +216,7 @@ class Segment(Message):
     utt_offset: int | None = None  # live: the utterance's first sample
     ticket: int | None = None      # the segment broker's number for it (bus/broker.py); the worker's `done` echoes it
     model: str = ""                # the model that must decode it: the broker gives it only to a worker serving it
+    wordless: bool = False         # a partial of an utterance asr has sent no words of yet: it goes first
 
     @property
     def is_delta(self) -> bool:

@@ -5,9 +5,10 @@
   vad/segmenter.py): only the newest per utterance, and void once a partial or the final of
   that utterance arrives;
 - of the partials of one utterance only the newest is kept (older ones are superseded, and
-  counted), and a final of that utterance drops its queued partial; among streams, the
-  partial of the stream served longest ago goes first, so no stream starves however often
-  the others send;
+  counted), and a final of that utterance drops its queued partial; among streams, a
+  `wordless` partial (its utterance has no words yet: the user waits for the first) goes
+  first, then the partial of the stream served longest ago, so no stream starves however
+  often the others send;
 - file-job segments (all finals) are taken round-robin across jobs, so a short file is not
   stuck behind a long one; partials and job segments alternate so neither starves the other.
 
@@ -113,9 +114,9 @@ class SegmentQueue:
         return ("job", job) if job is not None else None
 
     def _fairest_partial(self, ok) -> tuple[str, int] | None:
-        candidates = [(self._partial_served.get(key[0], 0.0), item.received, key)
+        candidates = [(not item.segment.wordless, self._partial_served.get(key[0], 0.0), item.received, key)
                       for key, item in self.partials.items() if ok(item)]
-        return min(candidates)[2] if candidates else None
+        return min(candidates)[-1] if candidates else None
 
     def peek(self, skip: Skip = None) -> Queued | None:
         chosen = self._choose(skip)

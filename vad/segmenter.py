@@ -96,6 +96,7 @@ class UtteranceAudio:
     pcm: bytes
     ts_end_of_speech: float | None = None
     voiced: bytes = b""  # one byte per frame of pcm: 1 where webrtcvad heard speech
+    wordless: bool = False  # asr has sent no words of this utterance yet
 
 
 @dataclass
@@ -314,8 +315,9 @@ class StreamSegmenter:
 
     def _confirm(self, utt: _Utterance) -> list:
         utt.confirmed = True
-        # The first partial once first_partial_ms of the utterance is in, the next ones every partial_every.
-        utt.since_partial = len(utt.frames) - utt.first_voiced + self.partial_every - self.first_partial
+        # The first partial once first_partial_ms of the utterance is in; then, until asr sends words,
+        # every wordless_partial_every.
+        utt.since_partial = len(utt.frames) - utt.first_voiced + self.wordless_partial_every - self.first_partial
         self.counters.utterances += 1
         return [SpeechStarted(self.next_utt, utt.frames[utt.first_voiced].offset)]
 
@@ -353,7 +355,7 @@ class StreamSegmenter:
     def _audio(self, utt: _Utterance, kind: str, upto: int) -> UtteranceAudio:
         frames = utt.frames[:upto]
         return UtteranceAudio(self.next_utt, kind, frames[0].offset, b"".join(f.pcm for f in frames),
-                              utt.frames[utt.last_voiced].now, bytes(f.voiced for f in frames))
+                              utt.frames[utt.last_voiced].now, bytes(f.voiced for f in frames), not utt.worded)
 
     def _to_idle(self, utt: _Utterance) -> None:
         """Keep only the silence after the last voiced frame, so it cannot retrigger a start."""

@@ -326,7 +326,8 @@ class StreamTable:
                                            stream=stream, language=opts.language, task=opts.task,
                                            prompt=opts.prompt, ts_end_of_speech=event.ts_end_of_speech,
                                            voiced=event.voiced, voiced_frame_ms=self.cfg.frame_ms,
-                                           utt_offset=event.offset, model=opts.model))
+                                           utt_offset=event.offset, model=opts.model,
+                                           wordless=event.kind == "partial" and event.wordless))
         return out
 
     def _final_made(self, state: StreamState, utt: int, offset: int) -> None:

@@ -232,7 +232,7 @@ class WhisperModel:
         for first in range(0, len(voiced), batch_size):
             group = voiced[first : first + batch_size]
             timings = _Timings()
-            encoded = self._encode(self._window_mels([audios[i] for i in group], timings), timings)
+            encoded = self._encode(self._window_mels([audios[i] for i in group], timings, chaining.draft), timings)
             share = _Timings(timings.encode_ms / len(group))
             for row, index in enumerate(group):
                 results[index] = self._one_window(audios[index], encoded, row, decoding, chaining,
@@ -264,7 +264,7 @@ class WhisperModel:
     def _one_window(self, audio: np.ndarray, encoded: EncodedWindows, row: int, decoding: DecodingOptions,
                     chaining: TranscribeOptions, timings: _Timings, voiced: VoicedFrames | None = None) -> Result:
         window = self._decode(encoded, row, decoding, chaining, timings)
-        if chaining.second_pass and self._overshoots(window, audio, encoded):
+        if not chaining.draft and self._overshoots(window, audio, encoded):
             logger.info("timestamps past the audio in a %.1f s window: decoding again on 30 s",
                         encoded.cross_k.shape[3] * INPUT_STRIDE / FRAMES_PER_SECOND)
             started = time.perf_counter()
@@ -278,7 +278,7 @@ class WhisperModel:
             segments, _ = self._segments(pieces, 0, content_frames(audio.shape[0]), window,
                                          encoded.window(row), decoding, chaining, 0.0, timings)
             language = decoding.language or window.result.language
-            if chaining.second_pass:
+            if not chaining.draft:
                 segments += self._unheard_tail(audio, segments, dataclasses.replace(decoding, language=language),
                                                chaining, timings, voiced, encoded.window(row))
         return self._result(segments, window.result.language, window.result.language_prob, audio, timings, chaining)
@@ -321,10 +321,10 @@ class WhisperModel:
                                 tail_voiced)
         return [_shifted(segment, offset) for segment in rest.segments]
 
-    def window_frames(self, n_samples: int) -> int:
+    def window_frames(self, n_samples: int, draft: bool = False) -> int:
         """Mel frames of the encoder window for `n_samples` of audio, by the model's window rule."""
         rule = self.encoder_window
-        return encoder_frames(n_samples, rule.floor_s, rule.pad_s)
+        return encoder_frames(n_samples, rule.floor(draft), rule.pad_s)
 
     def _last_word_end(self, encoded: EncodedWindows, segments: list[TextSegment], decoding: DecodingOptions,
                        audio: np.ndarray, chaining: TranscribeOptions, timings: _Timings) -> float:
@@ -342,11 +342,11 @@ class WhisperModel:
         timings.decode_ms += (time.perf_counter() - started) * 1000
         return alignment[-1].end if alignment else 0.0
 
-    def _window_mels(self, audios: list[np.ndarray], timings: _Timings) -> np.ndarray:
+    def _window_mels(self, audios: list[np.ndarray], timings: _Timings, draft: bool = False) -> np.ndarray:
         """[N, n_mels, n_frames]: each segment's window features (counted as encoder time);
-        n_frames is the window rule's for the longest segment of the batch."""
+        n_frames is the window rule's (a draft's) for the longest segment of the batch."""
         started = time.perf_counter()
-        n_frames = max(self.window_frames(audio.shape[0]) for audio in audios)
+        n_frames = max(self.window_frames(audio.shape[0], draft) for audio in audios)
         mels = np.stack([window_mel(audio, self.dims["n_mels"], n_frames, self.encoder_window.pad)
                          for audio in audios])
         timings.encode_ms += (time.perf_counter() - started) * 1000

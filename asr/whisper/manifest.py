@@ -50,23 +50,33 @@ class EncoderWindow:
 
     pad: how the window is filled after the audio's frames in mel space, "zeros"
     (whisper's padding) or "silence" (the log-mel of digital silence).
+    draft_floor_s: the floor for drafts (live partials, soon replaced), where a little accuracy
+    buys a cheaper encoder; None: floor_s.
     """
 
     floor_s: float = 30.0
     pad_s: float = 0.0
     pad: str = "zeros"
+    draft_floor_s: float | None = None
 
     @classmethod
     def from_json(cls, raw: object) -> EncoderWindow:
         if not isinstance(raw, dict):
             raise ValueError(f"encoder_window must be an object, got {raw!r}")
-        window = cls(float(raw.get("floor_s", 30.0)), float(raw.get("pad_s", 0.0)), str(raw.get("pad", "zeros")))
-        if not (0 < window.floor_s <= 30 and 0 <= window.pad_s <= 30 and window.pad in ("zeros", "silence")):
+        draft = raw.get("draft_floor_s")
+        window = cls(float(raw.get("floor_s", 30.0)), float(raw.get("pad_s", 0.0)), str(raw.get("pad", "zeros")),
+                     None if draft is None else float(draft))
+        if not (0 < window.floor_s <= 30 and 0 <= window.pad_s <= 30 and window.pad in ("zeros", "silence")
+                and (window.draft_floor_s is None or 0 < window.draft_floor_s <= window.floor_s)):
             raise ValueError(f"encoder_window out of range: {raw!r}")
         return window
 
     def to_json(self) -> dict:
-        return {"floor_s": self.floor_s, "pad_s": self.pad_s, "pad": self.pad}
+        draft = {} if self.draft_floor_s is None else {"draft_floor_s": self.draft_floor_s}
+        return {"floor_s": self.floor_s, "pad_s": self.pad_s, "pad": self.pad, **draft}
+
+    def floor(self, draft: bool = False) -> float:
+        return self.draft_floor_s if draft and self.draft_floor_s is not None else self.floor_s
 
 
 def load_manifest(model_dir: Path) -> ModelManifest:

@@ -35,7 +35,7 @@ def test_finals_get_beam_search_and_partials_stay_greedy():
     t.transcribe(seg("final"), 0)
     partial, final = model.calls
     assert partial["temperature"] == [0.0] and "beam_size" not in partial
-    assert partial["second_pass"] is False and "second_pass" not in final  # finals keep both passes
+    assert partial["draft"] is True and "draft" not in final  # finals: the full rule and the second pass
     assert final["beam_size"] == 5 and final["length_penalty"] is None and final["word_timestamps"] is True
 
 

@@ -106,3 +106,18 @@ def test_put_back_goes_to_the_head_of_its_line():
         assert "not a partial" in str(exc)
     else:
         raise AssertionError("a partial was put back")
+
+
+def test_the_stream_served_longest_ago_goes_first_but_a_wordless_partial_before_it():
+    q = SegmentQueue()
+    for stream in ("a", "b", "c"):  # served in this order: a longest ago
+        q.put(seg(stream=stream))
+        q.get()
+    q.put(seg(stream="c", utt=2))
+    q.put(seg(stream="b", utt=2))
+    q.put(seg(stream="a", utt=2))
+    assert [s.stream for s in drain(q)] == ["a", "b", "c"]
+    q.put(seg(stream="a", utt=3))
+    first_words = Segment(utt=3, kind="partial", offset=0, pcm=b"\0\0", stream="c", wordless=True)
+    q.put(first_words)  # c's new utterance has no words yet: its user waits for the first
+    assert [s.stream for s in drain(q)] == ["c", "a"]

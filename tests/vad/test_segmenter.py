@@ -180,16 +180,18 @@ def test_partials_come_sooner_until_asr_sends_words():
     need_eval()
     pcm, _ = build_stream(["asr/librispeech/1089-134691-0001.flac"], [])
     seg = segmenter(partial_interval_ms=600, wordless_partial_interval_ms=210, first_partial_ms=300)
-    times = []
+    times, wordless = [], []
     for offset, chunk in frames_of(pcm, 30):
         for event in seg.feed(chunk, offset):
             if isinstance(event, UtteranceAudio) and event.kind == "partial":
                 times.append(offset / 16000)
+                wordless.append(event.wordless)
                 if len(times) == 3:  # words come back after the third
                     seg.hear(event.utt, "For a full", event.offset + len(event.pcm) // 2)
     gaps = [round(b - a, 2) for a, b in zip(times, times[1:])]
     assert gaps[:2] == [0.21, 0.21], gaps
     assert all(gap >= 0.6 for gap in gaps[2:4]), gaps
+    assert wordless[:3] == [True] * 3 and not any(wordless[3:])  # the queue serves wordless partials first
 
 
 def test_no_partial_after_the_speculation_of_a_pause():
