@@ -43,7 +43,7 @@ class SegmentTranscriber:
             audio = pcm.to_float(segment.pcm)
             result = self.model.transcribe_segment(
                 audio, language=self._language(segment), task=segment.task, prompt=self._prompt(segment),
-                voiced=voiced_frames(segment), **{**self._defaults(segment.kind), **segment.options})
+                voiced=voiced_frames(segment), **{**self._defaults(segment), **segment.options})
         except ValueError as exc:  # bad audio or bad options: the sender's fault, permanent
             log.warning("segment rejected: %s", exc, extra=self._where(segment))
             return Error.about(segment, "bad_segment", str(exc), permanent=True, stage="asr")
@@ -55,11 +55,14 @@ class SegmentTranscriber:
         if msg.stream is not None and msg.kind == "final" and msg.text:
             self._remember(msg.stream, msg.text)
 
-    def _defaults(self, kind: str) -> dict:
+    def _defaults(self, segment: Segment) -> dict:
         """Decoding options from [asr]; a segment's own options (file jobs) override them."""
         cfg = self.cfg
-        if kind == "partial":  # a partial is soon replaced: a greedy draft, no fallback, no word timing
-            return {"temperature": [0.0], "draft": True}
+        if segment.kind == "partial":
+            # Soon replaced: greedy, no fallback, no second pass, no word timing; and on the draft
+            # window, except while its utterance has no words yet (the first words come sooner on
+            # the full one: 2 of 12 bench clips by 0.2 s).
+            return {"temperature": [0.0], "second_pass": False, "draft_window": not segment.wordless}
         options = {"temperature": list(cfg.temperatures),
                    "compression_ratio_threshold": cfg.compression_ratio_threshold,
                    "logprob_threshold": cfg.logprob_threshold,

@@ -6,7 +6,8 @@
 - `SpeechStarted`  once an utterance has `min_speech_ms` of voiced span
 - `UtteranceAudio` kind "partial" once `first_partial_ms` of speech is in, then every
   `partial_interval_ms` of new speech (every `wordless_partial_interval_ms` until asr's
-  first words of the utterance come back: a first partial often has none yet); kind "speculative" once the silence after the
+  first words of the utterance come back: a first partial often has none yet), but none
+  once a pause's speculation went; kind "speculative" once the silence after the
   last voiced frame reaches the tail the final keeps (`tail_ms`): that is the final's
   audio already, if the silence lasts, so asr can decode it while endpointing still
   waits; and kind "final" when the utterance ends

@@ -35,7 +35,7 @@ PRECISIONS = ("int8", "fp32")
 # not measured keep Whisper's 30 s window until someone sweeps them.
 # draft_floor_s: live partials' floor. Their text on 171 prefixes (0.8-4 s) of the eval clips differs
 # from the full rule's by 2.7 % (tiny.en) and 2.6 % (base) of words at 8 s, 7.0 / 7.4 % at 6 s; the
-# encoder costs 40-55 % less (tests/bench/partial_window.py).
+# encoder costs 40-55 % less (tests/bench/partial_window_bench.py).
 ENCODER_WINDOWS = {"tiny.en": {"floor_s": 12.0, "pad_s": 1.0, "pad": "zeros", "draft_floor_s": 8.0},
                    "base": {"floor_s": 15.0, "pad_s": 1.0, "pad": "zeros", "draft_floor_s": 8.0}}
 FULL_WINDOW = {"floor_s": 30.0, "pad_s": 0.0, "pad": "zeros"}

@@ -232,7 +232,8 @@ class WhisperModel:
         for first in range(0, len(voiced), batch_size):
             group = voiced[first : first + batch_size]
             timings = _Timings()
-            encoded = self._encode(self._window_mels([audios[i] for i in group], timings, chaining.draft), timings)
+            encoded = self._encode(self._window_mels([audios[i] for i in group], timings, chaining.draft_window),
+                                   timings)
             share = _Timings(timings.encode_ms / len(group))
             for row, index in enumerate(group):
                 results[index] = self._one_window(audios[index], encoded, row, decoding, chaining,
@@ -264,7 +265,7 @@ class WhisperModel:
     def _one_window(self, audio: np.ndarray, encoded: EncodedWindows, row: int, decoding: DecodingOptions,
                     chaining: TranscribeOptions, timings: _Timings, voiced: VoicedFrames | None = None) -> Result:
         window = self._decode(encoded, row, decoding, chaining, timings)
-        if not chaining.draft and self._overshoots(window, audio, encoded):
+        if chaining.second_pass and self._overshoots(window, audio, encoded):
             logger.info("timestamps past the audio in a %.1f s window: decoding again on 30 s",
                         encoded.cross_k.shape[3] * INPUT_STRIDE / FRAMES_PER_SECOND)
             started = time.perf_counter()
@@ -278,7 +279,7 @@ class WhisperModel:
             segments, _ = self._segments(pieces, 0, content_frames(audio.shape[0]), window,
                                          encoded.window(row), decoding, chaining, 0.0, timings)
             language = decoding.language or window.result.language
-            if not chaining.draft:
+            if chaining.second_pass:
                 segments += self._unheard_tail(audio, segments, dataclasses.replace(decoding, language=language),
                                                chaining, timings, voiced, encoded.window(row))
         return self._result(segments, window.result.language, window.result.language_prob, audio, timings, chaining)

@@ -40,11 +40,12 @@ class TranscribeOptions:
     min_voiced_ms: int = 150
     # cut a transcript whose tokens loop after the first round
     repetition_guard: bool = True
-    # a draft (a live partial, replaced within a second) is decoded cheaply: on the model's draft
-    # window (encoder_window.draft_floor_s), and without the second pass a short window may take
-    # (on 30 s when timestamps overshoot the audio; the unheard tail when the decoder stopped
-    # early), which costs up to four times the partial's encoder
-    draft: bool = False
+    # a short window's second pass: decoded again on 30 s when its timestamps overshoot the audio,
+    # and its unheard tail decoded when the decoder stopped early. A live partial, replaced within a
+    # second, skips it: it costs up to four times the partial's encoder
+    second_pass: bool = True
+    # the model's shorter draft window (encoder_window.draft_floor_s): live partials, once words came
+    draft_window: bool = False
     # feed the previous window's text as the prompt of the next one
     condition_on_previous_text: bool = True
     # stop conditioning on earlier text after a window decoded above this temperature
@@ -68,8 +69,8 @@ class TranscribeOptions:
         _check_threshold("no_speech_threshold", self.no_speech_threshold, 0.0, 1.0)
         if not isinstance(self.min_voiced_ms, int) or isinstance(self.min_voiced_ms, bool) or self.min_voiced_ms < 0:
             raise ValueError(f"min_voiced_ms must be an int ≥ 0, got {self.min_voiced_ms!r}")
-        for name in ("strict_no_speech", "repetition_guard", "draft", "condition_on_previous_text",
-                     "word_timestamps"):
+        for name in ("strict_no_speech", "repetition_guard", "second_pass", "draft_window",
+                     "condition_on_previous_text", "word_timestamps"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not _is_number(self.prompt_reset_on_temperature) or not 0 <= self.prompt_reset_on_temperature <= 10:

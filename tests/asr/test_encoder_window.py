@@ -79,10 +79,10 @@ def test_short_window_gives_the_30s_text(tiny_model, eval_clips):
         tiny_model.encoder_window = rule
 
 
-def test_a_draft_runs_the_encoder_once_on_its_shorter_window(tiny_model, eval_clips):
+def test_a_partial_runs_the_encoder_once_on_the_draft_window(tiny_model, eval_clips):
     """Prefixes of an utterance, as partials see them: cut mid-word, the decoder often overshoots the
-    audio or stops early, and the second pass re-encodes (up to 30 s). A draft never does, and
-    its one window is the shorter draft window."""
+    audio or stops early, and the second pass re-encodes (up to 30 s). Without it, one encoder
+    run, on the shorter draft window."""
     from tests.bench.common import load_audio_16k
 
     audio = load_audio_16k(Path(eval_clips["ls-1089-134691-0001"]["file"]))
@@ -94,7 +94,8 @@ def test_a_draft_runs_the_encoder_once_on_its_shorter_window(tiny_model, eval_cl
         for seconds in (0.6, 1.0, 2.0, 3.0, 4.0):
             prefix = audio[: int(seconds * 16000)]
             runs.clear()
-            one = tiny_model.transcribe_segment(prefix, language="en", temperature=[0.0], draft=True)
+            one = tiny_model.transcribe_segment(prefix, language="en", temperature=[0.0], second_pass=False,
+                                                 draft_window=True)
             assert runs == [tiny_model.window_frames(prefix.shape[0], draft=True)] and one.text, seconds
             assert runs[0] < tiny_model.window_frames(prefix.shape[0])
             runs.clear()

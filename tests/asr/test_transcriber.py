@@ -25,8 +25,8 @@ def transcriber(env):
     return model, SegmentTranscriber(model, load_config(env=env).asr, "w1", "en")
 
 
-def seg(kind, offset=32000, pcm=b"\0\0" * 1600, options=None):
-    return Segment(utt=1, kind=kind, offset=offset, pcm=pcm, stream="s", options=options or {})
+def seg(kind, offset=32000, pcm=b"\0\0" * 1600, options=None, wordless=False):
+    return Segment(utt=1, kind=kind, offset=offset, pcm=pcm, stream="s", options=options or {}, wordless=wordless)
 
 
 def test_finals_get_beam_search_and_partials_stay_greedy():
@@ -35,7 +35,10 @@ def test_finals_get_beam_search_and_partials_stay_greedy():
     t.transcribe(seg("final"), 0)
     partial, final = model.calls
     assert partial["temperature"] == [0.0] and "beam_size" not in partial
-    assert partial["draft"] is True and "draft" not in final  # finals: the full rule and the second pass
+    assert partial["second_pass"] is False and partial["draft_window"] is True
+    assert "second_pass" not in final and "draft_window" not in final  # finals: the full rule and both passes
+    t.transcribe(seg("partial", wordless=True), 0)
+    assert model.calls[-1]["draft_window"] is False  # the first words come sooner on the full window
     assert final["beam_size"] == 5 and final["length_penalty"] is None and final["word_timestamps"] is True
 
 
