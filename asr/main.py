@@ -60,9 +60,7 @@ class AsrLoop:
         self.worker = self.cfg.asr.worker or f"{socket.gethostname()}-{os.getpid()}"
         cores = len(runtime.cores) or 1
         self.parallel = self.cfg.asr.parallel or cores
-        # Each decode may use every asr core: a lone one (a stream's final) runs on all of them, and
-        # decodes at once share them (README, "Threads or a second worker").
-        self.threads = self.cfg.asr.threads or cores
+        self.threads = self.cfg.asr.threads or max(1, cores // self.parallel)
         self.queue = SegmentQueue()
         self.utterances = UtteranceAudio()
         self.speculations = Speculations()
