@@ -28,11 +28,12 @@ MAX_BATCH = 500
 
 class BrokerLink:
     def __init__(self, ctx: zmq.Context, cfg: Config, worker: str, slots: int, model: str,
-                 clock=time.monotonic, rtf=lambda: 0.0):
+                 clock=time.monotonic, rtf=lambda: 0.0, reserved: int = 0):
         self.ctx = ctx
         self.cfg = cfg
         self.worker = worker
         self.slots = slots
+        self.reserved = reserved  # of the slots, those for urgent segments only
         self.model = model
         self.rtf = rtf  # this worker's recent real-time factor, in every heartbeat
         interval = cfg.vad.worker_heartbeat_ms / 1000
@@ -53,7 +54,7 @@ class BrokerLink:
 
     def ready(self) -> None:
         self._send(Ready(worker=self.worker, credit=max(0, self.slots - len(self.outstanding)),
-                         pid=os.getpid(), host=socket.gethostname(), model=self.model))
+                         pid=os.getpid(), host=socket.gethostname(), model=self.model, reserved=self.reserved))
 
     def receive(self):
         """The broker's segments and resets waiting now (heartbeats only keep it alive)."""

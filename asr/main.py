@@ -18,19 +18,20 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from importlib.metadata import version as _version
 
 import zmq
 
 from asr.broker_link import BrokerLink
+from asr.decode_pools import DecodePools
 from asr.history import FinalHistory, HistoryServer
 from asr.speculation import Speculations
 from asr.speed import RecentSpeed, throttled
 from asr.transcriber import SegmentTranscriber
 from asr.utterances import UtteranceAudio
 from bus import curve, pcm, schemas, sockets, worker_protocol
-from bus.segment_queue import Queued, SegmentQueue
+from bus.segment_queue import Queued, SegmentQueue, is_urgent, lane
 from bus.stage import StageRuntime, run_stage
 from config.paths import model_dir
 
@@ -38,13 +39,6 @@ log = logging.getLogger(__name__)
 POLL_MS = 100
 MODEL_RETRY_S = 10.0
 RUNTIME_VERSION = _version("onnxruntime")
-
-
-def lane(segment: schemas.Segment) -> tuple[str, str] | None:
-    """The in-flight lane a live segment occupies: a stream's finals (and guesses) or its partials."""
-    if segment.stream is None:
-        return None
-    return segment.stream, "partial" if segment.kind == "partial" else "final"
 
 
 def as_partial(msg: schemas.Transcript) -> schemas.Partial:
@@ -61,6 +55,8 @@ class AsrLoop:
         cores = len(runtime.cores) or 1
         self.parallel = self.cfg.asr.parallel or cores
         self.threads = self.cfg.asr.threads or max(1, cores // self.parallel)
+        # Drafts (worded partials, file jobs) fill `parallel`; the reserved slot is for urgent decodes only.
+        self.slots = self.parallel + (1 if self.cfg.asr.reserved_slot else 0)
         self.queue = SegmentQueue()
         self.utterances = UtteranceAudio()
         self.speculations = Speculations()
@@ -89,7 +85,7 @@ class AsrLoop:
         spec = vars(self.speculations.counters)
         counters = {**self.counters, "inference_ms_total": round(self.counters["inference_ms_total"], 1),
                     "mean_inference_ms": round(mean, 1), "queue_depth": len(self.queue),
-                    "in_flight": len(self.pending), "parallel": self.parallel,
+                    "in_flight": len(self.pending), "parallel": self.parallel, "slots": self.slots,
                     "partials_superseded": self.queue.partials_superseded, "partial_gaps": self.utterances.gaps,
                     "history": self.history_endpoint, "final_seq": self.history.last,
                     **({**self.link.counters, "held": len(self.link.outstanding)} if self.link else {}),
@@ -122,21 +118,22 @@ class AsrLoop:
         self.decode = throttled(self.transcriber.transcribe, self.cfg.asr.throttle, self.speed,
                                 # a length only: a malformed segment is the transcriber's to refuse
                                 lambda segment: len(segment.pcm) / pcm.BYTES_PER_SAMPLE / pcm.SAMPLE_RATE)
-        log.info("model loaded", extra={"model": str(path), "threads": self.threads, "parallel": self.parallel})
+        log.info("model loaded", extra={"model": str(path), "threads": self.threads, "parallel": self.parallel,
+                                        "slots": self.slots})
 
     def run(self) -> None:
         ctx, bus_cfg = self.runtime.ctx, self.cfg.bus
         pub = self.runtime.publisher()
         beat = self.runtime.heartbeater(pub, self.state, instance=self.worker, model=self.model_status)
-        pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="inference")
+        pools = DecodePools(self.slots, self.parallel, self.cfg.asr.draft_nice)
         history = HistoryServer.bind(ctx, f"ipc://{self.cfg.run_dir}/asr-history-{os.getpid()}", self.history, bus_cfg)
         self.history_endpoint = history.endpoint
         self.load_model()  # before `ready`: a load that holds the loop must not look like a dead worker
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        self.link = BrokerLink(ctx, self.cfg, self.worker, self.parallel, self.cfg.asr.model,
-                               rtf=lambda: self.speed.rtf)
+        self.link = BrokerLink(ctx, self.cfg, self.worker, self.slots, self.cfg.asr.model,
+                               rtf=lambda: self.speed.rtf, reserved=self.slots - self.parallel)
         self.link.connect()
         dealer = poller = None
         try:
@@ -153,13 +150,13 @@ class AsrLoop:
                 if dealer in ready:
                     self.drain(pub)
                 self.finish(pub)
-                self.start_next(pool, pub)
+                self.start_next(pools, pub)
                 history.serve()
                 beat.tick()
                 self.link.tick()
         finally:
             # Decodes under way are not waited for: `bye` has the broker give their segments to others.
-            pool.shutdown(wait=False, cancel_futures=True)
+            pools.shutdown()
             self.link.close()
             history.close()
             pub.close()
@@ -229,9 +226,18 @@ class AsrLoop:
         for displaced in self.queue.put(segment):  # superseded here: its sender is done with it
             self.link.done(displaced)
 
-    def start_next(self, pool: ThreadPoolExecutor, pub: zmq.Socket) -> None:
-        while len(self.pending) < self.parallel:
-            item = self.queue.get(skip=lambda queued: lane(queued.segment) in self.busy_lanes)
+    def start_next(self, pools: DecodePools, pub: zmq.Socket) -> None:
+        def waits(queued: Queued) -> bool:
+            """Its lane is busy; or a draft and `parallel` decodes run; or urgent and `parallel` urgent
+            ones run (more at once only slow each other: on overload the finals must keep up)."""
+            if lane(queued.segment) in self.busy_lanes:
+                return True
+            if is_urgent(queued.segment):
+                return sum(is_urgent(item.segment) for item in self.pending.values()) >= self.parallel
+            return len(self.pending) >= self.parallel
+
+        while len(self.pending) < self.slots:
+            item = self.queue.get(skip=waits)
             if item is None:
                 return
             if self.transcriber is None:  # say so now rather than leave the sender waiting
@@ -245,7 +251,7 @@ class AsrLoop:
                 continue
             if (busy := lane(item.segment)) is not None:
                 self.busy_lanes.add(busy)
-            future = pool.submit(self.decode, item.segment, item.received)
+            future = pools.submit(is_urgent(item.segment), self.decode, item.segment, item.received)
             self.pending[future] = item
             future.add_done_callback(self.wake)
 

@@ -36,17 +36,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from bus.schemas import Segment
-from bus.segment_queue import SegmentQueue
+from bus.segment_queue import SegmentQueue, is_urgent, lane
 from bus.worker_protocol import Bye, Done, Ready, Reset, WorkerHeartbeat, WorkerMessage
 
 REMEMBERED = 65536  # answered tickets, finals' tickets by key, streams' last worker, dropped peers
-
-
-def lane(segment: Segment) -> tuple[str, str] | None:
-    """The lane a live segment occupies: its stream's finals (and guesses) or its partials."""
-    if segment.stream is None:
-        return None
-    return segment.stream, "partial" if segment.kind == "partial" else "final"
 
 
 def final_key(stream: str | None, job: str | None, utt: int, index: int | None) -> tuple:
@@ -63,6 +56,7 @@ class WorkerState:
     model: str
     credit: int
     last_heard: float
+    reserved: int = 0         # of its credit, slots for urgent segments only (is_urgent)
     given: int = 0            # segments given, over its life
     last_given: float = 0.0
     rtf: float = 0.0          # its recent real-time factor, from its heartbeats
@@ -70,6 +64,10 @@ class WorkerState:
 
     def serves(self, model: str) -> bool:
         return not model or not self.model or model == self.model
+
+    def can_take(self, segment: Segment) -> bool:
+        """A free slot for it: a draft does not take the last `reserved` ones."""
+        return self.credit > (0 if is_urgent(segment) else self.reserved) and self.serves(segment.model)
 
 
 def servable(model: str, free_models: set[str]) -> bool:
@@ -187,12 +185,12 @@ class SegmentBroker:
             replies += self._drop(old.identity, now)
         known = self.workers.get(identity)
         if known is not None:
-            known.credit, known.last_heard = msg.credit, now
+            known.credit, known.reserved, known.last_heard = msg.credit, msg.reserved, now
         else:
             self._dropped.pop(identity, None)
             self.counters.workers_joined += 1
             self.workers[identity] = WorkerState(identity, msg.worker, msg.host, msg.pid, msg.model,
-                                                 msg.credit, now, joined=now)
+                                                 msg.credit, now, reserved=msg.reserved, joined=now)
         return replies
 
     def _drop(self, identity: bytes, now: float) -> list[Reply]:
@@ -238,8 +236,9 @@ class SegmentBroker:
         out: list[Delivery] = []
         now = self.clock()
         while free := {w.model for w in self.workers.values() if w.credit > 0}:
-            item = self.queue.get(skip=lambda queued: lane(queued.segment) in self.busy_lanes
-                                  or not servable(queued.segment.model, free))
+            free_for_drafts = {w.model for w in self.workers.values() if w.credit > w.reserved}
+            item = self.queue.get(skip=lambda queued: lane(queued.segment) in self.busy_lanes or not servable(
+                queued.segment.model, free if is_urgent(queued.segment) else free_for_drafts))
             if item is None:
                 break
             segment = item.segment
@@ -261,11 +260,11 @@ class SegmentBroker:
     def _choose(self, segment: Segment) -> WorkerState:
         if segment.stream is not None:
             last = self.workers.get(self._affinity.get(segment.stream, b""))
-            if last is not None and last.credit > 0 and last.serves(segment.model):
+            if last is not None and last.can_take(segment):
                 return last
         # The most free slots; among equals, the one given work longest ago.
-        return max((w for w in self.workers.values() if w.credit > 0 and w.serves(segment.model)),
-                   key=lambda w: (w.credit, -w.last_given))
+        return max((w for w in self.workers.values() if w.can_take(segment)),
+                   key=lambda w: (w.credit - w.reserved, -w.last_given))
 
     def _free_lane(self, segment: Segment) -> None:
         if (busy := lane(segment)) is not None:

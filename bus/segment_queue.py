@@ -41,6 +41,21 @@ class Queued:
 Skip = Callable[[Queued], bool] | None
 
 
+def lane(segment: Segment) -> tuple[str, str] | None:
+    """The lane a live segment occupies: its stream's finals (and guesses) or its partials.
+    A stream has at most one segment in flight per lane."""
+    if segment.stream is None:
+        return None
+    return segment.stream, "partial" if segment.kind == "partial" else "final"
+
+
+def is_urgent(segment: Segment) -> bool:
+    """A decode someone waits on now: a live final, its guess, or the first words of an utterance.
+    The rest (worded partials, soon replaced, and file jobs) are drafts; a worker's reserved slot
+    takes only urgent segments."""
+    return segment.stream is not None and (segment.kind != "partial" or segment.wordless)
+
+
 class SegmentQueue:
     def __init__(self) -> None:
         self.live_finals: deque[Queued] = deque()

@@ -30,6 +30,7 @@ class Ready:
     pid: int = 0
     host: str = ""
     model: str = ""      # the model it serves: the broker gives it only segments for that model ("" = any)
+    reserved: int = 0    # of its slots, those kept for urgent segments (bus.segment_queue.is_urgent)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ BrokerMessage = schemas.Segment | WorkerHeartbeat | Reset
 _FROM_WORKER = {cls.TYPE: cls for cls in (Ready, WorkerHeartbeat, Done, Bye)}
 _FROM_BROKER = {cls.TYPE: cls for cls in (WorkerHeartbeat, Reset)}
 # Every field by name: an int range, or str (at most MAX_TEXT characters).
-_FIELDS: dict[str, tuple[int, int] | type] = {"credit": (0, 1 << 20), "ticket": (0, 1 << 63), "pid": (0, 1 << 31),
+_FIELDS: dict[str, tuple[int, int] | type] = {"credit": (0, 1 << 20), "reserved": (0, 1 << 20),
+                                              "ticket": (0, 1 << 63), "pid": (0, 1 << 31),
                                               "worker": str, "host": str, "model": str, "reason": str,
                                               "rtf": float}
 MAX_RTF = 1000.0

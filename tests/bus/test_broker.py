@@ -1,6 +1,8 @@
 """The segment broker alone: events in, sends out, a fake clock (bus/broker.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bus import schemas, worker_protocol
@@ -94,6 +96,23 @@ def test_finals_first_and_one_partial_per_stream_out_at_a_time(broker):
     held = [t for t, out in broker.ledger.items() if out.segment.stream == "s" and out.segment.kind == "partial"]
     broker.on_message(A, Done(ticket=held[0]))
     assert [d.segment for d in broker.dispatch()] == [newer]
+
+
+def test_a_reserved_slot_takes_only_urgent_segments(broker):
+    """A worker keeps a slot for a live final, its guess or an utterance's first words: drafts
+    (worded partials, file jobs) never fill it, so urgent work never waits behind them."""
+    broker.on_message(A, Ready(worker="a", credit=3, pid=1, host="h", reserved=1))
+    first_words = dataclasses.replace(live("s4", 1, "partial"), wordless=True)
+    add(broker, live("s1", 1, "partial"), live("s2", 1, "partial"), live("s3", 1, "partial"), piece("j", 0))
+    assert given(broker.dispatch()) == [(A, "s1", 1), (A, "j", 0)]  # the third slot stays free
+    add(broker, first_words, live("s5", 1, "speculative"))
+    assert given(broker.dispatch()) == [(A, "s5", 1)]
+    broker.on_message(A, Done(ticket=1))
+    assert given(broker.dispatch()) == [(A, "s4", 1)]  # the first words before any worded partial
+    broker.on_message(A, Done(ticket=6))
+    assert given(broker.dispatch()) == []  # one slot free: the reserved one
+    broker.on_message(A, Done(ticket=4))
+    assert given(broker.dispatch()) == [(A, "s2", 1)]
 
 
 def test_a_stream_goes_back_to_its_worker_when_it_has_credit(broker):

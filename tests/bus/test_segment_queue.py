@@ -1,5 +1,5 @@
 """SegmentQueue: finals first and never dropped, newest partial only, jobs round-robin."""
-from bus.segment_queue import SegmentQueue
+from bus.segment_queue import SegmentQueue, is_urgent
 from bus.schemas import Segment
 
 
@@ -121,3 +121,9 @@ def test_the_stream_served_longest_ago_goes_first_but_a_wordless_partial_before_
     first_words = Segment(utt=3, kind="partial", offset=0, pcm=b"\0\0", stream="c", wordless=True)
     q.put(first_words)  # c's new utterance has no words yet: its user waits for the first
     assert [s.stream for s in drain(q)] == ["c", "a"]
+
+
+def test_urgent_segments_are_what_a_user_waits_on_now():
+    assert is_urgent(seg(kind="final")) and is_urgent(seg(kind="speculative"))
+    assert is_urgent(Segment(utt=1, kind="partial", offset=0, pcm=b"", stream="s", wordless=True))
+    assert not is_urgent(seg()) and not is_urgent(seg(kind="final", job="j", index=0))
