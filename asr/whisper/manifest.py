@@ -52,20 +52,26 @@ class EncoderWindow:
     (whisper's padding) or "silence" (the log-mel of digital silence).
     draft_floor_s: the floor for drafts (live partials, soon replaced), where a little accuracy
     buys a cheaper encoder; None: floor_s.
+    first_words_draft: an utterance's partials before its first words are drafts too; False:
+    they take floor_s, for a model that finds the first words sooner on the full window.
     """
 
     floor_s: float = 30.0
     pad_s: float = 0.0
     pad: str = "zeros"
     draft_floor_s: float | None = None
+    first_words_draft: bool = False
 
     @classmethod
     def from_json(cls, raw: object) -> EncoderWindow:
         if not isinstance(raw, dict):
             raise ValueError(f"encoder_window must be an object, got {raw!r}")
         draft = raw.get("draft_floor_s")
+        first_words_draft = raw.get("first_words_draft", False)
+        if not isinstance(first_words_draft, bool):
+            raise ValueError(f"encoder_window.first_words_draft must be true or false, got {first_words_draft!r}")
         window = cls(float(raw.get("floor_s", 30.0)), float(raw.get("pad_s", 0.0)), str(raw.get("pad", "zeros")),
-                     None if draft is None else float(draft))
+                     None if draft is None else float(draft), first_words_draft)
         if not (0 < window.floor_s <= 30 and 0 <= window.pad_s <= 30 and window.pad in ("zeros", "silence")
                 and (window.draft_floor_s is None or 0 < window.draft_floor_s <= window.floor_s)):
             raise ValueError(f"encoder_window out of range: {raw!r}")
@@ -73,7 +79,8 @@ class EncoderWindow:
 
     def to_json(self) -> dict:
         draft = {} if self.draft_floor_s is None else {"draft_floor_s": self.draft_floor_s}
-        return {"floor_s": self.floor_s, "pad_s": self.pad_s, "pad": self.pad, **draft}
+        first_words = {"first_words_draft": True} if self.first_words_draft else {}
+        return {"floor_s": self.floor_s, "pad_s": self.pad_s, "pad": self.pad, **draft, **first_words}
 
     def floor(self, draft: bool = False) -> float:
         return self.draft_floor_s if draft and self.draft_floor_s is not None else self.floor_s

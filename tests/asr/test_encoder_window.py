@@ -53,6 +53,10 @@ def test_manifest_window(tiny_model_dir, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="encoder_window"):
         load_manifest(tmp_path)
+    rule = {"floor_s": 15.0, "pad_s": 1.0, "pad": "zeros", "draft_floor_s": 8.0, "first_words_draft": True}
+    assert EncoderWindow.from_json(rule).to_json() == rule
+    with pytest.raises(ValueError, match="first_words_draft must be true or false"):
+        EncoderWindow.from_json({**rule, "first_words_draft": "yes"})
 
 
 # Clips whose words are the same with the 12 s / 1 s rule as with the 30 s window (tiny.en int8,

@@ -2,6 +2,7 @@
 from types import SimpleNamespace
 
 from asr.transcriber import SegmentTranscriber
+from asr.whisper.manifest import EncoderWindow
 from bus.schemas import Error, Segment
 from config import load_config
 
@@ -11,6 +12,7 @@ class RecordingModel:
 
     def __init__(self):
         self.calls = []
+        self.encoder_window = EncoderWindow(12.0, 1.0, draft_floor_s=8.0)
 
     def transcribe_segment(self, audio, **options):
         self.calls.append(options)
@@ -39,6 +41,9 @@ def test_finals_get_beam_search_and_partials_stay_greedy():
     assert "second_pass" not in final and "draft_window" not in final  # finals: the full rule and both passes
     t.transcribe(seg("partial", wordless=True), 0)
     assert model.calls[-1]["draft_window"] is False  # the first words come sooner on the full window
+    model.encoder_window = EncoderWindow(15.0, 1.0, draft_floor_s=8.0, first_words_draft=True)
+    t.transcribe(seg("partial", wordless=True), 0)
+    assert model.calls[-1]["draft_window"] is True  # unless the model says they come as soon on the draft
     assert final["beam_size"] == 5 and final["length_penalty"] is None and final["word_timestamps"] is True
 
 
