@@ -126,7 +126,7 @@ class AsrConfig:
     threads: int = _f(0, min=0, max=256)
     parallel: int = _f(0, min=0, max=64)
     reserved_slot: bool = _f(True)
-    draft_nice: int = _f(10, min=0, max=19)
+    draft_nice: int = _f(19, min=0, max=19)
     worker: str = _f("")
     language: str = _f("")
     beam_size: int = _f(1, min=1, max=32)
