@@ -9,6 +9,8 @@ finals seen on the bus and the clock, and sends what it returns. vad wires it to
   segment given takes one, each `done` gives one back. Segments wait here, in the shared
   queue order (bus/segment_queue.py: live finals first, fair partials, superseded partials
   skipped), never in a busy worker's pipe; a fast worker comes back sooner and takes more.
+  The last `reserved` credits of a worker take only urgent segments (`is_urgent`: a live
+  final, its guess, an utterance's first words), so drafts never leave those waiting.
 - **Models.** A segment names the model that must decode it and a worker's `ready` the model
   it serves; a segment goes only to a worker serving its model (either side empty: any), and
   waits while none with credit does. Workers report their recent real-time factor in their

@@ -1,7 +1,8 @@
 """The segment broker's wire: vad's ROUTER ↔ asr workers' DEALERs (the zguide's load-balancing
 broker with Paranoid Pirate heartbeats; see bus/broker.py for the broker's rules).
 
-A worker sends `ready` (its free decode slots: the credit it grants), then `heartbeat` every
+A worker sends `ready` (its free decode slots: the credit it grants, and how many of them are
+`reserved` for urgent segments), then `heartbeat` every
 interval, `done` for every segment it was given once that segment's life ends (its transcript
 or error published, or it was superseded or dropped: each `done` grants one credit back), and
 `bye` when it stops. The broker sends segments (the `schemas.Segment` payload itself, with its
