@@ -72,11 +72,6 @@ class WorkerState:
         return self.credit > (0 if is_urgent(segment) else self.reserved) and self.serves(segment.model)
 
 
-def servable(model: str, free_models: set[str]) -> bool:
-    """Some worker with credit (serving `free_models`) can take a segment for `model`."""
-    return bool(free_models) and (not model or "" in free_models or model in free_models)
-
-
 @dataclass(frozen=True)
 class Delivery:
     """Send `segment` to `worker` (the segment already carries its ticket)."""
@@ -237,10 +232,9 @@ class SegmentBroker:
         """Give queued segments to workers with credit, in the queue's order."""
         out: list[Delivery] = []
         now = self.clock()
-        while free := {w.model for w in self.workers.values() if w.credit > 0}:
-            free_for_drafts = {w.model for w in self.workers.values() if w.credit > w.reserved}
-            item = self.queue.get(skip=lambda queued: lane(queued.segment) in self.busy_lanes or not servable(
-                queued.segment.model, free if is_urgent(queued.segment) else free_for_drafts))
+        while any(w.credit > 0 for w in self.workers.values()):
+            item = self.queue.get(skip=lambda queued: lane(queued.segment) in self.busy_lanes
+                                  or not any(w.can_take(queued.segment) for w in self.workers.values()))
             if item is None:
                 break
             segment = item.segment
