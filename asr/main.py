@@ -63,8 +63,9 @@ class AsrLoop:
         self.transcriber: SegmentTranscriber | None = None
         self.model_error = ""
         self.next_model_try = 0.0
-        self.counters = {"segments_done": 0, "partials_done": 0, "errors": 0,
-                         "inference_ms_total": 0.0, "results_void": 0}
+        # wordless_*: partials decoded while vad waited for an utterance's first words, and those that found none
+        self.counters = {"segments_done": 0, "partials_done": 0, "wordless_done": 0, "wordless_empty": 0, "errors": 0,
+                         "inference_ms_total": 0.0, "partial_ms_total": 0.0, "results_void": 0}
         self.pending: dict[Future, Queued] = {}
         self.busy_lanes: set[tuple[str, str]] = set()
         self.held_finals: dict[str, schemas.Segment] = {}  # stream → its final, waiting on the guess under way
@@ -84,6 +85,7 @@ class AsrLoop:
         mean = self.counters["inference_ms_total"] / done if done else 0.0
         spec = vars(self.speculations.counters)
         counters = {**self.counters, "inference_ms_total": round(self.counters["inference_ms_total"], 1),
+                    "partial_ms_total": round(self.counters["partial_ms_total"], 1),
                     "mean_inference_ms": round(mean, 1), "queue_depth": len(self.queue),
                     "in_flight": len(self.pending), "parallel": self.parallel, "slots": self.slots,
                     "partials_superseded": self.queue.partials_superseded, "partial_gaps": self.utterances.gaps,
@@ -270,6 +272,10 @@ class AsrLoop:
             else:
                 self.counters["segments_done" if msg.kind == "final" else "partials_done"] += 1
                 self.counters["inference_ms_total"] += msg.encode_ms + msg.decode_ms
+                if item.segment.kind == "partial":  # what partials cost, and how much of it went on first words
+                    self.counters["partial_ms_total"] += msg.encode_ms + msg.decode_ms
+                    self.counters["wordless_done"] += item.segment.wordless
+                    self.counters["wordless_empty"] += item.segment.wordless and not msg.text
             if item.segment.kind == "speculative":
                 self.settle_guess(pub, item, msg)
             else:

@@ -2,7 +2,8 @@
 
 `SegmentTranscriber` holds the model and a little per-stream state: the previous
 final text of each live stream, used as the prompt for the next utterance
-(bounded by `asr.prompt_max_chars`).
+(bounded by `asr.prompt_max_chars`), and with `asr.partial_prefix` each live
+utterance's last two partial decodes, whose agreed tokens the next partial starts from.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from asr.partial_prefix import PartialPrefixes
 from asr.whisper.manifest import EncoderWindow
 from asr.whisper.speech_guard import VoicedFrames
 from asr.whisper.timeline import shift_times
@@ -24,10 +26,20 @@ from config.schema import AsrConfig
 log = logging.getLogger(__name__)
 MAX_STREAMS_REMEMBERED = 1024
 PARTIAL_CONTEXT_MIN_S = 1.0
+# A partial's decode stops after PARTIAL_TOKENS + PARTIAL_TOKENS_PER_S tokens per second of its audio:
+# speech runs at about 4 text tokens a second, and a decode that loops on the window's padding would
+# otherwise take up to 224 steps (0.7 s for tiny) while other streams wait.
+PARTIAL_TOKENS = 10
+PARTIAL_TOKENS_PER_S = 6
+
+
+class Tokens(Protocol):
+    def starts_word(self, token: int) -> bool: ...
 
 
 class Model(Protocol):
     encoder_window: EncoderWindow
+    tokenizer: Tokens
 
     def transcribe_segment(self, audio: np.ndarray, **options): ...
 
@@ -39,34 +51,58 @@ class SegmentTranscriber:
         self.worker = worker
         self.default_language = default_language
         self.context: OrderedDict[str, str] = OrderedDict()  # stream → last final text
+        self.prefixes = PartialPrefixes(model.tokenizer.starts_word) if cfg.partial_prefix else None
 
     def transcribe(self, segment: Segment, received: float) -> Transcript | Error:
         started = time.monotonic()
+        utterance = self._live_partial(segment)
         try:
             audio = pcm.to_float(segment.pcm)
+            prefix = self.prefixes.prefix(utterance, audio.shape[0]) if utterance else ()
+            heard = utterance is not None and self.prefixes.heard(utterance)
             result = self.model.transcribe_segment(
                 audio, language=self._language(segment), task=segment.task, prompt=self._prompt(segment),
-                voiced=voiced_frames(segment), **{**self._defaults(segment), **segment.options})
+                voiced=voiced_frames(segment), prefix=prefix or None,
+                **{**self._defaults(segment, heard), **segment.options})
         except ValueError as exc:  # bad audio or bad options: the sender's fault, permanent
             log.warning("segment rejected: %s", exc, extra=self._where(segment))
             return Error.about(segment, "bad_segment", str(exc), permanent=True, stage="asr")
+        if utterance:
+            self.prefixes.add(utterance, audio.shape[0], result.tokens)
         return self._transcript(segment, result, queue_ms=(started - received) * 1000)
 
     def published(self, msg: Transcript) -> None:
-        """A live final went out: its text is the context (prompt) of the stream's next utterance.
+        """A live final went out: its text is the context (prompt) of the stream's next utterance,
+        and its utterance (and any before it) needs no partial prefix any more.
         Called by the thread that publishes, so decodes running in parallel never race on it."""
-        if msg.stream is not None and msg.kind == "final" and msg.text:
+        if msg.stream is None or msg.kind != "final":
+            return
+        if msg.text:
             self._remember(msg.stream, msg.text)
+        if self.prefixes is not None:
+            self.prefixes.forget(lambda key: key[0] != msg.stream or key[1] > msg.utt)
 
-    def _defaults(self, segment: Segment) -> dict:
-        """Decoding options from [asr]; a segment's own options (file jobs) override them."""
+    def _live_partial(self, segment: Segment) -> tuple | None:
+        """The key under which a live partial's decodes are kept for its successors (None: not kept).
+        The offset is part of it: an utterance longer than a segment starts again at a new offset."""
+        if self.prefixes is None or segment.kind != "partial" or segment.stream is None or segment.options:
+            return None
+        return segment.stream, segment.utt, segment.offset
+
+    def _defaults(self, segment: Segment, heard: bool = False) -> dict:
+        """Decoding options from [asr]; a segment's own options (file jobs) override them.
+        heard: this worker has decoded words of the segment's utterance already."""
         cfg = self.cfg
         if segment.kind == "partial":
-            # Soon replaced: greedy, no fallback, no second pass, no word timing; and on the draft
-            # window, except while its utterance has no words yet where the model finds the first
-            # words sooner on the full one (tiny.en: 2 of 12 bench clips by 0.2 s; not base).
-            first_words_full = segment.wordless and not self.model.encoder_window.first_words_draft
-            return {"temperature": [0.0], "second_pass": False, "draft_window": not first_words_full}
+            # Soon replaced: greedy, no fallback, no second pass, no word timing, a bounded number
+            # of tokens; and on the draft window, except while its utterance has no words yet where
+            # the model finds the first words sooner on the full one (tiny.en: 2 of 12 bench clips
+            # by 0.2 s; not base). vad marks a partial wordless until the words reach it: one sent
+            # before then but decoded after is a draft again here.
+            first_words_full = segment.wordless and not heard and not self.model.encoder_window.first_words_draft
+            sample_len = PARTIAL_TOKENS + int(PARTIAL_TOKENS_PER_S * pcm.seconds(segment.pcm))
+            return {"temperature": [0.0], "second_pass": False, "draft_window": not first_words_full,
+                    "sample_len": sample_len}
         options = {"temperature": list(cfg.temperatures),
                    "compression_ratio_threshold": cfg.compression_ratio_threshold,
                    "logprob_threshold": cfg.logprob_threshold,
@@ -84,6 +120,8 @@ class SegmentTranscriber:
 
     def forget(self, stream: str) -> None:
         self.context.pop(stream, None)
+        if self.prefixes is not None:
+            self.prefixes.forget(lambda key: key[0] != stream)
 
     def _language(self, segment: Segment) -> str | None:
         lang = segment.language or "auto"

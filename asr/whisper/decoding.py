@@ -38,7 +38,7 @@ class DecodingOptions:
     allowed_languages: tuple[str, ...] | None = None
     # 0.0 picks the most likely token (or beam search); above 0 samples (temperature fallback)
     temperature: float = 0.0
-    # maximum number of tokens to sample; None means half the text context (224)
+    # maximum number of tokens to sample (a prefix's included); None means half the text context (224)
     sample_len: int | None = None
     # beam width used at temperature 0; None (or 1) is greedy
     beam_size: int | None = None
@@ -50,6 +50,9 @@ class DecodingOptions:
     length_penalty: float | None = None
     # previous text (str) or its token ids, fed after <|startofprev|> as context
     prompt: str | tuple[int, ...] | None = None
+    # token ids forced right after the sot sequence (timestamps included) and returned as the
+    # start of the decode: a live partial resumes from the words its last two partials agreed on
+    prefix: tuple[int, ...] | None = None
     # token ids never sampled; SUPPRESS_NON_SPEECH (-1) expands to Whisper's list
     suppress_tokens: tuple[int, ...] = (SUPPRESS_NON_SPEECH,)
     # forbid a blank or end-of-text as the first sampled token
@@ -108,6 +111,9 @@ def _verify_options(options: DecodingOptions) -> None:
         raise ValueError(f"length_penalty must be in [0, 1] or None, got {penalty!r}")
     if options.prompt is not None and not isinstance(options.prompt, (str, tuple)):
         raise ValueError(f"prompt must be a str, a tuple of token ids or None, got {options.prompt!r}")
+    prefix = options.prefix
+    if prefix is not None and not (isinstance(prefix, tuple) and all(isinstance(t, int) and t >= 0 for t in prefix)):
+        raise ValueError(f"prefix must be a tuple of token ids or None, got {prefix!r:.60}")
     if not isinstance(options.suppress_tokens, tuple) or any(
             not isinstance(t, int) or t < SUPPRESS_NON_SPEECH for t in options.suppress_tokens):
         raise ValueError(f"suppress_tokens must be token ids or -1, got {options.suppress_tokens!r}")
@@ -203,8 +209,10 @@ class DecodingTask:
             self.decoder = GreedyDecoder(options.temperature, eot, rng, self.n_group)
         self.ranker: SequenceRanker = MaximumLikelihoodRanker(options.length_penalty)
         self.prompt_tokens = self._prompt_tokens()
+        self.prefix_tokens = tuple(options.prefix or ())[: self.sample_len // 2]
         # Every language gives an sot sequence of the same length, so "en" stands in
-        # for the language that may only be detected in run().
+        # for the language that may only be detected in run(). The prefix counts as sampled
+        # text: the timestamp rules see it, and it starts the decode's tokens.
         self.sample_begin = len(self.prompt_tokens) + len(self._sot_sequence("en"))
         self.logit_filters: list[LogitFilter] = []
         if options.suppress_blank:
@@ -248,7 +256,7 @@ class DecodingTask:
         if language is None:
             language, language_prob, language_probs = detect_language(
                 inference, self.tokenizer, self.options.allowed_languages, self.n_group)
-        self.initial_tokens = self.prompt_tokens + self._sot_sequence(language)
+        self.initial_tokens = self.prompt_tokens + self._sot_sequence(language) + self.prefix_tokens
         tokens = np.repeat(np.array([self.initial_tokens], dtype=np.int64), self.n_group, axis=0)
         self.decoder.reset(inference)
         scores = PrefixScores(tokens, sum_logprobs=np.zeros(tokens.shape[0]))
@@ -262,17 +270,18 @@ class DecodingTask:
         best = self.ranker.rank(sampled, candidate_logprobs)[0]
         best_tokens = tuple(int(t) for t in sampled[0][best])
         text = self.tokenizer.decode(best_tokens).strip()
+        forced = len(self.prefix_tokens)  # not sampled: no log probabilities of their own
         return DecodingResult(
             language=language,
             language_prob=language_prob,
             tokens=best_tokens,
             text=text,
-            avg_logprob=candidate_logprobs[0][best] / (len(best_tokens) + 1),
+            avg_logprob=candidate_logprobs[0][best] / (len(best_tokens) - forced + 1),
             no_speech_prob=float(no_speech_probs[0]),
             temperature=self.options.temperature,
             compression_ratio=compression_ratio(text),
             language_probs=language_probs,
-            token_logprobs=scores.per_token(tuple(self.initial_tokens), best_tokens),
+            token_logprobs=() if forced else scores.per_token(tuple(self.initial_tokens), best_tokens),
         )
 
     def _main_loop(self, inference: Inference, tokens: np.ndarray,
@@ -280,7 +289,7 @@ class DecodingTask:
         sum_logprobs = np.zeros(tokens.shape[0], dtype=np.float64)
         no_speech_probs = np.full(tokens.shape[0], np.nan)
         sot_index, no_speech = self.initial_tokens.index(self.tokenizer.special.sot), self.tokenizer.special.no_speech
-        for step in range(self.sample_len):
+        for step in range(self.sample_len - len(self.prefix_tokens)):  # a prefix counts towards sample_len
             logits = inference.logits(tokens)
             if step == 0:  # what the model thinks of the window before saying anything
                 no_speech_probs = np.exp(log_softmax(logits[:, sot_index].astype(np.float64))[:, no_speech])

@@ -73,6 +73,7 @@ class Result:
     encode_ms: float  # features + encoder
     decode_ms: float  # decoder loop (and word timing)
     words: list[dict] | None = None  # every segment's words in order, with word_timestamps
+    tokens: tuple[int, ...] = ()  # a one-window call's decode, timestamps included (a live partial's next prefix)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -195,24 +196,27 @@ class WhisperModel:
 
     def transcribe_segment(self, audio: np.ndarray, language: str | None = None, task: str = "transcribe",
                            prompt: str | None = None, voiced: VoicedFrames | None = None,
-                           **options: object) -> Result:
+                           prefix: tuple[int, ...] | None = None, **options: object) -> Result:
         """Fast path for one live segment of at most 30 s: one encoder run, one decode (plus fallback).
 
         prompt: context before the segment (the stream's previous final text).
         voiced: the caller's voice judgement of `audio` (else webrtcvad runs here).
+        prefix: token ids (a Result's `tokens`) the decode must start with; the model only
+        decodes what follows them.
         """
         audio = validate_audio(audio)
         if audio.shape[0] > N_SAMPLES:
             raise ValueError(f"segment is {audio.shape[0] / SAMPLE_RATE:.1f} s; at most 30 s, or use transcribe()")
-        return self.transcribe_batch([audio], language, task, prompt, voiced=[voiced], **options)[0]
+        return self.transcribe_batch([audio], language, task, prompt, voiced=[voiced], prefix=prefix, **options)[0]
 
     def transcribe_batch(self, segments: Sequence[np.ndarray], language: str | None = None,
                          task: str = "transcribe", prompt: str | None = None, batch_size: int = ENCODER_BATCH,
-                         voiced: Sequence[VoicedFrames | None] | None = None, **options: object) -> list[Result]:
+                         voiced: Sequence[VoicedFrames | None] | None = None, prefix: tuple[int, ...] | None = None,
+                         **options: object) -> list[Result]:
         """Several independent segments of ≤ 30 s (one file job), encoded `batch_size` per encoder run.
 
-        Each segment is decoded on its own, with the same prompt and options; `voiced`, one per
-        segment (or None), is the caller's voice judgement of each.
+        Each segment is decoded on its own, with the same prompt, prefix and options; `voiced`, one
+        per segment (or None), is the caller's voice judgement of each.
         """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -221,6 +225,7 @@ class WhisperModel:
             if audio.shape[0] > N_SAMPLES:
                 raise ValueError(f"segment {index} is {audio.shape[0] / SAMPLE_RATE:.1f} s; at most 30 s")
         decoding, chaining = self._options(language, task, options, prompt)
+        decoding = dataclasses.replace(decoding, prefix=tuple(prefix) if prefix else None)
         judged = list(voiced) if voiced is not None else [None] * len(audios)
         if len(judged) != len(audios):
             raise ValueError(f"voiced: {len(judged)} judgements for {len(audios)} segments")
@@ -282,7 +287,8 @@ class WhisperModel:
             if chaining.second_pass:
                 segments += self._unheard_tail(audio, segments, dataclasses.replace(decoding, language=language),
                                                chaining, timings, voiced, encoded.window(row))
-        return self._result(segments, window.result.language, window.result.language_prob, audio, timings, chaining)
+        return self._result(segments, window.result.language, window.result.language_prob, audio, timings, chaining,
+                            tokens=() if window.silent else window.result.tokens)
 
     def _overshoots(self, window: _Window, audio: np.ndarray, encoded: EncodedWindows) -> bool:
         """True when a short window's decode put a timestamp WINDOW_OVERSHOOT_S past the audio's end."""
@@ -318,8 +324,8 @@ class WhisperModel:
         said = tuple(t for s in segments for t in s.tokens if t < self.tokenizer.special.eot)
         prompt = self._prompt_tokens(decoding.prompt) + said if chaining.condition_on_previous_text else decoding.prompt
         encoded = self._encode(self._window_mels([tail], timings), timings)
-        rest = self._one_window(tail, encoded, 0, dataclasses.replace(decoding, prompt=prompt), chaining, timings,
-                                tail_voiced)
+        rest = self._one_window(tail, encoded, 0, dataclasses.replace(decoding, prompt=prompt, prefix=None), chaining,
+                                timings, tail_voiced)
         return [_shifted(segment, offset) for segment in rest.segments]
 
     def window_frames(self, n_samples: int, draft: bool = False) -> int:
@@ -488,7 +494,8 @@ class WhisperModel:
         return prompt or ()
 
     def _result(self, segments: list[TextSegment], language: str | None, language_prob: float | None,
-                audio: np.ndarray, timings: _Timings, chaining: TranscribeOptions) -> Result:
+                audio: np.ndarray, timings: _Timings, chaining: TranscribeOptions,
+                tokens: tuple[int, ...] = ()) -> Result:
         # Decoding all tokens at once (not joining segment texts) keeps languages
         # written without spaces right.
         text = self.tokenizer.decode(t for s in segments for t in s.tokens if t < self.tokenizer.special.eot)
@@ -496,4 +503,4 @@ class WhisperModel:
         return Result(text=text.strip(), segments=segments,
                       language=language or "en", language_prob=language_prob,
                       duration=audio.shape[0] / SAMPLE_RATE, encode_ms=timings.encode_ms,
-                      decode_ms=timings.decode_ms, words=words)
+                      decode_ms=timings.decode_ms, words=words, tokens=tokens)

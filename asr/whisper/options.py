@@ -18,7 +18,7 @@ DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 # Given by the caller as separate arguments, not as options.
-_ARGUMENT_FIELDS = {"language", "task", "prompt"}
+_ARGUMENT_FIELDS = {"language", "task", "prompt", "prefix"}
 _TUPLE_FIELDS = {"suppress_tokens", "allowed_languages"}
 
 

@@ -87,6 +87,7 @@ class Tokenizer:
         if languages is not None:
             self.special = replace(self.special, languages=MappingProxyType(dict(languages)))
         self._non_speech: tuple[int, ...] | None = None  # computed on first use
+        self._word_starts: dict[int, bool] = {}  # starts_word's answers, filled as tokens are asked about
 
     @classmethod
     def from_file(
@@ -122,6 +123,16 @@ class Tokenizer:
                 pending.append(int(token))
         parts.append(self._hf.decode(pending, skip_special_tokens=False))
         return "".join(parts)
+
+    def starts_word(self, token: int) -> bool:
+        """True when text may be cut before `token`: a timestamp or control token, or one that
+        begins with a space (a new word)."""
+        known = self._word_starts.get(token)
+        if known is None:
+            text = self._hf.decode([int(token)], skip_special_tokens=False)
+            known = token >= self.special.eot or text.startswith(" ")
+            self._word_starts[token] = known
+        return known
 
     # --- Whisper's control tokens ---------------------------------------------
 

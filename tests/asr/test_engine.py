@@ -139,3 +139,33 @@ def test_a_callers_voice_judgement_replaces_webrtcvad(tiny_model, eval_clips):
     assert heard.text == tiny_model.transcribe_segment(audio).text
     silent = tiny_model.transcribe_segment(audio, voiced=VoicedFrames(np.zeros(frames, bool), 480))
     assert silent.text == "" and silent.encode_ms == 0  # judged silent: never encoded
+
+
+def test_a_prefix_starts_the_decode_and_only_the_rest_is_decoded(tiny_model, eval_clips):
+    """A live partial resumes from the tokens its last two partials agreed on: given tokens the
+    model would say anyway, the decode keeps them, gives the same text, and steps only past them."""
+    audio = load_audio(eval_clips["ls-1089-134691-0001"]["file"])
+    options = dict(language="en", temperature=[0.0], second_pass=False, draft_window=True)
+    steps = []
+    make_inference = tiny_model.sessions.decoder_inference
+
+    def counting(encoded):
+        inference = make_inference(encoded)
+        logits = inference.logits
+        inference.logits = lambda tokens: steps.append(tokens.shape[1]) or logits(tokens)
+        return inference
+
+    tiny_model.sessions.decoder_inference = counting
+    try:
+        fresh = tiny_model.transcribe_segment(audio, **options)
+        fresh_steps = len(steps)
+        cut = next(i for i in range(len(fresh.tokens) // 2, 0, -1) if tiny_model.tokenizer.starts_word(fresh.tokens[i]))
+        prefix = fresh.tokens[:cut]
+        steps.clear()
+        resumed = tiny_model.transcribe_segment(audio, prefix=prefix, **options)
+    finally:
+        tiny_model.sessions.decoder_inference = make_inference
+    assert resumed.tokens[:cut] == prefix and resumed.text == fresh.text
+    assert len(steps) == fresh_steps - cut  # the prefix went through the decoder in its first run
+    with pytest.raises(ValueError, match="prefix must be a tuple of token ids"):
+        tiny_model.transcribe_segment(audio, prefix=(1, -2), **options)
