@@ -1,0 +1,109 @@
+"""Live partials that resume: what the local-agreement prefix and the token bound save, and what they change.
+
+    .venv/bin/python -m tests.bench partial_prefix -- [--models tiny,base] [--clips 30] [--step 0.6]
+        [--models-dir DIR]
+
+Each eval clip of ≥ 2 s is heard as a live utterance: a partial every `--step` seconds of its
+audio from 1 s on, each decoded three ways as asr decodes a partial (greedy, no second pass,
+the draft window): as before (no bound, no prefix), with the token bound (asr.transcriber's
+PARTIAL_TOKENS + PARTIAL_TOKENS_PER_S per second), and with the bound and the prefix its last
+two partials agreed on (asr/partial_prefix.py, the asr default). Reported per model and clip
+length: encoder and decoder ms per partial (1 thread), the share of tokens the prefix forced,
+how often the text equals the bounded fresh decode's, and the WER of each utterance's last
+partial against its transcript. Results: a table on stdout and
+tests/bench/results/partial_prefix_bench.json.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.asr.wer import wer  # noqa: E402
+from tests.bench.common import eval_available, load_audio_16k, load_manifest, print_table, write_json  # noqa: E402
+
+MODELS = {"tiny": ("tiny", "tiny.en-int8"), "base": ("base", "base-int8")}
+FIRST_PARTIAL_S = 1.0
+LONG_CLIP_S = 6.0  # clips up to this long are the live bench's kind; longer ones are dictation
+
+
+def utterances(count: int) -> list:
+    return [(clip, load_audio_16k(clip.path)) for clip in load_manifest() if clip.duration >= 2.0][:count]
+
+
+def measure(model, clips: list, step_s: float) -> list[dict]:
+    from asr.partial_prefix import PartialPrefixes
+    from asr.transcriber import PARTIAL_TOKENS, PARTIAL_TOKENS_PER_S
+
+    draft = {"language": "en", "temperature": [0.0], "second_pass": False, "draft_window": True}
+    groups: dict[str, dict] = {}
+    for clip, audio in clips:
+        group = groups.setdefault("short" if clip.duration <= LONG_CLIP_S else "long", {
+            "partials": 0, "encode_ms": 0.0, "before_ms": 0.0, "bounded_ms": 0.0, "prefixed_ms": 0.0,
+            "forced": 0, "tokens": 0, "same_text": 0, "references": [], "last_bounded": [], "last_prefixed": []})
+        prefixes = PartialPrefixes(model.tokenizer.starts_word)
+        seconds = FIRST_PARTIAL_S
+        while seconds < clip.duration:
+            heard = audio[: int(seconds * 16000)]
+            bound = {"sample_len": PARTIAL_TOKENS + int(PARTIAL_TOKENS_PER_S * seconds)}
+            before = model.transcribe_segment(heard, **draft)
+            bounded = model.transcribe_segment(heard, **draft, **bound)
+            prefix = prefixes.prefix("u", heard.shape[0])
+            prefixed = model.transcribe_segment(heard, prefix=prefix or None, **draft, **bound)
+            prefixes.add("u", heard.shape[0], prefixed.tokens)
+            group["partials"] += 1
+            group["encode_ms"] += prefixed.encode_ms
+            group["before_ms"] += before.decode_ms
+            group["bounded_ms"] += bounded.decode_ms
+            group["prefixed_ms"] += prefixed.decode_ms
+            group["forced"] += len(prefix)
+            group["tokens"] += len(prefixed.tokens)
+            group["same_text"] += prefixed.text == bounded.text
+            seconds += step_s
+        group["references"].append(clip.transcript)
+        group["last_bounded"].append(bounded.text)
+        group["last_prefixed"].append(prefixed.text)
+    rows = []
+    for name, g in groups.items():
+        n = g["partials"]
+        rows.append({"model": model.manifest.name, "clips": name, "utterances": len(g["references"]), "partials": n,
+                     "encoder_ms": round(g["encode_ms"] / n, 1), "decoder_ms_before": round(g["before_ms"] / n, 1),
+                     "decoder_ms_bounded": round(g["bounded_ms"] / n, 1),
+                     "decoder_ms_prefixed": round(g["prefixed_ms"] / n, 1),
+                     "forced_tokens_%": round(100 * g["forced"] / max(g["tokens"], 1), 1),
+                     "same_text_%": round(100 * g["same_text"] / n, 1),
+                     "last_partial_wer_bounded_%": round(100 * wer(g["references"], g["last_bounded"]), 2),
+                     "last_partial_wer_prefixed_%": round(100 * wer(g["references"], g["last_prefixed"]), 2)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tests.bench partial_prefix")
+    parser.add_argument("--models", default="tiny,base")
+    parser.add_argument("--clips", type=int, default=30)
+    parser.add_argument("--step", type=float, default=0.6, help="seconds of audio between partials")
+    parser.add_argument("--models-dir")
+    args = parser.parse_args(argv)
+    if not eval_available():
+        sys.stdout.write("partial_prefix: skipped, ../shared/eval is absent\n")
+        return 0
+    from asr.build.builder import ensure_model
+    from asr.whisper.engine import WhisperModel
+    from tests.bench.asr_bench import models_root
+
+    clips = utterances(args.clips)
+    rows = []
+    for key in args.models.split(","):
+        source, name = MODELS[key]
+        path = ensure_model(source, models_root(args.models_dir) / name, "int8")
+        rows += measure(WhisperModel(path, threads=1), clips, args.step)
+    print_table("live partials: decoder ms as before, with the token bound, and resuming from the agreed prefix "
+                "(greedy, draft window, 1 thread)", rows)
+    sys.stdout.write(f"written {write_json('partial_prefix_bench', {'step_s': args.step, 'rows': rows})}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
