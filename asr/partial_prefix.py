@@ -42,7 +42,7 @@ class PartialPrefixes:
     def prefix(self, utterance: Hashable, samples: int) -> tuple[int, ...]:
         """Tokens a partial of `samples` of the utterance's audio may start with (() for none)."""
         with self.lock:
-            kept = [tokens for heard, tokens in self.decodes.get(utterance, ()) if heard <= samples]
+            kept = [tokens for length, tokens in self.decodes.get(utterance, ()) if length <= samples]
         if len(kept) < 2:
             return ()
         return agreed_prefix(kept[-2], kept[-1], self.starts_word)

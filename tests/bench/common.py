@@ -14,6 +14,8 @@ import numpy as np
 
 EVAL_DIR = Path(os.environ.get("VOXBUS_EVAL_DIR", Path(__file__).resolve().parents[3] / "shared" / "eval"))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# A bench's --models key -> (the builder's source, the int8 model's directory name)
+INT8_MODELS = {"tiny": ("tiny", "tiny.en-int8"), "base": ("base", "base-int8")}
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,13 @@ def write_json(name: str, data) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
+
+
+def int8_model(key: str, models_dir: str | None, threads: int = 1):
+    """The WhisperModel of an INT8_MODELS key, built (or reused) under `models_dir` (None: run.models_dir)."""
+    from asr.build.builder import ensure_model
+    from asr.whisper.engine import WhisperModel
+    from tests.bench.asr_bench import models_root
+
+    source, name = INT8_MODELS[key]
+    return WhisperModel(ensure_model(source, models_root(models_dir) / name, "int8"), threads=threads)

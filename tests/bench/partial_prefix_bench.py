@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.asr.wer import wer  # noqa: E402
-from tests.bench.common import eval_available, load_audio_16k, load_manifest, print_table, write_json  # noqa: E402
+from tests.bench.common import (eval_available, int8_model, load_audio_16k, load_manifest,  # noqa: E402
+                                 print_table, write_json)
 
-MODELS = {"tiny": ("tiny", "tiny.en-int8"), "base": ("base", "base-int8")}
 FIRST_PARTIAL_S = 1.0
 LONG_CLIP_S = 6.0  # clips up to this long are the live bench's kind; longer ones are dictation
 
@@ -89,16 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     if not eval_available():
         sys.stdout.write("partial_prefix: skipped, ../shared/eval is absent\n")
         return 0
-    from asr.build.builder import ensure_model
-    from asr.whisper.engine import WhisperModel
-    from tests.bench.asr_bench import models_root
-
     clips = utterances(args.clips)
     rows = []
     for key in args.models.split(","):
-        source, name = MODELS[key]
-        path = ensure_model(source, models_root(args.models_dir) / name, "int8")
-        rows += measure(WhisperModel(path, threads=1), clips, args.step)
+        rows += measure(int8_model(key, args.models_dir), clips, args.step)
     print_table("live partials: decoder ms as before, with the token bound, and resuming from the agreed prefix "
                 "(greedy, draft window, 1 thread)", rows)
     sys.stdout.write(f"written {write_json('partial_prefix_bench', {'step_s': args.step, 'rows': rows})}\n")

@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.asr.wer import normalize_english, wer  # noqa: E402
-from tests.bench.common import eval_available, load_audio_16k, load_manifest, print_table, write_json  # noqa: E402
+from tests.bench.common import (eval_available, int8_model, load_audio_16k, load_manifest,  # noqa: E402
+                                 print_table, write_json)
 
-MODELS = {"tiny": ("tiny", "tiny.en-int8"), "base": ("base", "base-int8")}
 PREFIXES_S = (0.8, 1.5, 2.5, 4.0)
 END_MARGIN_S = 0.3
 
@@ -66,17 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if not eval_available():
         sys.stdout.write("partial_window: skipped, ../shared/eval is absent\n")
         return 0
-    from asr.build.builder import ensure_model
-    from asr.whisper.engine import WhisperModel
-    from tests.bench.asr_bench import models_root
-
     floors = [float(f) for f in args.floors.split(",")]
     audios = prefixes(args.clips)
     rows = []
     for key in args.models.split(","):
-        source, name = MODELS[key]
-        path = ensure_model(source, models_root(args.models_dir) / name, "int8")
-        rows += measure(WhisperModel(path, threads=1), audios, floors)
+        rows += measure(int8_model(key, args.models_dir), audios, floors)
     print_table("live partials: draft window floor vs the full rule (greedy, no second pass, 1 thread)", rows)
     sys.stdout.write(f"written {write_json('partial_window_bench', {'prefixes_s': PREFIXES_S, 'rows': rows})}\n")
     return 0
