@@ -95,14 +95,14 @@ class SegmentTranscriber:
         cfg = self.cfg
         if segment.kind == "partial":
             # Soon replaced: greedy, no fallback, no second pass, no word timing, a bounded number
-            # of tokens; and on the draft window, except while its utterance has no words yet where
-            # the model finds the first words sooner on the full one (tiny.en: 2 of 12 bench clips
-            # by 0.2 s; not base). vad marks a partial wordless until the words reach it: one sent
-            # before then but decoded after is a draft again here.
+            # of tokens, the draft encoder (asr.draft_encoder); and on the draft window, except while
+            # its utterance has no words yet where the model finds the first words sooner on the full
+            # one (tiny.en: 2 of 12 bench clips by 0.2 s; not base). vad marks a partial wordless until
+            # the words reach it: one sent before then but decoded after is a draft again here.
             first_words_full = segment.wordless and not heard and not self.model.encoder_window.first_words_draft
             sample_len = PARTIAL_TOKENS + int(PARTIAL_TOKENS_PER_S * pcm.seconds(segment.pcm))
             return {"temperature": [0.0], "second_pass": False, "draft_window": not first_words_full,
-                    "sample_len": sample_len}
+                    "draft_encoder": cfg.draft_encoder, "sample_len": sample_len}
         options = {"temperature": list(cfg.temperatures),
                    "compression_ratio_threshold": cfg.compression_ratio_threshold,
                    "logprob_threshold": cfg.logprob_threshold,

@@ -128,6 +128,7 @@ class AsrConfig:
     reserved_slot: bool = _f(True)
     draft_nice: int = _f(19, min=0, max=19)
     partial_prefix: bool = _f(True)
+    draft_encoder: bool = _f(True)
     worker: str = _f("")
     language: str = _f("")
     beam_size: int = _f(1, min=1, max=32)

@@ -25,10 +25,11 @@ import onnx
 from asr.build.ct2_reader import read_ct2_model
 from asr.build.onnx_export import WhisperDims, build_decoder, build_encoder, dims_from_weights
 from asr.build.quantize import quantize_file
-from asr.whisper.manifest import MANIFEST_FORMAT, sha256_files
+from asr.whisper.manifest import DRAFT_ENCODER, MANIFEST_FORMAT, sha256_files
 # Bumped when the graphs or their quantisation change, so ensure_model rebuilds old builds.
-BUILDER_VERSION = 5  # 2: per-channel encoder scales (rolled back); 3: per-matrix int8; 4: a decoder-only
-# trial of blocks (never shipped, but may sit in a models folder); 5: int8 in blocks of 32 in every graph
+BUILDER_VERSION = 6  # 2: per-channel encoder scales (rolled back); 3: per-matrix int8; 4: a decoder-only
+# trial of blocks (never shipped, but may sit in a models folder); 5: int8 in blocks of 32 in every graph;
+# 6: and an int8 build's encoder_draft.onnx, per column, for live partials
 PRECISIONS = ("int8", "fp32")
 # Encoder window rule per source, validated on the eval clips (tests/bench/window_sweep.py):
 # window = max(floor_s, audio + pad_s) seconds, ≤ 30 s, zero-padded in mel space. Sources
@@ -190,13 +191,17 @@ def _export_graphs(weights: dict, dims: WhisperDims, heads: list, stage: Path, p
               "decoder.onnx": lambda: build_decoder(weights, dims)}
     if heads:
         graphs["decoder_attn.onnx"] = lambda: build_decoder(weights, dims, heads)
+    names = list(graphs)
     for name, build in graphs.items():
         fp32_path = stage / (name if precision == "fp32" else f"fp32-{name}")
         _save(build(), fp32_path)
         if precision == "int8":
             quantize_file(fp32_path, stage / name)
+            if name == "encoder.onnx":  # live partials' faster encoder (asr/build/quantize.py)
+                names.append(DRAFT_ENCODER)
+                quantize_file(fp32_path, stage / DRAFT_ENCODER, per_column=True)
             fp32_path.unlink()
-    return list(graphs)
+    return names
 
 
 def _manifest(src: SourceModel, dims: WhisperDims, config: dict, precision: str, src_sha: str) -> dict:

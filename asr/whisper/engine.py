@@ -1,11 +1,12 @@
 """WhisperModel: a voxbus model directory on onnxruntime, and transcription.
 
-The model directory (built by `voxbus model build`) holds encoder.onnx,
-decoder.onnx (with a key/value cache), decoder_attn.onnx (word timestamps),
-tokenizer.json and manifest.json. Sessions are made once; `transcribe` does
-Whisper's sequential 30 s windowing for audio of any length,
-`transcribe_segment` is the one-window fast path the live asr stage uses, and
-`transcribe_batch` encodes several ≤ 30 s segments of a file job per encoder run.
+The model directory (built by `voxbus model build`) holds encoder.onnx (and
+encoder_draft.onnx, live partials' faster one), decoder.onnx (with a key/value
+cache), decoder_attn.onnx (word timestamps), tokenizer.json and manifest.json.
+Sessions are made once; `transcribe` does Whisper's sequential 30 s windowing
+for audio of any length, `transcribe_segment` is the one-window fast path the
+live asr stage uses, and `transcribe_batch` encodes several ≤ 30 s segments of a
+file job per encoder run.
 
 Each window: webrtcvad gate -> encoder -> decode with temperature fallback ->
 no-speech rule -> repetition guard -> segments -> optional word timestamps.
@@ -238,7 +239,7 @@ class WhisperModel:
             group = voiced[first : first + batch_size]
             timings = _Timings()
             encoded = self._encode(self._window_mels([audios[i] for i in group], timings, chaining.draft_window),
-                                   timings)
+                                   timings, chaining.draft_encoder)
             share = _Timings(timings.encode_ms / len(group))
             for row, index in enumerate(group):
                 results[index] = self._one_window(audios[index], encoded, row, decoding, chaining,
@@ -323,7 +324,7 @@ class WhisperModel:
             return []
         said = tuple(t for s in segments for t in s.tokens if t < self.tokenizer.special.eot)
         prompt = self._prompt_tokens(decoding.prompt) + said if chaining.condition_on_previous_text else decoding.prompt
-        encoded = self._encode(self._window_mels([tail], timings), timings)
+        encoded = self._encode(self._window_mels([tail], timings), timings, chaining.draft_encoder)
         rest = self._one_window(tail, encoded, 0, dataclasses.replace(decoding, prompt=prompt, prefix=None), chaining,
                                 timings, tail_voiced)
         return [_shifted(segment, offset) for segment in rest.segments]
@@ -370,9 +371,9 @@ class WhisperModel:
         timings.encode_ms += (time.perf_counter() - started) * 1000
         return window
 
-    def _encode(self, mels: np.ndarray, timings: _Timings) -> EncodedWindows:
+    def _encode(self, mels: np.ndarray, timings: _Timings, draft: bool = False) -> EncodedWindows:
         started = time.perf_counter()
-        encoded = self.sessions.encode(mels)
+        encoded = self.sessions.encode(mels, draft)
         timings.encode_ms += (time.perf_counter() - started) * 1000
         return encoded
 

@@ -16,6 +16,7 @@ _BLOCK = 1 << 20
 
 MODEL_FILES = ("encoder.onnx", "decoder.onnx", "tokenizer.json")
 WORD_TIMING_FILE = "decoder_attn.onnx"  # optional: only needed for word timestamps
+DRAFT_ENCODER = "encoder_draft.onnx"  # optional: live partials' faster encoder, int8 per column
 BUILD_HINT = "build one with: voxbus model build tiny --out DIR"
 DIM_NAMES = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer",
              "n_text_ctx", "n_text_state", "n_text_head", "n_text_layer", "n_vocab")

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from asr.whisper.manifest import ModelFormatError
+from asr.whisper.manifest import DRAFT_ENCODER, ModelFormatError
 
 logger = logging.getLogger(__name__)
 _ORT_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.NoSuchFile, ort_errors.InvalidProtobuf,
@@ -86,11 +86,20 @@ class WhisperSessions:
         self.encoder = load_session(model_dir / "encoder.onnx", threads, allow_spinning)
         self.decoder = load_session(model_dir / "decoder.onnx", threads, allow_spinning)
         _check_inputs(self.decoder, model_dir / "decoder.onnx", n_layer)
+        # The draft encoder (live partials), when the model has one; else drafts run on the encoder.
+        draft = model_dir / DRAFT_ENCODER
+        self.draft_encoder = load_session(draft, threads, allow_spinning) if draft.is_file() else self.encoder
         self._attention_decoder: ort.InferenceSession | None = None
 
-    def encode(self, mel: np.ndarray) -> EncodedWindows:
-        """mel float32 [batch, n_mels, n_frames] -> the windows' cross keys/values."""
-        cross_k, cross_v = self.encoder.run(["cross_k", "cross_v"], {"mel": np.ascontiguousarray(mel, np.float32)})
+    @property
+    def has_draft_encoder(self) -> bool:
+        return self.draft_encoder is not self.encoder
+
+    def encode(self, mel: np.ndarray, draft: bool = False) -> EncodedWindows:
+        """mel float32 [batch, n_mels, n_frames] -> the windows' cross keys/values.
+        draft: on the draft encoder (faster, a little less exact) when the model has one."""
+        encoder = self.draft_encoder if draft else self.encoder
+        cross_k, cross_v = encoder.run(["cross_k", "cross_v"], {"mel": np.ascontiguousarray(mel, np.float32)})
         return EncodedWindows(cross_k, cross_v)
 
     def decoder_inference(self, encoded: EncodedWindows) -> DecoderInference:

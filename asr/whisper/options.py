@@ -46,6 +46,8 @@ class TranscribeOptions:
     second_pass: bool = True
     # the model's shorter draft window (encoder_window.draft_floor_s): live partials, once words came
     draft_window: bool = False
+    # the model's faster draft encoder (encoder_draft.onnx, when it has one): live partials
+    draft_encoder: bool = False
     # feed the previous window's text as the prompt of the next one
     condition_on_previous_text: bool = True
     # stop conditioning on earlier text after a window decoded above this temperature
@@ -70,7 +72,7 @@ class TranscribeOptions:
         if not isinstance(self.min_voiced_ms, int) or isinstance(self.min_voiced_ms, bool) or self.min_voiced_ms < 0:
             raise ValueError(f"min_voiced_ms must be an int ≥ 0, got {self.min_voiced_ms!r}")
         for name in ("strict_no_speech", "repetition_guard", "second_pass", "draft_window",
-                     "condition_on_previous_text", "word_timestamps"):
+                     "draft_encoder", "condition_on_previous_text", "word_timestamps"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not _is_number(self.prompt_reset_on_temperature) or not 0 <= self.prompt_reset_on_temperature <= 10:

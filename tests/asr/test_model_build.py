@@ -63,11 +63,11 @@ def _feeds(tokens: np.ndarray, self_k: np.ndarray, self_v: np.ndarray,
     return feeds
 
 
-def _greedy(model_dir: Path, mel: np.ndarray) -> list[int]:
+def _greedy(model_dir: Path, mel: np.ndarray, encoder: str = "encoder.onnx") -> list[int]:
     """Minimal greedy loop over the ONNX interface (no timestamps)."""
     manifest = json.loads((model_dir / "manifest.json").read_text())
     tokens = manifest["special_tokens"]
-    cross_k, cross_v = _session(model_dir / "encoder.onnx").run(None, {"mel": mel})
+    cross_k, cross_v = _session(model_dir / encoder).run(None, {"mel": mel})
     decoder = _session(model_dir / "decoder.onnx")
     layers, _, heads, _, head_dim = cross_k.shape
     self_k = self_v = np.zeros((layers, 1, 0, heads * head_dim), np.float32)
@@ -139,6 +139,22 @@ def test_greedy_fp32_equals_ctranslate2_tokens(built: dict[str, Path], mel: np.n
 def test_greedy_int8_text(built: dict[str, Path], mel: np.ndarray) -> None:
     text = _decode_text(built["int8"], _greedy(built["int8"], mel))
     assert _words(text) == _words(CLIP[1])
+
+
+def test_the_draft_encoder_is_per_column_int8_and_hears_the_same_words(built: dict[str, Path],
+                                                                       mel: np.ndarray) -> None:
+    import onnx
+
+    manifest = json.loads((built["int8"] / "manifest.json").read_text())
+    assert "encoder_draft.onnx" in manifest["files"]
+    assert not (built["fp32"] / "encoder_draft.onnx").exists()  # an fp32 build is exact already
+    encoder_ops = [node.op_type for node in onnx.load(built["int8"] / "encoder_draft.onnx").graph.node]
+    assert encoder_ops.count("DynamicQuantizeMatMul") == 18 and "MatMul" not in encoder_ops
+    exact, draft = (_session(built["int8"] / name).run(None, {"mel": mel})[0]
+                    for name in ("encoder.onnx", "encoder_draft.onnx"))
+    assert np.linalg.norm(draft - exact) / np.linalg.norm(exact) < 0.15
+    ids = _greedy(built["int8"], mel, encoder="encoder_draft.onnx")
+    assert _words(_decode_text(built["int8"], ids)) == _words(CLIP[1])
 
 
 def test_decoder_attn_graph(built: dict[str, Path], mel: np.ndarray) -> None:

@@ -1,4 +1,5 @@
-"""Weight-only int8 blocks for the decoder: the packing, and a small graph run by onnxruntime."""
+"""int8 weights: blocks (every graph) and per column (the draft encoder); the packing, and small graphs
+run by onnxruntime."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from asr.build.quantize import ZERO_POINT, block_dequantize, block_quantize, quantize_graph
+from asr.build.quantize import (ZERO_POINT, block_dequantize, block_quantize, column_quantize, quantize_graph,
+                                quantize_graph_per_column)
 
 D, V = 64, 50
 
@@ -99,3 +101,31 @@ def test_a_weight_whose_input_dimension_is_not_a_whole_number_of_blocks_stays_fp
     model = quantize_graph(_matmul_graph({"w": w}), block=32)
     assert "MatMulNBits" not in [n.op_type for n in model.graph.node]
     assert [t.name for t in model.graph.initializer] == ["w"]
+
+
+def test_per_column_weights_are_within_half_a_step_of_their_column():
+    w = np.random.default_rng(3).standard_normal((64, 96)).astype(np.float32)
+    w[:, 5] = 0.0  # an all-zero column keeps a usable scale
+    q, scales = column_quantize(w)
+    assert q.dtype == np.int8 and q.shape == w.shape and scales.shape == (96,)
+    assert np.all(np.abs(q.astype(np.float32) * scales - w) <= scales / 2 + 1e-7)
+    assert np.abs(q).max() <= ZERO_POINT - 1 and np.all(q[:, 5] == 0)
+
+
+def test_the_per_column_graph_runs_integer_matmuls_close_to_fp32_and_shares_a_weight_read_twice():
+    """The draft encoder's case: activations quantised once per run, weights per column."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((64, 96)).astype(np.float32)
+    x = rng.standard_normal((2, 50, 64)).astype(np.float32)
+    graph = _matmul_graph({"w": w})
+    graph.graph.node.append(helper.make_node("MatMul", ["x", "w"], ["y_again"], name="mm_again"))
+    graph.graph.output.append(helper.make_tensor_value_info("y_again", TensorProto.FLOAT, None))
+    model = quantize_graph_per_column(graph)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("DynamicQuantizeMatMul") == 2 and ops.count("MatMul") == 1  # the gram has no weight
+    assert sorted(t.name for t in model.graph.initializer) == ["w_col_scales", "w_i8", "w_zero"]  # one copy
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y, again, gram = session.run(["y_w", "y_again", "gram"], {"x": x})
+    assert np.linalg.norm(y - x @ w) / np.linalg.norm(x @ w) < 0.03
+    assert np.array_equal(y, again)
+    np.testing.assert_allclose(gram, x @ x.transpose(0, 2, 1), rtol=1e-5, atol=1e-4)

@@ -44,6 +44,7 @@ def test_finals_get_beam_search_and_partials_stay_greedy():
     assert partial["sample_len"] == 10 + int(6 * 0.1)  # tokens bounded by the audio's length
     assert "second_pass" not in final and "draft_window" not in final  # finals: the full rule and both passes
     assert "sample_len" not in final
+    assert partial["draft_encoder"] is True and "draft_encoder" not in final  # finals: the exact encoder
     t.transcribe(seg("partial", wordless=True, utt=2), 0)
     assert model.calls[-1]["draft_window"] is False  # the first words come sooner on the full window
     t.transcribe(seg("partial", wordless=True, utt=2), 0)
@@ -52,6 +53,13 @@ def test_finals_get_beam_search_and_partials_stay_greedy():
     t.transcribe(seg("partial", wordless=True, utt=3), 0)
     assert model.calls[-1]["draft_window"] is True  # or the model says they come as soon on the draft
     assert final["beam_size"] == 5 and final["length_penalty"] is None and final["word_timestamps"] is True
+
+
+def test_draft_encoder_off_keeps_partials_on_the_exact_encoder():
+    model, t = transcriber({"VOXBUS_ASR__DRAFT_ENCODER": "false"})
+    t.transcribe(seg("partial"), 0)
+    t.transcribe(seg("partial", wordless=True, utt=2), 0)
+    assert [call["draft_encoder"] for call in model.calls] == [False, False]
 
 
 def test_a_job_segments_own_options_win():

@@ -1,16 +1,18 @@
-"""Live partials that resume: what the local-agreement prefix and the token bound save, and what they change.
+"""Live partials that resume, on the draft encoder: what the local-agreement prefix, the token bound and
+the draft encoder save, and what they change.
 
     .venv/bin/python -m tests.bench partial_prefix -- [--models tiny,base] [--clips 30] [--step 0.6]
         [--models-dir DIR]
 
 Each eval clip of ≥ 2 s is heard as a live utterance: a partial every `--step` seconds of its
-audio from 1 s on, each decoded three ways as asr decodes a partial (greedy, no second pass,
+audio from 1 s on, each decoded four ways as asr decodes a partial (greedy, no second pass,
 the draft window): as before (no bound, no prefix), with the token bound (asr.transcriber's
-PARTIAL_TOKENS + PARTIAL_TOKENS_PER_S per second), and with the bound and the prefix its last
-two partials agreed on (asr/partial_prefix.py, the asr default). Reported per model and clip
-length: encoder and decoder ms per partial (1 thread), the share of tokens the prefix forced,
-how often the text equals the bounded fresh decode's, and the WER of each utterance's last
-partial against its transcript. Results: a table on stdout and
+PARTIAL_TOKENS + PARTIAL_TOKENS_PER_S per second), with the bound and the prefix its last
+two partials agreed on (asr/partial_prefix.py), and all that on the model's draft encoder
+(encoder_draft.onnx; asr.draft_encoder, the asr default). Reported per model
+and clip length: encoder and decoder ms per partial (1 thread), the share of tokens the prefix
+forced, how often the text equals the bounded fresh decode's, and the WER of each utterance's
+last partial against its transcript. Results: a table on stdout and
 tests/bench/results/partial_prefix_bench.json.
 """
 from __future__ import annotations
@@ -42,8 +44,10 @@ def measure(model, clips: list, step_s: float) -> list[dict]:
     for clip, audio in clips:
         group = groups.setdefault("short" if clip.duration <= LONG_CLIP_S else "long", {
             "partials": 0, "encode_ms": 0.0, "before_ms": 0.0, "bounded_ms": 0.0, "prefixed_ms": 0.0,
-            "forced": 0, "tokens": 0, "same_text": 0, "references": [], "last_bounded": [], "last_prefixed": []})
+            "draft_encode_ms": 0.0, "draft_ms": 0.0, "forced": 0, "tokens": 0, "same_text": 0, "references": [],
+            "last_bounded": [], "last_prefixed": [], "last_draft": []})
         prefixes = PartialPrefixes(model.tokenizer.starts_word)
+        draft_prefixes = PartialPrefixes(model.tokenizer.starts_word)  # the draft encoder's decodes agree
         seconds = FIRST_PARTIAL_S
         while seconds < clip.duration:
             heard = audio[: int(seconds * 16000)]
@@ -53,6 +57,11 @@ def measure(model, clips: list, step_s: float) -> list[dict]:
             prefix = prefixes.prefix("u", heard.shape[0])
             prefixed = model.transcribe_segment(heard, prefix=prefix or None, **draft, **bound)
             prefixes.add("u", heard.shape[0], prefixed.tokens)
+            on_draft = model.transcribe_segment(heard, prefix=draft_prefixes.prefix("u", heard.shape[0]) or None,
+                                                draft_encoder=True, **draft, **bound)
+            draft_prefixes.add("u", heard.shape[0], on_draft.tokens)
+            group["draft_encode_ms"] += on_draft.encode_ms
+            group["draft_ms"] += on_draft.decode_ms
             group["partials"] += 1
             group["encode_ms"] += prefixed.encode_ms
             group["before_ms"] += before.decode_ms
@@ -65,6 +74,7 @@ def measure(model, clips: list, step_s: float) -> list[dict]:
         group["references"].append(clip.transcript)
         group["last_bounded"].append(bounded.text)
         group["last_prefixed"].append(prefixed.text)
+        group["last_draft"].append(on_draft.text)
     rows = []
     for name, g in groups.items():
         n = g["partials"]
@@ -72,10 +82,13 @@ def measure(model, clips: list, step_s: float) -> list[dict]:
                      "encoder_ms": round(g["encode_ms"] / n, 1), "decoder_ms_before": round(g["before_ms"] / n, 1),
                      "decoder_ms_bounded": round(g["bounded_ms"] / n, 1),
                      "decoder_ms_prefixed": round(g["prefixed_ms"] / n, 1),
+                     "encoder_ms_draft": round(g["draft_encode_ms"] / n, 1),
+                     "decoder_ms_draft": round(g["draft_ms"] / n, 1),
                      "forced_tokens_%": round(100 * g["forced"] / max(g["tokens"], 1), 1),
                      "same_text_%": round(100 * g["same_text"] / n, 1),
                      "last_partial_wer_bounded_%": round(100 * wer(g["references"], g["last_bounded"]), 2),
-                     "last_partial_wer_prefixed_%": round(100 * wer(g["references"], g["last_prefixed"]), 2)})
+                     "last_partial_wer_prefixed_%": round(100 * wer(g["references"], g["last_prefixed"]), 2),
+                     "last_partial_wer_draft_%": round(100 * wer(g["references"], g["last_draft"]), 2)})
     return rows
 
 
@@ -93,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for key in args.models.split(","):
         rows += measure(int8_model(key, args.models_dir), clips, args.step)
-    print_table("live partials: decoder ms as before, with the token bound, and resuming from the agreed prefix "
-                "(greedy, draft window, 1 thread)", rows)
+    print_table("live partials: decoder ms as before, with the token bound, resuming from the agreed prefix, "
+                "and all that on the draft encoder (greedy, draft window, 1 thread)", rows)
     sys.stdout.write(f"written {write_json('partial_prefix_bench', {'step_s': args.step, 'rows': rows})}\n")
     return 0
 
