@@ -12,7 +12,10 @@ two partials agreed on (asr/partial_prefix.py), and all that on the model's draf
 (encoder_draft.onnx; asr.draft_encoder, the asr default). Reported per model
 and clip length: encoder and decoder ms per partial (1 thread), the share of tokens the prefix
 forced, how often the text equals the bounded fresh decode's, and the WER of each utterance's
-last partial against its transcript. Results: a table on stdout and
+last partial against its transcript. That last figure rests on 30 clips and moves with a few
+words, so a second table decodes every eval clip of ≤ 30 s as one partial at its end and at its
+middle, on the block and on the draft encoder: the WER at the end, and how much of the text at
+the middle differs between the two encoders. Results: two tables on stdout and
 tests/bench/results/partial_prefix_bench.json.
 """
 from __future__ import annotations
@@ -92,6 +95,34 @@ def measure(model, clips: list, step_s: float) -> list[dict]:
     return rows
 
 
+def whole_utterances(model) -> dict:
+    """Each eval clip of ≤ 30 s as one partial (greedy, no second pass, the draft window, the token
+    bound) at its middle and at its end, on the block and on the draft encoder."""
+    from asr.transcriber import PARTIAL_TOKENS, PARTIAL_TOKENS_PER_S
+
+    clips = [(clip, audio) for clip, audio in ((c, load_audio_16k(c.path)) for c in load_manifest())
+             if audio.shape[0] <= 30 * 16000]
+    texts: dict[tuple[bool, str], list[str]] = {}
+    encode_ms = {False: 0.0, True: 0.0}
+    for on_draft in (False, True):
+        for where, share in (("middle", 0.5), ("end", 1.0)):
+            texts[on_draft, where] = []
+            for _, audio in clips:
+                heard = audio[: int(audio.shape[0] * share)]
+                result = model.transcribe_segment(
+                    heard, language="en", temperature=[0.0], second_pass=False, draft_window=True,
+                    draft_encoder=on_draft, sample_len=PARTIAL_TOKENS + int(PARTIAL_TOKENS_PER_S * heard.shape[0] / 16000))
+                encode_ms[on_draft] += result.encode_ms
+                texts[on_draft, where].append(result.text)
+    references = [clip.transcript for clip, _ in clips]
+    return {"model": model.manifest.name, "clips": len(clips),
+            "encoder_ms_block": round(encode_ms[False] / (2 * len(clips)), 1),
+            "encoder_ms_draft": round(encode_ms[True] / (2 * len(clips)), 1),
+            "wer_at_end_block_%": round(100 * wer(references, texts[False, "end"]), 2),
+            "wer_at_end_draft_%": round(100 * wer(references, texts[True, "end"]), 2),
+            "draft_differs_at_middle_%": round(100 * wer(texts[False, "middle"], texts[True, "middle"]), 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tests.bench partial_prefix")
     parser.add_argument("--models", default="tiny,base")
@@ -103,12 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("partial_prefix: skipped, ../shared/eval is absent\n")
         return 0
     clips = utterances(args.clips)
-    rows = []
+    rows, whole = [], []
     for key in args.models.split(","):
-        rows += measure(int8_model(key, args.models_dir), clips, args.step)
+        model = int8_model(key, args.models_dir)
+        rows += measure(model, clips, args.step)
+        whole.append(whole_utterances(model))
     print_table("live partials: decoder ms as before, with the token bound, resuming from the agreed prefix, "
                 "and all that on the draft encoder (greedy, draft window, 1 thread)", rows)
-    sys.stdout.write(f"written {write_json('partial_prefix_bench', {'step_s': args.step, 'rows': rows})}\n")
+    print_table("every eval clip of ≤ 30 s as one partial, block and draft encoder", whole)
+    written = write_json("partial_prefix_bench", {"step_s": args.step, "rows": rows, "whole_utterances": whole})
+    sys.stdout.write(f"written {written}\n")
     return 0
 
 
