@@ -23,8 +23,9 @@ closeness for speed: `quantize_graph_per_column` gives each weight column one
 scale and has com.microsoft.DynamicQuantizeMatMul quantise the activations with
 one scale per run, which onnxruntime computes as a plain int8 GEMM. On one
 thread tiny.en's encoder takes 40 instead of 70 ms for an 8 s window, base's 94
-instead of 167 ms; the text of partials is as good (tests/bench/partial_prefix_bench.py),
-but beam search on base loses 0.45 WER points, so finals keep the block encoder.
+instead of 167 ms. A partial's text is as good for tiny.en and 1.6 WER points worse
+for base (tests/bench/partial_prefix_bench.py), and beam search on base loses 0.45
+points, so finals keep the block encoder.
 The decoder gains nothing from it: its step is mostly the vocabulary projection,
 which the tied embedding keeps in blocks.
 """
