@@ -109,7 +109,7 @@ class AsrLoop:
         from asr.whisper.engine import WhisperModel  # onnxruntime import is slow; only the asr process pays it
         path = model_dir(self.cfg.models_dir, self.cfg.asr.model)
         try:
-            model = WhisperModel(path, threads=self.threads)
+            model = WhisperModel(path, threads=self.threads, draft_encoder=self.cfg.asr.draft_encoder)
         except (OSError, ValueError) as exc:
             self.model_error = str(exc)
             log.error("model not loaded: %s", exc)

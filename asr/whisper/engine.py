@@ -114,7 +114,8 @@ class WhisperModel:
     """One loaded model: manifest, tokenizer and the onnxruntime sessions."""
 
     def __init__(self, model_dir: Path | str, threads: int | None = None, check_files: bool = False,
-                 allow_spinning: bool = False, encoder_window: EncoderWindow | None = None):
+                 allow_spinning: bool = False, encoder_window: EncoderWindow | None = None,
+                 draft_encoder: bool = False):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive int or None, got {threads!r}")
         self.model_dir = Path(model_dir).expanduser()
@@ -131,7 +132,9 @@ class WhisperModel:
         wrong = {role: (i, found[role]) for role, i in self.manifest.special_tokens.items() if found[role] != i}
         if wrong:
             raise ModelFormatError(f"{self.model_dir}: manifest and tokenizer.json disagree on {wrong}")
-        self.sessions = WhisperSessions(self.model_dir, self.dims["n_text_layer"], threads, allow_spinning)
+        # draft_encoder: also load encoder_draft.onnx, for decodes with the draft_encoder option (live partials)
+        self.sessions = WhisperSessions(self.model_dir, self.dims["n_text_layer"], threads, allow_spinning,
+                                        draft_encoder)
         logger.info("loaded %s (%s) from %s, %s threads", self.manifest.name, self.manifest.precision,
                     self.model_dir, threads or "default")
 

@@ -78,7 +78,8 @@ class EncodedWindows:
 class WhisperSessions:
     """The encoder and decoder sessions of one model; the attention decoder is loaded on first use."""
 
-    def __init__(self, model_dir: Path, n_layer: int, threads: int | None, allow_spinning: bool = False):
+    def __init__(self, model_dir: Path, n_layer: int, threads: int | None, allow_spinning: bool = False,
+                 draft_encoder: bool = False):
         self.model_dir = model_dir
         self.n_layer = n_layer
         self._threads = threads
@@ -86,14 +87,12 @@ class WhisperSessions:
         self.encoder = load_session(model_dir / "encoder.onnx", threads, allow_spinning)
         self.decoder = load_session(model_dir / "decoder.onnx", threads, allow_spinning)
         _check_inputs(self.decoder, model_dir / "decoder.onnx", n_layer)
-        # The draft encoder (live partials), when the model has one; else drafts run on the encoder.
+        # The draft encoder (live partials), loaded only when asked for and the model has one;
+        # else drafts run on the encoder.
         draft = model_dir / DRAFT_ENCODER
-        self.draft_encoder = load_session(draft, threads, allow_spinning) if draft.is_file() else self.encoder
+        self.draft_encoder = (load_session(draft, threads, allow_spinning) if draft_encoder and draft.is_file()
+                              else self.encoder)
         self._attention_decoder: ort.InferenceSession | None = None
-
-    @property
-    def has_draft_encoder(self) -> bool:
-        return self.draft_encoder is not self.encoder
 
     def encode(self, mel: np.ndarray, draft: bool = False) -> EncodedWindows:
         """mel float32 [batch, n_mels, n_frames] -> the windows' cross keys/values.

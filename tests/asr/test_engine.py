@@ -171,28 +171,27 @@ def test_a_prefix_starts_the_decode_and_only_the_rest_is_decoded(tiny_model, eva
         tiny_model.transcribe_segment(audio, prefix=(1, -2), **options)
 
 
-def test_a_draft_decode_runs_the_draft_encoder_and_hears_the_same_words(tiny_model, eval_clips):
+def test_a_draft_decode_runs_the_draft_encoder_and_hears_the_same_words(tiny_model, tiny_model_dir, eval_clips):
     """Live partials' encoder (encoder_draft.onnx): only a draft_encoder decode runs it, and on these
     clips (cut as partials see them) its greedy text is near the exact encoder's."""
-    sessions = tiny_model.sessions
-    assert sessions.has_draft_encoder
+    assert tiny_model.sessions.draft_encoder is tiny_model.sessions.encoder  # not loaded unless asked for
+    model = WhisperModel(tiny_model_dir, threads=2, draft_encoder=True)
+    sessions = model.sessions
+    assert sessions.draft_encoder is not sessions.encoder
     runs = []
     exact_run, draft_run = sessions.encoder.run, sessions.draft_encoder.run
     sessions.encoder.run = lambda *a: runs.append("exact") or exact_run(*a)
     sessions.draft_encoder.run = lambda *a: runs.append("draft") or draft_run(*a)
     options = dict(language="en", temperature=[0.0], second_pass=False, draft_window=True)
-    try:
-        for clip_id in SHORT_CLIPS[1:]:
-            audio = load_audio(eval_clips[clip_id]["file"])[: 16000 * 4]
-            runs.clear()
-            draft = tiny_model.transcribe_segment(audio, draft_encoder=True, **options)
-            assert runs == ["draft"], clip_id
-            runs.clear()
-            exact = tiny_model.transcribe_segment(audio, **options)
-            assert runs == ["exact"], clip_id
-            assert wer([exact.text], [draft.text]) <= 0.15, (clip_id, exact.text, draft.text)
-    finally:
-        sessions.encoder.run, sessions.draft_encoder.run = exact_run, draft_run
+    for clip_id in SHORT_CLIPS[1:]:
+        audio = load_audio(eval_clips[clip_id]["file"])[: 16000 * 4]
+        runs.clear()
+        draft = model.transcribe_segment(audio, draft_encoder=True, **options)
+        assert runs == ["draft"], clip_id
+        runs.clear()
+        exact = model.transcribe_segment(audio, **options)
+        assert runs == ["exact"], clip_id
+        assert wer([exact.text], [draft.text]) <= 0.15, (clip_id, exact.text, draft.text)
 
 
 def test_without_a_draft_encoder_a_draft_decode_uses_the_exact_one(tiny_model_dir, tmp_path, eval_clips):
@@ -200,8 +199,8 @@ def test_without_a_draft_encoder_a_draft_decode_uses_the_exact_one(tiny_model_di
     for item in tiny_model_dir.iterdir():
         if item.name != "encoder_draft.onnx":
             (tmp_path / item.name).symlink_to(item)
-    model = WhisperModel(tmp_path, threads=1)
-    assert not model.sessions.has_draft_encoder and model.sessions.draft_encoder is model.sessions.encoder
+    model = WhisperModel(tmp_path, threads=1, draft_encoder=True)
+    assert model.sessions.draft_encoder is model.sessions.encoder
     audio = load_audio(eval_clips["jfk"]["file"])
     options = dict(language="en", temperature=[0.0])
     assert model.transcribe_segment(audio, draft_encoder=True, **options).text == \

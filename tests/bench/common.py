@@ -105,11 +105,12 @@ def write_json(name: str, data) -> Path:
     return path
 
 
-def int8_model(key: str, models_dir: str | None, threads: int = 1):
+def int8_model(key: str, models_dir: str | None, threads: int = 1, draft_encoder: bool = False):
     """The WhisperModel of an INT8_MODELS key, built (or reused) under `models_dir` (None: run.models_dir)."""
     from asr.build.builder import ensure_model
     from asr.whisper.engine import WhisperModel
     from tests.bench.asr_bench import models_root
 
     source, name = INT8_MODELS[key]
-    return WhisperModel(ensure_model(source, models_root(models_dir) / name, "int8"), threads=threads)
+    return WhisperModel(ensure_model(source, models_root(models_dir) / name, "int8"), threads=threads,
+                        draft_encoder=draft_encoder)

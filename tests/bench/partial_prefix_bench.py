@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = utterances(args.clips)
     rows, whole = [], []
     for key in args.models.split(","):
-        model = int8_model(key, args.models_dir)
+        model = int8_model(key, args.models_dir, draft_encoder=True)
         rows += measure(model, clips, args.step)
         whole.append(whole_utterances(model))
     print_table("live partials: decoder ms as before, with the token bound, resuming from the agreed prefix, "
